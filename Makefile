@@ -1,0 +1,43 @@
+# One task runner for contributors and CI. Every target creates .venv when missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install dev test lint format typecheck schemas clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## The main job on the embedded default: Temporal dev server (SQLite), worker, API.
+dev: install
+	$(BIN)/sopflow dev
+
+## The whole suite: lint, types, schema drift, tests against the real Temporal binaries.
+test: install lint typecheck
+	$(BIN)/sopflow schemas --check
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+typecheck: install
+	$(BIN)/mypy sopflow workflows worker api
+
+schemas: install
+	$(BIN)/sopflow schemas
+
+clean:
+	rm -rf $(VENV) .sopflow .pytest_cache .mypy_cache .ruff_cache

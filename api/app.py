@@ -1,0 +1,45 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from temporalio.client import Client
+
+from api.errors import install_error_handlers
+from api.routes import customers, events
+from sopflow import __version__
+from sopflow.plan_store import PlanStore
+from sopflow.settings import Settings
+from sopflow.temporal_connection import connect
+
+
+def create_app(settings: Settings | None = None, temporal: Client | None = None) -> FastAPI:
+    """Build the API; connects to Temporal at start-up unless a client is handed in."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.temporal = temporal or await connect(settings)
+        yield
+
+    app = FastAPI(
+        title="sopflow",
+        version=__version__,
+        description="Customer events in; durable journeys, messages and staff tasks out.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.plan_store = PlanStore(settings.plans_dir)
+    install_error_handlers(app)
+    app.include_router(events.router)
+    app.include_router(customers.router)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    return app

@@ -1,0 +1,59 @@
+"""One JSON error shape everywhere; no stack trace ever reaches a client."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api.models import ErrorBody, ErrorDetail, ErrorResponse
+
+log = logging.getLogger("sopflow.api")
+
+
+class ApiError(Exception):
+    """Raise from a route to answer with `status` and the standard error body."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def error_response(
+    status: int, code: str, message: str, details: list[ErrorDetail] | None = None
+) -> JSONResponse:
+    body = ErrorResponse(error=ErrorBody(code=code, message=message, details=details or []))
+    return JSONResponse(status_code=status, content=body.model_dump(mode="json"))
+
+
+def _field_name(loc: tuple[object, ...]) -> str:
+    # ("body", "customer_id") -> "customer_id"; the transport part says nothing useful.
+    parts = [str(p) for p in loc if p not in ("body", "query", "path")]
+    return ".".join(parts) or "body"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [
+            ErrorDetail(field=_field_name(tuple(e["loc"])), message=str(e["msg"]))
+            for e in exc.errors()
+        ]
+        summary = "; ".join(f"{d.field}: {d.message}" for d in details)
+        return error_response(422, "invalid_request", summary, details)
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error_response(exc.status_code, "http_error", str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return error_response(500, "internal_error", "internal error; see the server log")

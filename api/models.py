@@ -1,0 +1,71 @@
+"""Request and response models of the API, kept apart from the workflow's own models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from sopflow.language.models import EVENT_TYPE_PATTERN
+
+CUSTOMER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
+
+
+class EventIn(BaseModel):
+    """A customer event sent by an API client (the WeCom bridge, the shop, the CRM)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "customer_id": "wx_42",
+                    "type": "contact.added",
+                    "occurred_at": "2026-11-23T09:30:00+08:00",
+                    "data": {"channel_code": "store_qr_01"},
+                    "idempotency_key": "wecom-callback-8f2a",
+                }
+            ]
+        },
+    )
+
+    customer_id: str = Field(pattern=CUSTOMER_ID_PATTERN, description="Your id for the customer.")
+    type: str = Field(
+        pattern=EVENT_TYPE_PATTERN,
+        max_length=100,
+        description="Event type, e.g. contact.added, message.received.",
+    )
+    occurred_at: AwareDatetime | None = Field(
+        default=None, description="When it happened, with a time zone; default: now."
+    )
+    data: dict[str, Any] = Field(default_factory=dict, description="Event attributes.")
+    idempotency_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Repeat an event with the same key and it has no second effect. "
+        "Default: a new key, so a retried request without one counts twice.",
+    )
+
+
+class EventAccepted(BaseModel):
+    customer_id: str
+    idempotency_key: str
+    workflow_id: str
+
+
+class ErrorDetail(BaseModel):
+    field: str | None = None
+    message: str
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: list[ErrorDetail] = Field(default_factory=list)
+
+
+class ErrorResponse(BaseModel):
+    """The one error shape of every endpoint."""
+
+    error: ErrorBody

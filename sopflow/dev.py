@@ -1,0 +1,170 @@
+"""`sopflow dev`: the embedded default, everything on one machine under .sopflow/.
+
+Starts the Temporal dev server (SQLite file, WAL journal, sopflow's search attributes), one
+worker and the API; deploys the playbooks; stops every child cleanly on Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from temporalio.client import Client
+
+from sopflow.binaries import temporal_cli
+from sopflow.deploy import deploy_folder
+from sopflow.errors import SopflowError
+from sopflow.serving import api_server, ensure_port_free
+from sopflow.settings import Settings
+from sopflow.temporal_connection import connect
+from worker.main import build_worker
+from workflows.contracts import STAGES_SEARCH_ATTRIBUTE
+
+SERVER_START_TIMEOUT_SECONDS = 60.0
+SERVER_STOP_TIMEOUT_SECONDS = 15.0
+
+
+def dev_server_command(settings: Settings) -> list[str]:
+    """The `temporal server start-dev` command line for the embedded default."""
+    host, port = settings.dev_server_address
+    return [
+        str(temporal_cli()),
+        "server",
+        "start-dev",
+        "--ip",
+        host,
+        "--port",
+        str(port),
+        "--ui-port",
+        str(settings.temporal_ui_port),
+        "--namespace",
+        settings.temporal_namespace,
+        "--db-filename",
+        str(settings.temporal_db),
+        # WAL lets readers and the writer proceed together; NORMAL sync is what the
+        # Temporal notes measured as safe enough for development and much faster.
+        "--sqlite-pragma",
+        "journal_mode=WAL",
+        "--sqlite-pragma",
+        "synchronous=NORMAL",
+        "--search-attribute",
+        f"{STAGES_SEARCH_ATTRIBUTE}=KeywordList",
+        # Without this a freshly registered attribute can be "not mapped" for a while.
+        "--dynamic-config-value",
+        "system.forceSearchAttributesCacheRefreshOnRead=true",
+        "--log-level",
+        "warn",
+    ]
+
+
+def _die_with_parent() -> None:
+    # Linux: the server receives SIGTERM if sopflow itself is killed with SIGKILL, so no
+    # orphaned server keeps the database file and the ports.
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+
+
+def start_dev_server(settings: Settings) -> subprocess.Popen[bytes]:
+    settings.home.mkdir(parents=True, exist_ok=True)
+    log = (settings.home / "temporal.log").open("ab")
+    return subprocess.Popen(
+        dev_server_command(settings),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=_die_with_parent,
+        # Its own process group: Ctrl-C reaches sopflow, which stops the server last,
+        # after the worker has finished its in-flight tasks.
+        start_new_session=True,
+    )
+
+
+async def wait_for_server(settings: Settings, server: subprocess.Popen[bytes]) -> Client:
+    deadline = time.monotonic() + SERVER_START_TIMEOUT_SECONDS
+    while True:
+        if server.poll() is not None:
+            raise SopflowError(
+                f"the Temporal dev server exited with code {server.returncode}; "
+                f"see {settings.home / 'temporal.log'}"
+            )
+        try:
+            return await connect(settings)
+        except RuntimeError:
+            if time.monotonic() > deadline:
+                raise SopflowError(
+                    "the Temporal dev server did not start within "
+                    f"{SERVER_START_TIMEOUT_SECONDS:.0f}s"
+                ) from None
+            await asyncio.sleep(0.2)
+
+
+def stop_dev_server(server: subprocess.Popen[bytes]) -> None:
+    if server.poll() is not None:
+        return
+    server.terminate()
+    try:
+        server.wait(timeout=SERVER_STOP_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
+async def run_dev(settings: Settings, announce: Callable[[str], None] = print) -> None:
+    """Run the embedded default until SIGINT or SIGTERM."""
+    host, port = settings.dev_server_address
+    ensure_port_free(host, port, "Temporal dev server", "--temporal-port")
+    ensure_port_free(host, settings.temporal_ui_port, "Temporal UI", "--ui-port")
+    ensure_port_free(settings.api_host, settings.api_port, "API", "--api-port")
+    deployed = deploy_folder(settings.playbooks_dir, settings)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    server = start_dev_server(settings)
+    try:
+        client = await wait_for_server(settings, server)
+        worker = build_worker(client, settings)
+        api = api_server(settings, client)
+        parts = [
+            asyncio.create_task(worker.run(), name="worker"),
+            asyncio.create_task(api.serve(), name="api"),
+        ]
+        while not api.started and not any(p.done() for p in parts):
+            await asyncio.sleep(0.05)
+        _announce_ready(settings, deployed, announce)
+        stopper = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait([*parts, stopper], return_when=asyncio.FIRST_COMPLETED)
+        announce("sopflow: stopping")
+        api.should_exit = True
+        await worker.shutdown()
+        await asyncio.gather(*parts, return_exceptions=True)
+        stopper.cancel()
+        for part in parts:
+            if part in done and part.exception() is not None:
+                raise SopflowError(f"the {part.get_name()} stopped: {part.exception()}")
+    finally:
+        stop_dev_server(server)
+    announce("sopflow: stopped")
+
+
+def _announce_ready(
+    settings: Settings, deployed: list[tuple[Path, str, str]], announce: Callable[[str], None]
+) -> None:
+    base = f"http://{settings.api_host}:{settings.api_port}"
+    host, _ = settings.dev_server_address
+    for path, name, version in deployed:
+        announce(f"sopflow: deployed {name} {version} from {path}")
+    announce(f"sopflow: Temporal at {settings.temporal_address}, data in {settings.temporal_db}")
+    announce(f"sopflow: Temporal UI  http://{host}:{settings.temporal_ui_port}")
+    announce(f"sopflow: API docs     {base}/docs")
+    announce(f"sopflow: ready; send an event with POST {base}/v1/events (Ctrl-C stops)")

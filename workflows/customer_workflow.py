@@ -1,0 +1,190 @@
+"""CustomerJourneyWorkflow: the durable shell around the pure journey core.
+
+One workflow per customer. It waits for an event signal or the earliest due timer, steps
+the core, hands deliveries to activities and carries its whole state across
+continue-as-new. Everything that decides *what* happens lives in workflows.journey.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from sopflow.language.plan import Plan
+    from workflows import journey
+    from workflows.contracts import (
+        DELIVER_ACTIVITY,
+        DESCRIBE_QUERY,
+        EVENT_SIGNAL,
+        LOAD_PLANS_ACTIVITY,
+        STAGES_SEARCH_ATTRIBUTE,
+        WORKFLOW_NAME,
+        CustomerView,
+        CustomerWorkflowInput,
+        DeliveryOutcome,
+        EventSignal,
+        LoadPlansInput,
+        LoadPlansResult,
+    )
+    from workflows.state import CustomerState, Delivery, StepResult
+
+STAGES = SearchAttributeKey.for_keyword_list(STAGES_SEARCH_ATTRIBUTE)
+
+# Deliveries retry with backoff for a day (an endpoint down for hours still gets its
+# message); a permanent refusal (a 4xx) is not retried and is recorded as failed.
+DELIVERY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=5),
+    non_retryable_error_types=["PermanentDeliveryError"],
+)
+DELIVERY_START_TO_CLOSE = timedelta(seconds=30)
+DELIVERY_SCHEDULE_TO_CLOSE = timedelta(hours=24)
+
+
+@workflow.defn(name=WORKFLOW_NAME)
+class CustomerJourneyWorkflow:
+    # @workflow.init: under signal-with-start the signal handler runs before `run`, so
+    # the state it appends to must exist already.
+    @workflow.init
+    def __init__(self, input: CustomerWorkflowInput) -> None:
+        self._state = input.state or CustomerState(customer_id=input.customer_id)
+        self._plans: dict[str, Plan] = dict(input.plans)
+        self._deployed: dict[str, str] = dict(input.deployed)
+        self._inbox: list[EventSignal] = list(input.inbox)
+        self._options = input.options
+        self._outbox: list[Delivery] = []
+        self._delivering = False
+        self._published_stages: list[str] | None = None
+
+    @workflow.signal(name=EVENT_SIGNAL)
+    def receive_event(self, signal: EventSignal) -> None:
+        self._inbox.append(signal)
+
+    @workflow.query(name=DESCRIBE_QUERY)
+    def describe(self) -> CustomerView:
+        return CustomerView(
+            customer_id=self._state.customer_id,
+            journeys=list(self._state.journeys.values()),
+            timeline=self._state.timeline,
+            next_due_at=journey.next_due_at(self._state),
+        )
+
+    @workflow.run
+    async def run(self, input: CustomerWorkflowInput) -> None:
+        # Deliveries run beside the main loop, one at a time and in order, so a slow
+        # webhook never holds back the customer's other journeys.
+        delivery_loop = asyncio.create_task(self._deliver_in_order())
+        while not self._should_continue_as_new():
+            await self._wait_for_work()
+            while self._inbox:
+                signal = self._inbox.pop(0)
+                await self._load_missing_plans(signal.deployed)
+                self._deployed = {
+                    name: version
+                    for name, version in signal.deployed.items()
+                    if version in self._plans
+                }
+                self._apply(
+                    journey.apply_event(
+                        self._state, signal.event, self._plans, self._deployed, workflow.now()
+                    )
+                )
+            self._apply(journey.apply_due_timers(self._state, self._plans, workflow.now()))
+            self._publish_stages()
+        await workflow.wait_condition(
+            lambda: not self._outbox and not self._delivering and workflow.all_handlers_finished()
+        )
+        delivery_loop.cancel()
+        workflow.continue_as_new(self._carry_over())
+
+    async def _wait_for_work(self) -> None:
+        if self._inbox:
+            return
+        due = journey.next_due_at(self._state)
+        if due is None:
+            await workflow.wait_condition(lambda: bool(self._inbox))
+            return
+        delay = due - workflow.now()
+        if delay > timedelta(0):
+            # A timeout means the timer is due: the caller fires it.
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(lambda: bool(self._inbox), timeout=delay)
+
+    async def _load_missing_plans(self, deployed: dict[str, str]) -> None:
+        # Plans are immutable and content-addressed, so a cached version is never stale;
+        # loading through an activity records the plan in history for replay.
+        missing = sorted({v for v in deployed.values() if v not in self._plans})
+        if not missing:
+            return
+        result = await workflow.execute_activity(
+            LOAD_PLANS_ACTIVITY,
+            LoadPlansInput(versions=missing),
+            result_type=LoadPlansResult,
+            start_to_close_timeout=timedelta(seconds=30),
+        )
+        for plan in result.plans:
+            self._plans[plan.version] = plan
+        if result.missing:
+            workflow.logger.warning("plan versions not found, not enrolling: %s", result.missing)
+
+    def _apply(self, result: StepResult) -> None:
+        self._state = result.state
+        self._outbox.extend(result.deliveries)
+
+    async def _deliver_in_order(self) -> None:
+        while True:
+            await workflow.wait_condition(lambda: bool(self._outbox))
+            delivery = self._outbox.pop(0)
+            self._delivering = True
+            try:
+                outcome = await workflow.execute_activity(
+                    DELIVER_ACTIVITY,
+                    delivery,
+                    result_type=DeliveryOutcome,
+                    start_to_close_timeout=DELIVERY_START_TO_CLOSE,
+                    schedule_to_close_timeout=DELIVERY_SCHEDULE_TO_CLOSE,
+                    retry_policy=DELIVERY_RETRY,
+                )
+                delivered, detail = outcome.delivered, outcome.detail
+            except ActivityError as e:
+                delivered, detail = False, str(e.cause or e)
+            self._state = journey.record_delivery_outcome(
+                self._state, delivery.idempotency_key, delivered, detail
+            )
+            self._delivering = False
+
+    def _publish_stages(self) -> None:
+        if not self._options.publish_search_attributes:
+            return
+        stages = sorted(
+            f"{j.playbook}:{j.stage}" for j in self._state.journeys.values() if j.status == "active"
+        )
+        if stages != self._published_stages:
+            workflow.upsert_search_attributes([STAGES.value_set(stages)])
+            self._published_stages = stages
+
+    def _should_continue_as_new(self) -> bool:
+        info = workflow.info()
+        return (
+            info.is_continue_as_new_suggested()
+            or info.get_current_history_length() >= self._options.continue_as_new_after_events
+        )
+
+    def _carry_over(self) -> CustomerWorkflowInput:
+        in_use = {j.version for j in self._state.journeys.values() if j.status == "active"}
+        in_use |= set(self._deployed.values())
+        return CustomerWorkflowInput(
+            customer_id=self._state.customer_id,
+            state=self._state,
+            plans={v: p for v, p in self._plans.items() if v in in_use},
+            deployed=self._deployed,
+            inbox=self._inbox,
+            options=self._options,
+        )
