@@ -105,7 +105,8 @@ def test_bad_duration_says_which_forms_are_accepted() -> None:
 def test_unknown_channel_lists_the_channels() -> None:
     assert diagnostics_of(MINIMAL.replace("channel: log", "channel: sms")) == [
         "pb.yaml:10:25: error: 'sms' is not a valid channel: expected 'log', 'webhook', "
-        "'wecom.private', 'wecom.group' or 'wecom.moments' (at stages.greet.on_enter[0].send.channel)"
+        "'wecom.private', 'wecom.group' or 'wecom.moments' "
+        "(at stages.greet.on_enter[0].send.channel)"
     ]
 
 

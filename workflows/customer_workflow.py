@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from sopflow.language.plan import Plan
@@ -154,7 +154,10 @@ class CustomerJourneyWorkflow:
                 )
                 delivered, detail = outcome.delivered, outcome.detail
             except ActivityError as e:
-                delivered, detail = False, str(e.cause or e)
+                # The cause is the adapter's own failure ("webhook refused with HTTP 404").
+                cause = e.cause
+                detail = cause.message if isinstance(cause, FailureError) else str(e)
+                delivered = False
             self._state = journey.record_delivery_outcome(
                 self._state, delivery.idempotency_key, delivered, detail
             )

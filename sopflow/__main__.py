@@ -1,0 +1,5 @@
+"""`python -m sopflow` runs the CLI."""
+
+from sopflow.cli import app
+
+app(prog_name="sopflow")

@@ -1,0 +1,117 @@
+"""Small tools shared by the tests that talk to real servers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, TypeVar
+
+from temporalio.client import Client
+
+from api.routes.events import signal_with_start
+from sopflow.plan_store import PlanStore
+from sopflow.settings import Settings
+from workflows.contracts import DESCRIBE_QUERY, CustomerView, EventSignal, customer_workflow_id
+from workflows.state import CustomerEvent
+
+T = TypeVar("T")
+
+
+async def eventually(probe: Callable[[], Awaitable[T]], timeout: float = 15.0) -> T:
+    """Poll `probe` until it returns something truthy; fail with the last value seen."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = await probe()
+        if last:
+            return last
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
+
+
+async def send_event(
+    client: Client,
+    settings: Settings,
+    customer_id: str,
+    kind: str,
+    key: str,
+    data: dict[str, Any] | None = None,
+) -> None:
+    """What POST /v1/events does, without HTTP: signal-with-start the customer's workflow."""
+    event = CustomerEvent(
+        customer_id=customer_id,
+        type=kind,
+        occurred_at=datetime.now(UTC),
+        data=data or {},
+        idempotency_key=key,
+    )
+    deployed = PlanStore(settings.plans_dir).deployed()
+    await signal_with_start(client, settings, EventSignal(event=event, deployed=deployed))
+
+
+async def describe(client: Client, customer_id: str) -> CustomerView:
+    handle = client.get_workflow_handle(customer_workflow_id(customer_id))
+    view: CustomerView = await handle.query(DESCRIBE_QUERY, result_type=CustomerView)
+    return view
+
+
+def read_deliveries(settings: Settings) -> list[dict[str, Any]]:
+    path: Path = settings.deliveries_log
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+@dataclass
+class ReceivedRequest:
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class WebhookReceiver:
+    """An HTTP server on a free loopback port that records POSTs and answers as told.
+
+    `statuses` is consumed one per request; when empty, `default_status` answers.
+    """
+
+    default_status: int = 200
+    statuses: list[int] = field(default_factory=list)
+    received: list[ReceivedRequest] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                status = receiver.statuses.pop(0) if receiver.statuses else receiver.default_status
+                receiver.received.append(ReceivedRequest(dict(self.headers.items()), body))
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # keep test output clean
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/hook"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

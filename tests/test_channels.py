@@ -1,0 +1,92 @@
+"""Channel adapters against real files and a real local HTTP server."""
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.helpers import WebhookReceiver
+from worker.channels.base import PermanentDeliveryError
+from worker.channels.log import LogChannel
+from worker.channels.webhook import WebhookChannel, sign
+from workflows.state import Delivery
+
+DELIVERY = Delivery(
+    idempotency_key="c1/welcome#1/1",
+    customer_id="c1",
+    playbook="welcome",
+    journey_id="welcome#1",
+    stage="icebreak",
+    channel="webhook",
+    text="你好",
+    scheduled_at=datetime(2026, 11, 23, 9, tzinfo=UTC),
+)
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    server = WebhookReceiver()
+    yield server
+    server.close()
+
+
+async def test_log_channel_appends_one_json_line_per_delivery(tmp_path: Path) -> None:
+    channel = LogChannel(tmp_path / "sub" / "deliveries.jsonl")
+    await channel.deliver(DELIVERY)
+    await channel.deliver(DELIVERY.model_copy(update={"channel": "wecom.private"}))
+    lines = [json.loads(x) for x in (tmp_path / "sub/deliveries.jsonl").read_text().splitlines()]
+    assert [(x["channel"], x["text"], x["idempotency_key"]) for x in lines] == [
+        ("webhook", "你好", "c1/welcome#1/1"),
+        ("wecom.private", "你好", "c1/welcome#1/1"),
+    ]
+
+
+async def test_webhook_posts_signed_json_with_the_idempotency_key(
+    receiver: WebhookReceiver,
+) -> None:
+    channel = WebhookChannel(receiver.url, "s3cret", timeout_seconds=5)
+    assert await channel.deliver(DELIVERY) == "HTTP 200"
+    await channel.close()
+    [request] = receiver.received
+    assert request.headers["Idempotency-Key"] == "c1/welcome#1/1"
+    assert request.json()["text"] == "你好"
+    expected = sign("s3cret", request.headers["X-Sopflow-Timestamp"], request.body)
+    assert request.headers["X-Sopflow-Signature"] == expected
+    assert sign("other", request.headers["X-Sopflow-Timestamp"], request.body) != expected
+
+
+@pytest.mark.parametrize("status", [400, 401, 404, 410, 422])
+async def test_webhook_4xx_is_permanent(receiver: WebhookReceiver, status: int) -> None:
+    receiver.default_status = status
+    channel = WebhookChannel(receiver.url, None, timeout_seconds=5)
+    with pytest.raises(PermanentDeliveryError, match=f"webhook refused with HTTP {status}"):
+        await channel.deliver(DELIVERY)
+    await channel.close()
+
+
+@pytest.mark.parametrize("status", [429, 500, 503])
+async def test_webhook_5xx_and_429_are_retryable(receiver: WebhookReceiver, status: int) -> None:
+    receiver.default_status = status
+    channel = WebhookChannel(receiver.url, None, timeout_seconds=5)
+    with pytest.raises(httpx.HTTPStatusError):
+        await channel.deliver(DELIVERY)
+    await channel.close()
+
+
+async def test_unreachable_webhook_is_retryable() -> None:
+    from tests.conftest import free_port
+
+    channel = WebhookChannel(f"http://127.0.0.1:{free_port()}/hook", None, timeout_seconds=2)
+    with pytest.raises(httpx.ConnectError):
+        await channel.deliver(DELIVERY)
+    await channel.close()
+
+
+async def test_webhook_without_url_says_which_setting_to_set() -> None:
+    channel = WebhookChannel(None, None, timeout_seconds=5)
+    with pytest.raises(PermanentDeliveryError, match="set SOPFLOW_WEBHOOK_URL"):
+        await channel.deliver(DELIVERY)
+    await channel.close()

@@ -1,0 +1,225 @@
+"""The `sopflow` command as a person runs it: real processes, real ports, the README's commands."""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, free_port
+
+SOPFLOW = [sys.executable, "-m", "sopflow"]
+
+
+def readme_shell_commands() -> list[str]:
+    """The `sh` snippets of the README's "Try it" section, one command a line."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Try it", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```sh\n(.*?)```", section, flags=re.S)
+    return [line for block in blocks for line in block.splitlines() if line.strip()]
+
+
+def run_shell(
+    command: str, cwd: Path, api_port: int, temporal_port: int, check: bool = True
+) -> str:
+    command = command.replace("127.0.0.1:8000", f"127.0.0.1:{api_port}")
+    command = command.replace(".venv/bin/temporal", str(Path(sys.executable).parent / "temporal"))
+    command = command.replace("workflow list", f"workflow list --address 127.0.0.1:{temporal_port}")
+    done = subprocess.run(
+        ["bash", "-c", command], cwd=cwd, capture_output=True, text=True, timeout=30, check=check
+    )
+    return done.stdout if done.returncode == 0 else ""
+
+
+class DevProcess:
+    """`sopflow dev` in a temporary folder, on free ports."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.api_port, self.temporal_port, self.ui_port = free_port(), free_port(), free_port()
+        self.process: subprocess.Popen[str] | None = None
+
+    def start(self) -> str:
+        self.process = subprocess.Popen(
+            [
+                *SOPFLOW,
+                "dev",
+                "--api-port",
+                str(self.api_port),
+                "--temporal-port",
+                str(self.temporal_port),
+                "--ui-port",
+                str(self.ui_port),
+                "--playbooks",
+                str(REPO / "playbooks"),
+            ],
+            cwd=self.folder,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+        lines = []
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            lines.append(line)
+            if "sopflow: ready" in line:
+                return "".join(lines)
+        raise AssertionError("sopflow dev exited before it was ready:\n" + "".join(lines))
+
+    def stop(self, sig: int = signal.SIGTERM) -> tuple[int, str]:
+        assert self.process is not None and self.process.stdout is not None
+        self.process.send_signal(sig)
+        rest = self.process.stdout.read()
+        self.process.stdout.close()
+        return self.process.wait(timeout=60), rest
+
+
+def server_pids(db: Path) -> list[str]:
+    found = subprocess.run(["pgrep", "-f", str(db)], capture_output=True, text=True)
+    return found.stdout.split()
+
+
+def wait_for(probe, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError("condition not met")
+
+
+@pytest.mark.timeout(240)
+def test_dev_runs_the_readme_stops_cleanly_and_resumes(tmp_path: Path) -> None:
+    dev = DevProcess(tmp_path)
+    banner = dev.start()
+    assert f"API docs     http://127.0.0.1:{dev.api_port}/docs" in banner
+    assert f"Temporal UI  http://127.0.0.1:{dev.ui_port}" in banner
+    assert "deployed welcome" in banner
+    commands = readme_shell_commands()
+    add, show, tail, reply, search = commands
+    try:
+        assert (
+            json.loads(run_shell(add, tmp_path, dev.api_port, dev.temporal_port))["workflow_id"]
+            == "customer/wx_42"
+        )
+        delivered = wait_for(
+            lambda: run_shell(tail, tmp_path, dev.api_port, dev.temporal_port, check=False)
+        )
+        assert json.loads(delivered)["stage"] == "icebreak"
+        customer = json.loads(run_shell(show, tmp_path, dev.api_port, dev.temporal_port))
+        assert customer["journeys"][0]["stage"] == "icebreak"
+        listed = wait_for(
+            lambda: "customer/wx_42" in run_shell(search, tmp_path, dev.api_port, dev.temporal_port)
+        )
+        assert listed
+    finally:
+        code, output = dev.stop()
+    assert code == 0, output
+    assert "sopflow: stopped" in output
+    db = tmp_path / ".sopflow" / "temporal.db"
+    assert server_pids(db) == []  # no Temporal server left behind
+
+    # Run again: the customer is where it was, and the README's reply moves it on.
+    dev = DevProcess(tmp_path)
+    dev.start()
+    try:
+        customer = json.loads(run_shell(show, tmp_path, dev.api_port, dev.temporal_port))
+        assert [j["stage"] for j in customer["journeys"]] == ["icebreak"]
+        run_shell(reply, tmp_path, dev.api_port, dev.temporal_port)
+
+        def engaged() -> bool:
+            body = json.loads(run_shell(show, tmp_path, dev.api_port, dev.temporal_port))
+            return body["journeys"][0]["stage"] == "engaged"
+
+        assert wait_for(engaged)
+    finally:
+        code, _ = dev.stop(signal.SIGINT)
+    assert code == 0
+
+
+def test_dev_refuses_a_port_in_use_with_a_clear_message(tmp_path: Path) -> None:
+    dev = DevProcess(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", dev.api_port))
+        taken.listen()
+        done = subprocess.run(
+            [
+                *SOPFLOW,
+                "dev",
+                "--api-port",
+                str(dev.api_port),
+                "--temporal-port",
+                str(dev.temporal_port),
+                "--ui-port",
+                str(dev.ui_port),
+                "--playbooks",
+                str(REPO / "playbooks"),
+            ],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"sopflow: port {dev.api_port} on 127.0.0.1 is already in use, so the API cannot "
+        "start: stop what listens there or choose another port with --api-port\n"
+    )
+    assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_dev_refuses_a_broken_playbook_before_starting_anything(tmp_path: Path) -> None:
+    (tmp_path / "broken.yaml").write_text(
+        (REPO / "playbooks/welcome.yaml").read_text().replace("goto: dormant", "goto: dormnat")
+    )
+    dev = DevProcess(tmp_path)
+    done = subprocess.run(
+        [
+            *SOPFLOW,
+            "dev",
+            "--api-port",
+            str(dev.api_port),
+            "--temporal-port",
+            str(dev.temporal_port),
+            "--ui-port",
+            str(dev.ui_port),
+            "--playbooks",
+            str(tmp_path),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "unknown stage 'dormnat', did you mean 'dormant'?" in done.stderr
+    assert not (tmp_path / ".sopflow" / "temporal.db").exists()
+
+
+def test_validate_prints_one_diagnostic_a_line_and_exits_1(tmp_path: Path) -> None:
+    good = subprocess.run(
+        [*SOPFLOW, "validate", str(REPO / "playbooks")], capture_output=True, text=True, cwd=REPO
+    )
+    assert (good.returncode, good.stdout) == (0, "")
+    broken = tmp_path / "pb.yaml"
+    broken.write_text(
+        (REPO / "playbooks/welcome.yaml")
+        .read_text()
+        .replace("after: 3d", "after: 3 days")
+        .replace("goto: dormant", "goto: x")
+    )
+    bad = subprocess.run([*SOPFLOW, "validate", str(broken)], capture_output=True, text=True)
+    assert bad.returncode == 1
+    lines = bad.stdout.splitlines()
+    assert len(lines) == 1
+    assert re.fullmatch(
+        rf"{re.escape(str(broken))}:\d+:\d+: error: '3 days' is not a duration.*", lines[0]
+    )

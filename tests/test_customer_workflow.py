@@ -1,0 +1,178 @@
+"""CustomerJourneyWorkflow on the time-skipping test server, with the real worker."""
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from sopflow.language import Plan
+from sopflow.plan_store import PlanStore
+from sopflow.settings import Settings
+from tests.helpers import WebhookReceiver, describe, eventually, read_deliveries, send_event
+from worker.main import build_worker
+from workflows.contracts import customer_workflow_id
+
+PING_PLAYBOOK = """\
+apiVersion: sopflow/v1
+kind: Playbook
+metadata: {name: echo}
+enrol: {event: contact.added}
+stages:
+  listening:
+    triggers:
+      - event: ping
+        actions:
+          - send: {channel: log, text: pong}
+      - event: bye
+        goto: done
+  done:
+    end: true
+"""
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    server = WebhookReceiver()
+    yield server
+    server.close()
+
+
+def deploy(settings: Settings, plan: Plan) -> None:
+    PlanStore(settings.plans_dir).deploy(plan)
+
+
+async def test_day_n_timers_pass_without_waiting(
+    time_skipping_env: WorkflowEnvironment, settings: Settings, welcome_plan: Plan
+) -> None:
+    deploy(settings, welcome_plan)
+    client = time_skipping_env.client
+    async with build_worker(client, settings):
+        await send_event(client, settings, "c-silent", "contact.added", "k1")
+        await eventually(lambda: _stage(client, "c-silent", "icebreak"))
+        # 3 days in icebreak, then 14 days in reactivate: skipped, not waited for.
+        await time_skipping_env.sleep(timedelta(days=18))
+        view = await describe(client, "c-silent")
+    [journey] = view.journeys
+    assert (journey.stage, journey.status) == ("dormant", "ended")
+    assert journey.ended_at is not None
+    assert journey.ended_at - journey.enrolled_at == timedelta(days=17)
+    texts = [d["text"] for d in read_deliveries(settings)]
+    assert len(texts) == 2 and texts[1].startswith("新人礼包")
+
+
+async def test_a_reply_moves_the_customer_and_a_refused_webhook_is_recorded_failed(
+    time_skipping_env: WorkflowEnvironment,
+    settings: Settings,
+    welcome_plan: Plan,
+    receiver: WebhookReceiver,
+) -> None:
+    receiver.default_status = 404
+    settings = settings.model_copy(update={"webhook_url": receiver.url})
+    deploy(settings, welcome_plan)
+    client = time_skipping_env.client
+    async with build_worker(client, settings):
+        await send_event(client, settings, "c-reply", "contact.added", "k1")
+        await send_event(client, settings, "c-reply", "message.received", "k2")
+        view = await eventually(lambda: _with_failed_message(client, "c-reply"))
+    [journey] = view.journeys
+    assert (journey.stage, journey.status) == ("engaged", "ended")
+    failed = [e for e in view.timeline if e.status == "failed"]
+    assert [(e.channel, e.error) for e in failed] == [("webhook", "webhook refused with HTTP 404")]
+    assert len(receiver.received) == 1  # a 4xx is permanent: not retried
+
+
+async def test_a_failing_webhook_is_retried_until_delivered_once(
+    time_skipping_env: WorkflowEnvironment,
+    settings: Settings,
+    welcome_plan: Plan,
+    receiver: WebhookReceiver,
+) -> None:
+    receiver.statuses = [503, 503]
+    settings = settings.model_copy(update={"webhook_url": receiver.url})
+    deploy(settings, welcome_plan)
+    client = time_skipping_env.client
+    async with build_worker(client, settings):
+        await send_event(client, settings, "c-retry", "contact.added", "k1")
+        await send_event(client, settings, "c-retry", "message.received", "k2")
+        view = await eventually(lambda: _webhook_delivered(client, "c-retry"), timeout=30)
+    keys = [r.headers["Idempotency-Key"] for r in receiver.received]
+    assert keys == ["c-retry/welcome#1/2"] * 3  # the same key on every attempt
+    assert [e.status for e in view.timeline if e.kind == "message"] == ["delivered", "delivered"]
+
+
+async def test_duplicate_events_have_no_second_effect(
+    time_skipping_env: WorkflowEnvironment, settings: Settings, make_plan
+) -> None:
+    deploy(settings, make_plan(PING_PLAYBOOK))
+    client = time_skipping_env.client
+    async with build_worker(client, settings):
+        await send_event(client, settings, "c-dup", "contact.added", "add")
+        for _ in range(3):
+            await send_event(client, settings, "c-dup", "ping", "same-ping")
+        await send_event(client, settings, "c-dup", "ping", "other-ping")
+        await eventually(lambda: _count_messages(client, "c-dup", 2))
+    assert len(read_deliveries(settings)) == 2
+
+
+async def test_state_survives_continue_as_new_and_no_event_is_lost(
+    time_skipping_env: WorkflowEnvironment, settings: Settings, make_plan
+) -> None:
+    import asyncio
+
+    from api.routes import events
+
+    deploy(settings, make_plan(PING_PLAYBOOK))
+    client = time_skipping_env.client
+    # Continue-as-new every ~40 history events instead of thousands, to exercise it here.
+    original = events.WorkflowOptions
+    events.WorkflowOptions = lambda **kw: original(continue_as_new_after_events=40, **kw)  # type: ignore[assignment,misc]
+    try:
+        async with build_worker(client, settings):
+            await send_event(client, settings, "c-flood", "contact.added", "add")
+            first_run = (
+                await client.get_workflow_handle(customer_workflow_id("c-flood")).describe()
+            ).run_id
+            # A flood of signals, many landing while a continue-as-new is under way.
+            await asyncio.gather(
+                *(send_event(client, settings, "c-flood", "ping", f"p{i}") for i in range(60))
+            )
+            await send_event(client, settings, "c-flood", "bye", "bye")
+            view = await eventually(lambda: _ended(client, "c-flood"), timeout=30)
+            last_run = (
+                await client.get_workflow_handle(customer_workflow_id("c-flood")).describe()
+            ).run_id
+    finally:
+        events.WorkflowOptions = original  # type: ignore[misc]
+    assert last_run != first_run
+    assert sum(1 for e in view.timeline if e.kind == "message") == 60
+    pongs = read_deliveries(settings)
+    assert len(pongs) == 60 and len({p["idempotency_key"] for p in pongs}) == 60
+
+
+async def _stage(client, customer_id: str, stage: str) -> bool:
+    view = await describe(client, customer_id)
+    return bool(view.journeys) and view.journeys[0].stage == stage
+
+
+async def _with_failed_message(client, customer_id: str):
+    view = await describe(client, customer_id)
+    return view if any(e.status == "failed" for e in view.timeline) else None
+
+
+async def _webhook_delivered(client, customer_id: str):
+    view = await describe(client, customer_id)
+    done = any(e.channel == "webhook" and e.status == "delivered" for e in view.timeline)
+    return view if done else None
+
+
+async def _count_messages(client, customer_id: str, count: int) -> bool:
+    view = await describe(client, customer_id)
+    return sum(1 for e in view.timeline if e.status == "delivered") == count
+
+
+async def _ended(client, customer_id: str):
+    view = await describe(client, customer_id)
+    journey = view.journeys[0] if view.journeys else None
+    delivered = all(e.status == "delivered" for e in view.timeline if e.kind == "message")
+    return view if journey and journey.status == "ended" and delivered else None

@@ -1,0 +1,84 @@
+"""The README and the schemas are code too: what they show must work."""
+
+import json
+import re
+from datetime import timedelta
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from sopflow.deploy import playbook_files
+from sopflow.language import compile_playbook
+from sopflow.schemas import drifted_schemas, generated_schemas, render
+from tests.conftest import REPO, T0
+from workflows.journey import apply_due_timers, apply_event
+from workflows.state import CustomerEvent, CustomerState
+
+README = (REPO / "README.md").read_text(encoding="utf-8")
+SCHEMAS = REPO / "schemas"
+SHIPPED = playbook_files([REPO / "playbooks"])
+
+
+def schema(name: str) -> dict:
+    return json.loads((SCHEMAS / name).read_text(encoding="utf-8"))
+
+
+def test_readme_opens_with_the_two_commands() -> None:
+    first_block = re.search(r"```sh\n(.*?)```", README, flags=re.S)
+    assert first_block is not None
+    commands = [line.split("#")[0].strip() for line in first_block.group(1).splitlines()]
+    assert commands == ["make dev", "make test"]
+    assert README.index("make dev") < 200
+
+
+def test_schemas_in_the_repo_match_the_models(tmp_path: Path) -> None:
+    assert drifted_schemas(SCHEMAS) == []
+    (tmp_path / "playbook.schema.json").write_text("{}")
+    assert drifted_schemas(tmp_path) == ["playbook.schema.json", "event.schema.json"]
+    assert (
+        render(generated_schemas()["event.schema.json"])
+        == (SCHEMAS / "event.schema.json").read_text()
+    )
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_shipped_playbooks_validate_against_the_schema_and_name_it(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith("# yaml-language-server: $schema=../schemas/playbook.schema.json\n")
+    jsonschema.validate(yaml.safe_load(text), schema("playbook.schema.json"))
+    compile_playbook(text, filename=str(path))
+
+
+def test_schema_rejects_what_the_compiler_rejects() -> None:
+    document = yaml.safe_load((REPO / "playbooks/welcome.yaml").read_text(encoding="utf-8"))
+    document["stages"]["icebreak"]["on_enter"][0]["send"]["channel"] = "sms"
+    with pytest.raises(jsonschema.ValidationError, match="'sms' is not one of"):
+        jsonschema.validate(document, schema("playbook.schema.json"))
+
+
+def test_event_schema_accepts_its_example_and_refuses_a_naive_time() -> None:
+    event_schema = schema("event.schema.json")
+    [example] = event_schema["examples"]
+    jsonschema.validate(example, event_schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"type": "contact.added"}, event_schema)
+
+
+def test_readme_playbook_runs_as_described() -> None:
+    [block] = re.findall(r"```yaml\n(.*?)```", README, flags=re.S)
+    plan = compile_playbook(block, filename="README.md")
+    plans, deployed = {plan.version: plan}, {plan.name: plan.version}
+    added = CustomerEvent(
+        customer_id="c", type="contact.added", occurred_at=T0, idempotency_key="a"
+    )
+    state = apply_event(CustomerState(customer_id="c"), added, plans, deployed, T0).state
+    # No order in three days: the reminder goes out and the journey ends in gave_up.
+    late = apply_due_timers(state, plans, T0 + timedelta(days=3))
+    assert [d.text for d in late.deliveries] == ["首单券还有 24 小时过期哦。"]
+    assert late.state.journeys["first_order"].stage == "gave_up"
+    # An order within three days thanks the customer through the webhook instead.
+    paid = CustomerEvent(customer_id="c", type="order.paid", occurred_at=T0, idempotency_key="p")
+    ordered = apply_event(state, paid, plans, deployed, T0 + timedelta(days=1))
+    assert [(d.channel, d.stage) for d in ordered.deliveries] == [("webhook", "thanks")]

@@ -1,0 +1,152 @@
+"""Through HTTP on the real dev server: event in, stage change and a webhook delivery out."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from pydantic import SecretStr
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from sopflow.language import Plan
+from sopflow.plan_store import PlanStore
+from sopflow.serving import api_server
+from sopflow.settings import Settings
+from tests.conftest import free_port
+from tests.helpers import WebhookReceiver, eventually, read_deliveries
+from worker.channels.webhook import sign
+from worker.main import build_worker
+
+
+@dataclass
+class Running:
+    http: httpx.AsyncClient
+    client: Client
+    settings: Settings
+    receiver: WebhookReceiver
+
+
+@pytest.fixture
+async def running(
+    dev_env: WorkflowEnvironment, settings: Settings, welcome_plan: Plan
+) -> AsyncIterator[Running]:
+    receiver = WebhookReceiver()
+    settings = settings.model_copy(
+        update={
+            "webhook_url": receiver.url,
+            "webhook_secret": SecretStr("hook-secret"),
+            "publish_search_attributes": True,
+            "api_port": free_port(),
+        }
+    )
+    PlanStore(settings.plans_dir).deploy(welcome_plan)
+    server = api_server(settings, dev_env.client)
+    async with build_worker(dev_env.client, settings):
+        serving = asyncio.create_task(server.serve())
+        await eventually(lambda: _started(server))
+        base = f"http://{settings.api_host}:{settings.api_port}"
+        async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+            yield Running(http, dev_env.client, settings, receiver)
+        server.should_exit = True
+        await serving
+    receiver.close()
+
+
+async def _started(server) -> bool:
+    return bool(server.started)
+
+
+async def test_event_in_stage_change_and_webhook_out(running: Running) -> None:
+    http = running.http
+    response = await http.post(
+        "/v1/events",
+        json={
+            "customer_id": "e2e-1",
+            "type": "contact.added",
+            "idempotency_key": "add-1",
+        },
+    )
+    assert response.status_code == 202
+    assert response.json() == {
+        "customer_id": "e2e-1",
+        "idempotency_key": "add-1",
+        "workflow_id": "customer/e2e-1",
+    }
+    first = await eventually(lambda: _customer_with(http, "e2e-1", "icebreak", "delivered"))
+    assert [(e["kind"], e["stage"]) for e in first["timeline"]] == [
+        ("enrolled", "icebreak"),
+        ("stage_entered", "icebreak"),
+        ("message", "icebreak"),
+    ]
+    assert read_deliveries(running.settings)[0]["customer_id"] == "e2e-1"
+
+    reply = await http.post("/v1/events", json={"customer_id": "e2e-1", "type": "message.received"})
+    assert reply.status_code == 202
+    await eventually(lambda: _received(running.receiver))
+    customer = await eventually(lambda: _customer_with(http, "e2e-1", "engaged", "delivered"))
+    assert customer["journeys"][0]["status"] == "ended"
+
+    [hook] = running.receiver.received
+    assert hook.json()["stage"] == "engaged"
+    assert hook.headers["Idempotency-Key"] == "e2e-1/welcome#1/2"
+    assert hook.headers["X-Sopflow-Signature"] == sign(
+        "hook-secret", hook.headers["X-Sopflow-Timestamp"], hook.body
+    )
+
+
+async def test_stage_is_searchable_in_temporal_visibility(running: Running) -> None:
+    await running.http.post("/v1/events", json={"customer_id": "e2e-sa", "type": "contact.added"})
+
+    async def listed() -> list[str]:
+        query = "SopflowStages = 'welcome:icebreak' AND WorkflowId = 'customer/e2e-sa'"
+        return [w.id async for w in running.client.list_workflows(query)]
+
+    assert await eventually(listed) == ["customer/e2e-sa"]
+
+
+async def test_malformed_event_gets_422_naming_the_field(running: Running) -> None:
+    response = await running.http.post("/v1/events", json={"type": "contact.added"})
+    assert response.status_code == 422
+    assert response.json() == {
+        "error": {
+            "code": "invalid_request",
+            "message": "customer_id: Field required",
+            "details": [{"field": "customer_id", "message": "Field required"}],
+        }
+    }
+    naive = await running.http.post(
+        "/v1/events",
+        json={"customer_id": "x", "type": "contact.added", "occurred_at": "2026-11-23T09:00:00"},
+    )
+    assert naive.status_code == 422
+    assert naive.json()["error"]["details"][0]["field"] == "occurred_at"
+    not_json = await running.http.post(
+        "/v1/events", content=b"{oops", headers={"Content-Type": "application/json"}
+    )
+    assert not_json.status_code == 422 and not_json.json()["error"]["code"] == "invalid_request"
+
+
+async def test_unknown_customer_is_404(running: Running) -> None:
+    response = await running.http.get("/v1/customers/nobody-here")
+    assert response.status_code == 404
+    assert response.json()["error"] == {
+        "code": "customer_not_found",
+        "message": "no customer 'nobody-here': send an event for it first",
+        "details": [],
+    }
+
+
+async def _customer_with(http: httpx.AsyncClient, customer_id: str, stage: str, status: str):
+    response = await http.get(f"/v1/customers/{customer_id}")
+    if response.status_code != 200:
+        return None
+    body = response.json()
+    last_message = [e for e in body["timeline"] if e["kind"] == "message"][-1:]
+    on_stage = body["journeys"] and body["journeys"][0]["stage"] == stage
+    return body if on_stage and last_message and last_message[0]["status"] == status else None
+
+
+async def _received(receiver: WebhookReceiver) -> bool:
+    return bool(receiver.received)
