@@ -1,0 +1,77 @@
+"""`sopflow deploy`, `sopflow worker` and `sopflow api` as separate processes against one
+Temporal, configured only by environment variables: the shape of a cluster deployment."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from tests.conftest import REPO, free_port
+
+SOPFLOW = [sys.executable, "-m", "sopflow"]
+
+
+@pytest.mark.timeout(120)
+def test_worker_and_api_run_apart_against_a_configured_temporal(
+    dev_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    api_port = free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "SOPFLOW_TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
+        "SOPFLOW_TEMPORAL_TASK_QUEUE": f"split-{api_port}",
+        "SOPFLOW_HOME": str(tmp_path / "shared-home"),
+        "SOPFLOW_API_PORT": str(api_port),
+    }
+    deployed = subprocess.run(
+        [*SOPFLOW, "deploy", str(REPO / "playbooks")],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert deployed.stdout.startswith("deployed welcome ")
+    processes = [
+        subprocess.Popen(
+            [*SOPFLOW, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        ),
+        subprocess.Popen(
+            [*SOPFLOW, "api"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        ),
+    ]
+    try:
+        base = f"http://127.0.0.1:{api_port}"
+        _wait(lambda: _answers(f"{base}/healthz"))
+        response = httpx.post(
+            f"{base}/v1/events", json={"customer_id": "split-1", "type": "contact.added"}
+        )
+        assert response.status_code == 202
+        log = tmp_path / "shared-home" / "deliveries.jsonl"
+        _wait(log.exists)
+        [line] = log.read_text(encoding="utf-8").splitlines()
+        assert json.loads(line)["idempotency_key"] == "split-1/welcome#1/1"
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def _wait(probe, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not probe():
+        assert time.monotonic() < deadline, "condition not met"
+        time.sleep(0.1)
