@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -90,38 +91,111 @@ def api(api_port: ApiPort = None) -> None:
 
 @app.command()
 def validate(paths: Annotated[list[Path], typer.Argument(help="Files or folders.")]) -> None:
-    """Check playbooks; one `file:line:col: error: message` a line; exit 1 on any error."""
-    from sopflow.deploy import playbook_files
-    from sopflow.language import PlaybookError, compile_playbook_file
+    """Check documents; one `file:line:col: error|warning: message` a line; exit 1 on error."""
+    from sopflow.language import compile_paths
 
-    errors = 0
-    for path in playbook_files(paths):
-        try:
-            compile_playbook_file(path)
-        except PlaybookError as e:
-            for diagnostic in e.diagnostics:
-                typer.echo(str(diagnostic))
-                errors += diagnostic.severity == "error"
-    raise typer.Exit(code=1 if errors else 0)
+    bundle = compile_paths(paths)
+    for diagnostic in bundle.diagnostics:
+        typer.echo(str(diagnostic))
+    raise typer.Exit(code=1 if bundle.errors else 0)
 
 
 @app.command()
 def deploy(
-    paths: Annotated[list[Path], typer.Argument(help="Playbook files.")], home: Home = None
+    paths: Annotated[list[Path], typer.Argument(help="Playbook files or folders.")],
+    home: Home = None,
 ) -> None:
-    """Compile playbooks and make them the versions new journeys start on."""
-    from sopflow.deploy import playbook_files
-    from sopflow.language import PlaybookError, compile_playbook_file
-    from sopflow.plan_store import PlanStore
+    """Compile playbooks (with taxonomy, tiers, content) and deploy them for new journeys."""
+    from sopflow.deploy import deploy_paths
 
-    store = PlanStore(_settings(home=home).plans_dir)
     try:
-        plans = [compile_playbook_file(p) for p in playbook_files(paths)]
-    except PlaybookError as e:
+        deployed = deploy_paths(paths, _settings(home=home))
+    except SopflowError as e:
         raise _fail(e) from e
-    for plan in plans:
-        store.deploy(plan)
-        typer.echo(f"deployed {plan.name} {plan.version}")
+    for _, name, version in deployed:
+        typer.echo(f"deployed {name} {version}")
+
+
+@app.command()
+def graph(playbook: Annotated[Path, typer.Argument(help="A playbook file.")]) -> None:
+    """Print a Mermaid stateDiagram-v2 of the playbook's stages and transitions."""
+    from sopflow.language import compile_playbook_file
+    from sopflow.language.graph import mermaid
+
+    try:
+        typer.echo(mermaid(compile_playbook_file(playbook)), nl=False)
+    except SopflowError as e:
+        raise _fail(e) from e
+
+
+class Format(StrEnum):
+    table = "table"
+    json = "json"
+
+
+@app.command()
+def simulate(
+    playbook: Annotated[Path, typer.Argument(help="A playbook file.")],
+    events: Annotated[
+        Path | None, typer.Option(help="YAML/JSON list of {at|after, type, data}.")
+    ] = None,
+    customer: Annotated[
+        Path | None, typer.Option(help="YAML/JSON: id, timezone, attributes, tags.")
+    ] = None,
+    days: Annotated[int, typer.Option(help="How many days to run.")] = 30,
+    start: Annotated[
+        str | None, typer.Option(help="Virtual start, ISO 8601 (default: now).")
+    ] = None,
+    format: Annotated[Format, typer.Option("--format", help="table or json.")] = Format.table,
+) -> None:
+    """Run the playbook on a virtual clock and print the customer's timeline."""
+    import json
+    from datetime import UTC, datetime
+
+    from sopflow import simulator
+    from sopflow.language import compile_paths
+
+    try:
+        moment = (
+            datetime.fromisoformat(start) if start else datetime.now(UTC).replace(microsecond=0)
+        )
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        bundle = compile_paths([playbook.parent])
+        target = next(
+            (n for n, s in bundle.sources.items() if Path(s.file).resolve() == playbook.resolve()),
+            None,
+        )
+        if target is None or target not in bundle.plans:
+            problems = [d for d in bundle.errors if Path(d.file).resolve() == playbook.resolve()]
+            from sopflow.language import PlaybookError
+
+            raise (
+                PlaybookError(problems)
+                if problems
+                else SopflowError(f"{playbook}: no playbook compiled from this file")
+            )
+        plan = bundle.plans[target]
+        scenario = (
+            simulator.load_events(events, moment)
+            if events
+            else simulator.default_events(plan, moment)
+        )
+        spec = simulator.load_customer(customer) if customer else None
+        timeline = simulator.simulate(
+            simulator.reachable_plans(plan, bundle.plans),
+            bundle.profile,
+            scenario,
+            moment,
+            days,
+            spec,
+        )
+    except SopflowError as e:
+        raise _fail(e) from e
+    if format == Format.json:
+        typer.echo(json.dumps(simulator.timeline_json(timeline), ensure_ascii=False, indent=2))
+    else:
+        tz = (spec.timezone if spec and spec.timezone else None) or plan.timezone
+        typer.echo(simulator.timeline_table(timeline, moment, tz), nl=False)
 
 
 @app.command()

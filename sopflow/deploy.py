@@ -1,43 +1,32 @@
-"""Compile playbooks and make them the deployed versions in the plan store."""
+"""Compile playbooks with their taxonomy, tiers and content, and deploy them together."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from sopflow.language import compile_playbook_file
+from sopflow.language import compile_paths
 from sopflow.language.diagnostics import Diagnostic, PlaybookError
 from sopflow.plan_store import PlanStore
 from sopflow.settings import Settings
 
 
-def playbook_files(paths: list[Path]) -> list[Path]:
-    """The YAML playbooks named or found below `paths` (scenario folders excluded)."""
-    found: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            found.extend(
-                p
-                for p in sorted(path.rglob("*.y*ml"))
-                if p.suffix in (".yaml", ".yml") and "scenarios" not in p.parts
-            )
-        else:
-            found.append(path)
-    return found
+def deploy_paths(paths: list[Path], settings: Settings) -> list[tuple[str, str, str]]:
+    """Compile everything under `paths` and deploy it all, or nothing when one has an error.
 
-
-def deploy_folder(folder: Path, settings: Settings) -> list[tuple[Path, str, str]]:
-    """Compile every playbook in `folder` and deploy them all, or none when one is broken."""
-    plans, problems = [], []
-    for path in playbook_files([folder]):
-        try:
-            plans.append((path, compile_playbook_file(path)))
-        except PlaybookError as e:
-            problems.extend(e.diagnostics)
-    if problems:
-        raise PlaybookError(problems)
-    if not plans:
-        raise PlaybookError([Diagnostic("error", "no playbook (*.yaml) found", str(folder), 1, 1)])
+    Returns (file, playbook, version) for each deployed playbook.
+    """
+    bundle = compile_paths(paths)
+    bundle.raise_on_errors()
+    if not bundle.plans:
+        where = str(paths[0]) if paths else "."
+        raise PlaybookError([Diagnostic("error", "no playbook (*.yaml) found", where, 1, 1)])
     store = PlanStore(settings.plans_dir)
-    for _, plan in plans:
-        store.deploy(plan)
-    return [(path, plan.name, plan.version) for path, plan in plans]
+    store.deploy_all(list(bundle.plans.values()), bundle.profile)
+    return [
+        (bundle.sources[name].file, name, plan.version)
+        for name, plan in sorted(bundle.plans.items())
+    ]
+
+
+def deploy_folder(folder: Path, settings: Settings) -> list[tuple[str, str, str]]:
+    return deploy_paths([folder], settings)

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from temporalio.client import Client
 
@@ -158,7 +157,7 @@ async def run_dev(settings: Settings, announce: Callable[[str], None] = print) -
 
 
 def _announce_ready(
-    settings: Settings, deployed: list[tuple[Path, str, str]], announce: Callable[[str], None]
+    settings: Settings, deployed: list[tuple[str, str, str]], announce: Callable[[str], None]
 ) -> None:
     base = f"http://{settings.api_host}:{settings.api_port}"
     host, _ = settings.dev_server_address

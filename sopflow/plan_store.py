@@ -1,7 +1,7 @@
-"""Compiled plans on disk, addressed by version, and the deployment map (name -> version).
+"""Compiled plans on disk, addressed by version, and the current deployment.
 
 Plans never change once written, so readers can cache them forever; only the small
-deployment map changes, and it is replaced atomically.
+deployment file changes, and it is replaced atomically.
 """
 
 from __future__ import annotations
@@ -11,49 +11,74 @@ import os
 import tempfile
 from pathlib import Path
 
-from sopflow.language.plan import Plan
+from sopflow.language.plan import Plan, ProfilePlan
+from workflows.contracts import Deployment
 
 
 class PlanStore:
-    """A folder of `<version>.json` plans plus `deployments.json`."""
+    """A folder of `<version>.json` plans, `profile-<version>.json`, and `deployment.json`."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self._deployments_file = folder / "deployments.json"
-        self._cached: tuple[float, dict[str, str]] | None = None
+        self._deployment_file = folder / "deployment.json"
+        self._cached: tuple[int, Deployment] | None = None
 
-    def save(self, plan: Plan) -> None:
+    def save(self, plan: Plan | ProfilePlan) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        target = self.folder / f"{plan.version}.json"
+        prefix = "profile-" if isinstance(plan, ProfilePlan) else ""
+        target = self.folder / f"{prefix}{plan.version}.json"
         if not target.exists():
             _write_atomically(target, plan.model_dump_json(indent=2))
 
     def load(self, version: str) -> Plan | None:
+        text = self._read(version, "")
+        return Plan.model_validate_json(text) if text else None
+
+    def load_profile(self, version: str) -> ProfilePlan | None:
+        text = self._read(version, "profile-")
+        return ProfilePlan.model_validate_json(text) if text else None
+
+    def _read(self, version: str, prefix: str) -> str | None:
         if not version.isalnum():  # versions are hex digests; refuse path tricks
             return None
-        path = self.folder / f"{version}.json"
-        if not path.exists():
-            return None
-        return Plan.model_validate_json(path.read_text(encoding="utf-8"))
+        path = self.folder / f"{prefix}{version}.json"
+        return path.read_text(encoding="utf-8") if path.exists() else None
 
     def deploy(self, plan: Plan) -> None:
         """Make `plan` the version new journeys of its playbook start on."""
-        self.save(plan)
-        deployments = dict(self.deployed())
-        deployments[plan.name] = plan.version
-        _write_atomically(self._deployments_file, json.dumps(deployments, indent=2, sort_keys=True))
+        self.deploy_all([plan], profile=None, keep_profile=True)
+
+    def deploy_all(
+        self, plans: list[Plan], profile: ProfilePlan | None, keep_profile: bool = False
+    ) -> Deployment:
+        """Deploy several plans (and the profile rules) in one atomic change."""
+        for plan in plans:
+            self.save(plan)
+        current = self.deployment()
+        playbooks = {**current.playbooks, **{p.name: p.version for p in plans}}
+        if profile is not None:
+            self.save(profile)
+        profile_version = (
+            current.profile if keep_profile else (profile.version if profile else None)
+        )
+        deployment = Deployment(playbooks=playbooks, profile=profile_version)
+        _write_atomically(self._deployment_file, deployment.model_dump_json(indent=2))
         self._cached = None
+        return deployment
+
+    def deployment(self) -> Deployment:
+        """The current deployment; re-read only when the file changed."""
+        try:
+            mtime = self._deployment_file.stat().st_mtime_ns
+        except FileNotFoundError:
+            return Deployment()
+        if self._cached is None or self._cached[0] != mtime:
+            text = self._deployment_file.read_text(encoding="utf-8")
+            self._cached = (mtime, Deployment.model_validate(json.loads(text)))
+        return self._cached[1]
 
     def deployed(self) -> dict[str, str]:
-        """The current deployment map; re-read only when the file changed."""
-        try:
-            mtime = self._deployments_file.stat().st_mtime_ns
-        except FileNotFoundError:
-            return {}
-        if self._cached is None or self._cached[0] != mtime:
-            data = json.loads(self._deployments_file.read_text(encoding="utf-8"))
-            self._cached = (mtime, {str(k): str(v) for k, v in data.items()})
-        return dict(self._cached[1])
+        return dict(self.deployment().playbooks)
 
 
 def _write_atomically(target: Path, text: str) -> None:

@@ -7,19 +7,25 @@ from pathlib import Path
 from typing import Any
 
 from api.models import EventIn
-from sopflow.language.models import Playbook
+from sopflow.language.models import ContentLibrary, Playbook, TagTaxonomy, Tiers
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 
 def generated_schemas() -> dict[str, dict[str, Any]]:
     """File name -> schema, as they must stand in schemas/."""
-    playbook = Playbook.model_json_schema(by_alias=True)
-    event = EventIn.model_json_schema()
-    return {
-        "playbook.schema.json": {"$schema": SCHEMA_DIALECT, **playbook},
-        "event.schema.json": {"$schema": SCHEMA_DIALECT, **event},
+    documents = {
+        "playbook.schema.json": Playbook,
+        "taxonomy.schema.json": TagTaxonomy,
+        "tiers.schema.json": Tiers,
+        "content.schema.json": ContentLibrary,
     }
+    schemas = {
+        name: {"$schema": SCHEMA_DIALECT, **model.model_json_schema(by_alias=True)}
+        for name, model in documents.items()
+    }
+    schemas["event.schema.json"] = {"$schema": SCHEMA_DIALECT, **EventIn.model_json_schema()}
+    return schemas
 
 
 def render(schema: dict[str, Any]) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 from api.routes.events import signal_with_start
 from sopflow.plan_store import PlanStore
@@ -25,13 +26,21 @@ T = TypeVar("T")
 
 
 async def eventually(probe: Callable[[], Awaitable[T]], timeout: float = 15.0) -> T:
-    """Poll `probe` until it returns something truthy; fail with the last value seen."""
+    """Poll `probe` until it returns something truthy; fail with the last value seen.
+
+    A query that fails (the workflow is between runs of a continue-as-new on a loaded
+    machine) counts as "not yet", as it would for any polling client.
+    """
     deadline = time.monotonic() + timeout
-    last: T | None = None
+    last: Any = None
     while time.monotonic() < deadline:
-        last = await probe()
-        if last:
-            return last
+        try:
+            last = await probe()
+        except RPCError as e:
+            last = e
+        else:
+            if last:
+                return last
         await asyncio.sleep(0.05)
     raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
 
@@ -52,8 +61,8 @@ async def send_event(
         data=data or {},
         idempotency_key=key,
     )
-    deployed = PlanStore(settings.plans_dir).deployed()
-    await signal_with_start(client, settings, EventSignal(event=event, deployed=deployed))
+    deployment = PlanStore(settings.plans_dir).deployment()
+    await signal_with_start(client, settings, EventSignal(event=event, deployment=deployment))
 
 
 async def describe(client: Client, customer_id: str) -> CustomerView:

@@ -9,16 +9,17 @@ import jsonschema
 import pytest
 import yaml
 
-from sopflow.deploy import playbook_files
 from sopflow.language import compile_playbook
+from sopflow.language.compiler import yaml_files
 from sopflow.schemas import drifted_schemas, generated_schemas, render
 from tests.conftest import REPO, T0
 from workflows.journey import apply_due_timers, apply_event
 from workflows.state import CustomerEvent, CustomerState
+from workflows.step import Catalog
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
 SCHEMAS = REPO / "schemas"
-SHIPPED = playbook_files([REPO / "playbooks"])
+SHIPPED = yaml_files([REPO / "playbooks"])
 
 
 def schema(name: str) -> dict:
@@ -36,7 +37,13 @@ def test_readme_opens_with_the_two_commands() -> None:
 def test_schemas_in_the_repo_match_the_models(tmp_path: Path) -> None:
     assert drifted_schemas(SCHEMAS) == []
     (tmp_path / "playbook.schema.json").write_text("{}")
-    assert drifted_schemas(tmp_path) == ["playbook.schema.json", "event.schema.json"]
+    assert drifted_schemas(tmp_path) == [
+        "playbook.schema.json",
+        "taxonomy.schema.json",
+        "tiers.schema.json",
+        "content.schema.json",
+        "event.schema.json",
+    ]
     assert (
         render(generated_schemas()["event.schema.json"])
         == (SCHEMAS / "event.schema.json").read_text()
@@ -69,16 +76,16 @@ def test_event_schema_accepts_its_example_and_refuses_a_naive_time() -> None:
 def test_readme_playbook_runs_as_described() -> None:
     [block] = re.findall(r"```yaml\n(.*?)```", README, flags=re.S)
     plan = compile_playbook(block, filename="README.md")
-    plans, deployed = {plan.version: plan}, {plan.name: plan.version}
+    plans = Catalog(plans={plan.version: plan}, deployed={plan.name: plan.version})
     added = CustomerEvent(
         customer_id="c", type="contact.added", occurred_at=T0, idempotency_key="a"
     )
-    state = apply_event(CustomerState(customer_id="c"), added, plans, deployed, T0).state
+    state = apply_event(CustomerState(customer_id="c"), added, plans, T0).state
     # No order in three days: the reminder goes out and the journey ends in gave_up.
     late = apply_due_timers(state, plans, T0 + timedelta(days=3))
     assert [d.text for d in late.deliveries] == ["首单券还有 24 小时过期哦。"]
     assert late.state.journeys["first_order"].stage == "gave_up"
     # An order within three days thanks the customer through the webhook instead.
     paid = CustomerEvent(customer_id="c", type="order.paid", occurred_at=T0, idempotency_key="p")
-    ordered = apply_event(state, paid, plans, deployed, T0 + timedelta(days=1))
+    ordered = apply_event(state, paid, plans, T0 + timedelta(days=1))
     assert [(d.channel, d.stage) for d in ordered.deliveries] == [("webhook", "thanks")]

@@ -43,11 +43,17 @@ class SopflowActivities:
 
     @activity.defn(name=LOAD_PLANS_ACTIVITY)
     async def load_plans(self, request: LoadPlansInput) -> LoadPlansResult:
-        plans, missing = [], []
+        result = LoadPlansResult()
         for version in request.versions:
             plan = self.plan_store.load(version)
             if plan is None:
-                missing.append(version)
+                result.missing.append(version)
             else:
-                plans.append(plan)
-        return LoadPlansResult(plans=plans, missing=missing)
+                result.plans.append(plan)
+        for version in request.profile_versions:
+            rules = self.plan_store.load_profile(version)
+            if rules is None:
+                result.missing.append(version)
+            else:
+                result.profiles.append(rules)
+        return result

@@ -21,6 +21,18 @@ PASSTHROUGH_MODULES = (
     "pydantic_core",
     "annotated_types",
     "sopflow.language",
+    "cel",
+    "jinja2",
+    "markupsafe",
+    "croniter",
+    "dateutil",
+    "zoneinfo",
+    "workflows.actions",
+    "workflows.clock",
+    "workflows.context",
+    "workflows.profile",
+    "workflows.step",
+    "workflows.triggers",
     "workflows.contracts",
     "workflows.journey",
     "workflows.state",
@@ -38,6 +50,8 @@ def build_channels(settings: Settings) -> dict[str, ChannelAdapter]:
         "wecom.group": log,
         "wecom.moments": log,
         "webhook": webhook,
+        # Staff tasks are recorded beside the messages until the read model holds them.
+        "task": LogChannel(settings.home / "tasks.jsonl"),
     }
 
 

@@ -6,8 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from sopflow.language.plan import Plan
-from workflows.state import CustomerEvent, CustomerState, JourneyState, TimelineEntry
+from sopflow.language.plan import Plan, ProfilePlan
+from workflows.state import CustomerEvent, CustomerState, JourneyState, Profile, TimelineEntry
 
 WORKFLOW_NAME = "CustomerJourneyWorkflow"
 EVENT_SIGNAL = "event"
@@ -22,11 +22,21 @@ def customer_workflow_id(customer_id: str) -> str:
     return f"customer/{customer_id}"
 
 
+class Deployment(BaseModel):
+    """What is deployed: playbook name -> plan version, and the profile rules' version."""
+
+    playbooks: dict[str, str] = Field(default_factory=dict)
+    profile: str | None = None
+
+    def versions(self) -> set[str]:
+        return set(self.playbooks.values())
+
+
 class EventSignal(BaseModel):
-    """An event plus the deployments current when the API accepted it (name -> version)."""
+    """An event plus the deployment current when the API accepted it."""
 
     event: CustomerEvent
-    deployed: dict[str, str] = Field(default_factory=dict)
+    deployment: Deployment = Field(default_factory=Deployment)
 
 
 class WorkflowOptions(BaseModel):
@@ -42,7 +52,8 @@ class CustomerWorkflowInput(BaseModel):
     customer_id: str
     state: CustomerState | None = None
     plans: dict[str, Plan] = Field(default_factory=dict)
-    deployed: dict[str, str] = Field(default_factory=dict)
+    profiles: dict[str, ProfilePlan] = Field(default_factory=dict)
+    deployment: Deployment = Field(default_factory=Deployment)
     inbox: list[EventSignal] = Field(default_factory=list)
     options: WorkflowOptions = Field(default_factory=WorkflowOptions)
 
@@ -51,17 +62,20 @@ class CustomerView(BaseModel):
     """What the API shows of a customer: journeys and the timeline of actions."""
 
     customer_id: str
+    profile: Profile
     journeys: list[JourneyState]
     timeline: list[TimelineEntry]
     next_due_at: datetime | None = None
 
 
 class LoadPlansInput(BaseModel):
-    versions: list[str]
+    versions: list[str] = Field(default_factory=list)
+    profile_versions: list[str] = Field(default_factory=list)
 
 
 class LoadPlansResult(BaseModel):
-    plans: list[Plan]
+    plans: list[Plan] = Field(default_factory=list)
+    profiles: list[ProfilePlan] = Field(default_factory=list)
     missing: list[str] = Field(default_factory=list)
 
 

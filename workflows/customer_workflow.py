@@ -1,6 +1,6 @@
 """CustomerJourneyWorkflow: the durable shell around the pure journey core.
 
-One workflow per customer. It waits for an event signal or the earliest due timer, steps
+One workflow per customer. It waits for an event signal or the earliest due time, steps
 the core, hands deliveries to activities and carries its whole state across
 continue-as-new. Everything that decides *what* happens lives in workflows.journey.
 """
@@ -16,7 +16,7 @@ from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ActivityError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from sopflow.language.plan import Plan
+    from sopflow.language.plan import Plan, ProfilePlan
     from workflows import journey
     from workflows.contracts import (
         DELIVER_ACTIVITY,
@@ -28,11 +28,13 @@ with workflow.unsafe.imports_passed_through():
         CustomerView,
         CustomerWorkflowInput,
         DeliveryOutcome,
+        Deployment,
         EventSignal,
         LoadPlansInput,
         LoadPlansResult,
     )
     from workflows.state import CustomerState, Delivery, StepResult
+    from workflows.step import Catalog
 
 STAGES = SearchAttributeKey.for_keyword_list(STAGES_SEARCH_ATTRIBUTE)
 
@@ -56,7 +58,8 @@ class CustomerJourneyWorkflow:
     def __init__(self, input: CustomerWorkflowInput) -> None:
         self._state = input.state or CustomerState(customer_id=input.customer_id)
         self._plans: dict[str, Plan] = dict(input.plans)
-        self._deployed: dict[str, str] = dict(input.deployed)
+        self._profiles: dict[str, ProfilePlan] = dict(input.profiles)
+        self._deployment: Deployment = input.deployment
         self._inbox: list[EventSignal] = list(input.inbox)
         self._options = input.options
         self._outbox: list[Delivery] = []
@@ -71,9 +74,10 @@ class CustomerJourneyWorkflow:
     def describe(self) -> CustomerView:
         return CustomerView(
             customer_id=self._state.customer_id,
+            profile=self._state.profile,
             journeys=list(self._state.journeys.values()),
             timeline=self._state.timeline,
-            next_due_at=journey.next_due_at(self._state),
+            next_due_at=journey.next_due_at(self._state, self._catalog()),
         )
 
     @workflow.run
@@ -83,20 +87,15 @@ class CustomerJourneyWorkflow:
         delivery_loop = asyncio.create_task(self._deliver_in_order())
         while not self._should_continue_as_new():
             await self._wait_for_work()
+            # Whatever was due before now fires first, then the events in arrival order.
+            self._apply(journey.apply_due_timers(self._state, self._catalog(), workflow.now()))
             while self._inbox:
                 signal = self._inbox.pop(0)
-                await self._load_missing_plans(signal.deployed)
-                self._deployed = {
-                    name: version
-                    for name, version in signal.deployed.items()
-                    if version in self._plans
-                }
+                await self._load_missing_plans(signal.deployment)
+                self._deployment = self._loaded_part(signal.deployment)
                 self._apply(
-                    journey.apply_event(
-                        self._state, signal.event, self._plans, self._deployed, workflow.now()
-                    )
+                    journey.apply_event(self._state, signal.event, self._catalog(), workflow.now())
                 )
-            self._apply(journey.apply_due_timers(self._state, self._plans, workflow.now()))
             self._publish_stages()
         await workflow.wait_condition(
             lambda: not self._outbox and not self._delivering and workflow.all_handlers_finished()
@@ -104,35 +103,48 @@ class CustomerJourneyWorkflow:
         delivery_loop.cancel()
         workflow.continue_as_new(self._carry_over())
 
+    def _catalog(self) -> Catalog:
+        profile = self._profiles.get(self._deployment.profile or "")
+        return Catalog(plans=self._plans, deployed=self._deployment.playbooks, profile=profile)
+
     async def _wait_for_work(self) -> None:
         if self._inbox:
             return
-        due = journey.next_due_at(self._state)
+        due = journey.next_due_at(self._state, self._catalog())
         if due is None:
             await workflow.wait_condition(lambda: bool(self._inbox))
             return
         delay = due - workflow.now()
         if delay > timedelta(0):
-            # A timeout means the timer is due: the caller fires it.
+            # A timeout means something is due: the caller fires it.
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(lambda: bool(self._inbox), timeout=delay)
 
-    async def _load_missing_plans(self, deployed: dict[str, str]) -> None:
+    async def _load_missing_plans(self, deployment: Deployment) -> None:
         # Plans are immutable and content-addressed, so a cached version is never stale;
         # loading through an activity records the plan in history for replay.
-        missing = sorted({v for v in deployed.values() if v not in self._plans})
-        if not missing:
+        missing = sorted(v for v in deployment.versions() if v not in self._plans)
+        profile = deployment.profile
+        missing_profiles = [profile] if profile and profile not in self._profiles else []
+        if not missing and not missing_profiles:
             return
         result = await workflow.execute_activity(
             LOAD_PLANS_ACTIVITY,
-            LoadPlansInput(versions=missing),
+            LoadPlansInput(versions=missing, profile_versions=missing_profiles),
             result_type=LoadPlansResult,
             start_to_close_timeout=timedelta(seconds=30),
         )
         for plan in result.plans:
             self._plans[plan.version] = plan
+        for rules in result.profiles:
+            self._profiles[rules.version] = rules
         if result.missing:
-            workflow.logger.warning("plan versions not found, not enrolling: %s", result.missing)
+            workflow.logger.warning("plan versions not found, not used: %s", result.missing)
+
+    def _loaded_part(self, deployment: Deployment) -> Deployment:
+        playbooks = {n: v for n, v in deployment.playbooks.items() if v in self._plans}
+        profile = deployment.profile if deployment.profile in self._profiles else None
+        return Deployment(playbooks=playbooks, profile=profile)
 
     def _apply(self, result: StepResult) -> None:
         self._state = result.state
@@ -182,12 +194,14 @@ class CustomerJourneyWorkflow:
 
     def _carry_over(self) -> CustomerWorkflowInput:
         in_use = {j.version for j in self._state.journeys.values() if j.status == "active"}
-        in_use |= set(self._deployed.values())
+        in_use |= self._deployment.versions()
+        profile = self._deployment.profile
         return CustomerWorkflowInput(
             customer_id=self._state.customer_id,
             state=self._state,
             plans={v: p for v, p in self._plans.items() if v in in_use},
-            deployed=self._deployed,
+            profiles={v: p for v, p in self._profiles.items() if v == profile},
+            deployment=self._deployment,
             inbox=self._inbox,
             options=self._options,
         )

@@ -7,110 +7,99 @@ clock, so both produce the same timeline for the same inputs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
+from typing import Any
 
-from sopflow.language.plan import ActionStep, Plan, SendStep
+from sopflow.language.durations import parse_duration
+from sopflow.language.guards import evaluate_guard
+from sopflow.language.plan import TagStep
+from workflows import profile as profile_rules
+from workflows.actions import (
+    RUNAWAY_REASON,
+    change_tags,
+    complete_task,
+    context_for,
+    deliver_message,
+    end_journey,
+    escalate_task,
+    run_branch,
+    try_enrol,
+)
+from workflows.clock import parse_moment, zone
 from workflows.state import (
     SEEN_EVENT_KEYS_LIMIT,
     TIMELINE_LIMIT,
     CustomerEvent,
     CustomerState,
-    Delivery,
     JourneyState,
+    ScheduledSend,
     StepResult,
-    TimelineEntry,
-    Timer,
+    TaskState,
 )
+from workflows.step import MAX_TRANSITIONS_PER_STEP, Catalog, Step, active_journeys
+from workflows.triggers import countdown_deadline, countdown_remaining, next_due
 
-# A playbook whose stages jump to each other with no wait could loop forever inside one
-# step; the compiler will reject such cycles, and this bound keeps the runtime safe anyway.
-MAX_TRANSITIONS_PER_STEP = 100
-RUNAWAY_REASON = (
-    f"stopped after {MAX_TRANSITIONS_PER_STEP} transitions without a wait (a zero-delay cycle)"
-)
+__all__ = ["Catalog", "apply_due_timers", "apply_event", "next_due_at", "record_delivery_outcome"]
 
-
-class _Step:
-    """Mutable scratchpad for one step; callers only ever see the returned copy."""
-
-    def __init__(self, state: CustomerState, now: datetime) -> None:
-        self.state = state
-        self.now = now
-        self.deliveries: list[Delivery] = []
-        self.transitions = 0
-
-    def record(self, entry: TimelineEntry) -> None:
-        timeline = self.state.timeline
-        timeline.append(entry)
-        if len(timeline) > TIMELINE_LIMIT:
-            del timeline[: len(timeline) - TIMELINE_LIMIT]
-
-    def result(self) -> StepResult:
-        return StepResult(state=self.state, deliveries=self.deliveries)
+TASK_EVENTS = ("task.completed", "task.postponed")
 
 
 def apply_event(
     state: CustomerState,
     event: CustomerEvent,
-    plans: Mapping[str, Plan],
-    deployed: Mapping[str, str],
+    catalog: Catalog,
     now: datetime,
+    *,
+    timeline_limit: int = TIMELINE_LIMIT,
 ) -> StepResult:
-    """Feed one event: existing journeys react first, then deployed playbooks may enrol.
+    """Feed one event: the profile learns first, then journeys react, then enrolment.
 
-    `plans` maps plan version -> plan and must hold every version referenced by a journey
-    or by `deployed` (playbook name -> version currently deployed).
+    The event acts at its `occurred_at`, clamped between the last time the core acted
+    and `now`: a late event is honoured in order, never before what already happened.
     """
-    step = _Step(state.model_copy(deep=True), now)
+    step = Step(state.model_copy(deep=True), catalog, now, timeline_limit)
     if event.idempotency_key in step.state.seen_event_keys:
         return step.result()  # a duplicate event has no second effect
     _remember_event_key(step.state, event.idempotency_key)
-
-    for journey in _active_journeys(step.state):
-        plan = plans[journey.version]
-        stage = plan.stages[journey.stage]
-        for trigger in stage.triggers:
-            if trigger.kind == "event" and trigger.event == event.type:
-                _fire(step, journey, plan, trigger.actions, trigger.goto)
-                break
-
-    for playbook in sorted(deployed):
-        plan = plans[deployed[playbook]]
-        if plan.enrol_event == event.type and playbook not in step.state.journeys:
-            _enrol(step, plan)
+    moment = min(now, max(event.occurred_at, state.clock or event.occurred_at))
+    _fire_due(step, moment)  # what was due before the event happens first
+    step.now = moment
+    step.event = event
+    _learn(step, event)
+    for journey in active_journeys(step.state):
+        _react(step, journey, event)
+    for playbook in sorted(catalog.deployed):
+        plan = catalog.deployed_plan(playbook)
+        if plan is not None and plan.enrol.event == event.type:
+            try_enrol(step, plan)
+    _evaluate_conditions(step)
+    step.event = None
+    step.state.clock = max(step.state.clock or moment, moment)
     return step.result()
 
 
-def apply_due_timers(state: CustomerState, plans: Mapping[str, Plan], now: datetime) -> StepResult:
-    """Fire every timer due at or before `now`, earliest first."""
-    step = _Step(state.model_copy(deep=True), now)
-    while (due := _earliest_due_timer(step.state, now)) is not None:
-        journey, timer = due
-        journey.timers.remove(timer)
-        step.transitions += 1
-        if step.transitions > MAX_TRANSITIONS_PER_STEP:
-            _end(step, journey, reason=RUNAWAY_REASON)
-            continue
-        plan = plans[journey.version]
-        trigger = plan.stages[journey.stage].triggers[timer.trigger_index]
-        # The timer's own due time is when it fired, even if the worker was late to run it.
-        step.now = timer.due_at
-        _fire(step, journey, plan, trigger.actions, trigger.goto)
-    step.now = now
+def apply_due_timers(
+    state: CustomerState, catalog: Catalog, now: datetime, *, timeline_limit: int = TIMELINE_LIMIT
+) -> StepResult:
+    """Fire everything due at or before `now`, earliest first, each at its own due time."""
+    step = Step(state.model_copy(deep=True), catalog, now, timeline_limit)
+    _fire_due(step, now)
+    step.state.clock = max(step.state.clock or now, now)
     return step.result()
 
 
-def next_due_at(state: CustomerState) -> datetime | None:
-    """The earliest timer of any active journey, or None when nothing is scheduled."""
-    dues = [t.due_at for j in _active_journeys(state) for t in j.timers]
-    return min(dues) if dues else None
+def next_due_at(state: CustomerState, catalog: Catalog) -> datetime | None:
+    """The earliest moment anything is due for this customer, or None."""
+    if state.clock is None:
+        return None  # nothing has happened to this customer yet
+    due = _earliest_due(Step(state, catalog, state.clock), None)
+    return due[0] if due else None
 
 
 def record_delivery_outcome(
     state: CustomerState, idempotency_key: str, delivered: bool, error: str | None = None
 ) -> CustomerState:
-    """Mark a message in the timeline delivered or failed, as the shell learned it."""
+    """Mark a message or task in the timeline delivered or failed, as the shell learned it."""
     updated = state.model_copy(deep=True)
     for entry in reversed(updated.timeline):
         if entry.idempotency_key == idempotency_key:
@@ -120,135 +109,250 @@ def record_delivery_outcome(
     return updated
 
 
-def _active_journeys(state: CustomerState) -> list[JourneyState]:
-    return [
-        state.journeys[name]
-        for name in sorted(state.journeys)
-        if state.journeys[name].status == "active"
-    ]
+# ----------------------------------------------------------------------------- timers
+
+DueItem = tuple[datetime, str, JourneyState | None, Any]
 
 
-def _earliest_due_timer(state: CustomerState, now: datetime) -> tuple[JourneyState, Timer] | None:
-    best: tuple[JourneyState, Timer] | None = None
-    for journey in _active_journeys(state):
-        for timer in journey.timers:
-            if timer.due_at <= now and (best is None or timer.due_at < best[1].due_at):
-                best = (journey, timer)
+def _earliest_due(step: Step, limit: datetime | None) -> DueItem | None:
+    best: DueItem | None = None
+
+    def consider(item: DueItem) -> None:
+        nonlocal best
+        if (limit is None or item[0] <= limit) and (best is None or item[0] < best[0]):
+            best = item
+
+    for journey in active_journeys(step.state):
+        plan = step.catalog.plan_of(journey)
+        tz = step.timezone(plan)
+        for index, trigger in enumerate(plan.stages[journey.stage].triggers):
+            due = next_due(trigger, index, journey, step.state.profile, tz)
+            if due is not None:
+                consider((due, "trigger", journey, index))
+        for scheduled in journey.scheduled:
+            consider((scheduled.due_at, "scheduled", journey, scheduled))
+        for task in journey.tasks.values():
+            if task.status == "open":
+                consider((task.due_at, "task", journey, task))
+    review = profile_rules.next_review(
+        step.state.profile, step.catalog.profile, step.state.clock or step.now
+    )
+    if review is not None:
+        consider((review, "review", None, None))
     return best
+
+
+def _fire_due(step: Step, limit: datetime) -> None:
+    same_instant, last_instant = 0, None
+    while (item := _earliest_due(step, limit)) is not None:
+        due_at, kind, journey, payload = item
+        step.now = max(due_at, step.state.clock or due_at)
+        # Many firings at one instant mean a loop with no wait in it; months of overdue
+        # timers after an outage are fine, each at its own instant.
+        same_instant = same_instant + 1 if step.now == last_instant else 0
+        last_instant = step.now
+        if same_instant > MAX_TRANSITIONS_PER_STEP and journey is not None:
+            end_journey(step, journey, RUNAWAY_REASON)
+            continue
+        if kind == "trigger" and journey is not None:
+            _fire_trigger(step, journey, payload)
+        elif kind == "scheduled" and journey is not None:
+            scheduled: ScheduledSend = payload
+            journey.scheduled.remove(scheduled)
+            deliver_message(
+                step, journey, step.catalog.plan_of(journey), scheduled.channel, scheduled.text
+            )
+        elif kind == "task" and journey is not None:
+            escalate_task(step, journey, payload)
+        else:
+            _refresh_tiers(step)
+            step.state.clock = step.now  # the review is done: look for the next one after it
+        _evaluate_conditions(step)
+        step.state.clock = max(step.state.clock or step.now, step.now)
+    step.now = limit
+
+
+def _fire_trigger(step: Step, journey: JourneyState, index: int) -> None:
+    plan = step.catalog.plan_of(journey)
+    trigger = plan.stages[journey.stage].triggers[index]
+    journey.fired[str(index)] = step.now
+    if trigger.kind == "wait":
+        branch = trigger.on_timeout
+        if branch is not None:
+            run_branch(step, journey, plan, branch.actions, branch.goto)
+        return
+    if trigger.kind == "countdown":
+        deadline = countdown_deadline(trigger, journey, step.state.profile, step.timezone(plan))
+        if deadline is not None and step.now >= deadline:
+            run_branch(step, journey, plan, (), trigger.goto)  # the deadline itself
+            return
+        extra = {
+            "countdown": {
+                "remaining": countdown_remaining(deadline or step.now, step.now),
+                "deadline": deadline,
+            }
+        }
+        run_branch(step, journey, plan, trigger.actions, None, extra)
+        return
+    run_branch(step, journey, plan, trigger.actions, trigger.goto)
+
+
+# ----------------------------------------------------------------------------- events
+
+
+def _learn(step: Step, event: CustomerEvent) -> None:
+    """Update the profile from the event before any journey sees it."""
+    profile = step.state.profile
+    data = event.data
+    if event.type not in profile_rules.NOT_INTERACTIONS:
+        profile.last_interaction_at = step.now
+    if event.type == "contact.added" and profile.added_at is None:
+        profile.added_at = step.now
+    if isinstance(data.get("timezone"), str):
+        try:
+            zone(data["timezone"])
+            profile.timezone = data["timezone"]
+        except (KeyError, ValueError):
+            pass  # an unknown zone keeps the current one rather than break every timer
+    if event.type in ("profile.updated", "contact.added") and isinstance(
+        data.get("attributes"), dict
+    ):
+        profile.attributes.update(data["attributes"])
+    rules = step.catalog.profile
+    if event.type in ("order.paid", "order.refunded"):
+        amount = _number(data.get("amount"))
+        if event.type == "order.paid":
+            period = rules.tiers.period_seconds if rules and rules.tiers else None
+            profile_rules.record_order(profile, step.now, amount, period)
+        else:
+            profile.total_spent = max(profile.total_spent - amount, 0.0)
+    if event.type in ("tag.added", "tag.removed") and isinstance(data.get("tag"), str):
+        tags = (data["tag"],)
+        change = TagStep(add=tags) if event.type == "tag.added" else TagStep(remove=tags)
+        change_tags(step, None, change)
+    valid, rejected = profile_rules.event_tags(event, rules, context_for(step, None, None))
+    change_tags(step, None, TagStep(add=tuple(valid)))
+    for tag in rejected:
+        step.record("tag_rejected", None, detail={"tag": tag, "event": event.type})
+    _refresh_tiers(step)
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _refresh_tiers(step: Step) -> None:
+    rules = step.catalog.profile
+    if rules is None or rules.tiers is None:
+        return
+    profile = step.state.profile
+    period = rules.tiers.period_seconds
+    tier = profile_rules.level_of(rules.tiers.value, profile, step.now, period)
+    lifecycle = profile_rules.level_of(rules.tiers.lifecycle, profile, step.now, period)
+    if tier != profile.tier:
+        step.record("tier_changed", None, detail={"from": profile.tier, "to": tier})
+        profile.tier = tier
+    if lifecycle != profile.lifecycle:
+        step.record("lifecycle_changed", None, detail={"from": profile.lifecycle, "to": lifecycle})
+        profile.lifecycle = lifecycle
+
+
+def _react(step: Step, journey: JourneyState, event: CustomerEvent) -> None:
+    plan = step.catalog.plan_of(journey)
+    context = context_for(step, journey, plan)
+    if event.type in TASK_EVENTS:
+        _task_event(step, journey, event)
+    for rule in plan.exit:
+        if rule.event == event.type and (not rule.when or evaluate_guard(rule.when, context)):
+            end_journey(step, journey, f"exit on {event.type}")
+            return
+    goal = plan.goal
+    if goal and goal.event == event.type and (not goal.when or evaluate_guard(goal.when, context)):
+        if journey.goal_reached_at is None:
+            journey.goal_reached_at = step.now
+            step.record("goal_reached", journey, detail={"event": event.type})
+        if goal.exit:
+            end_journey(step, journey, "goal reached")
+            return
+    for index, trigger in enumerate(plan.stages[journey.stage].triggers):
+        if trigger.kind not in ("event", "wait") or trigger.event != event.type:
+            continue
+        if trigger.when and not evaluate_guard(trigger.when, context):
+            continue
+        journey.fired[str(index)] = step.now  # a wait that got its event no longer times out
+        run_branch(step, journey, plan, trigger.actions, trigger.goto)
+        return
+
+
+def _task_event(step: Step, journey: JourneyState, event: CustomerEvent) -> None:
+    task = _find_task(journey, event.data)
+    if task is None or task.status == "completed":
+        return
+    if event.type == "task.completed":
+        complete_task(step, journey, step.catalog.plan_of(journey), task)
+        return
+    until = parse_moment(event.data.get("until"), zone(step.timezone()))
+    if until is None and isinstance(event.data.get("by"), str):
+        try:
+            until = task.due_at + parse_duration(event.data["by"])
+        except ValueError:
+            until = None
+    if until is not None:
+        task.due_at = until
+        task.status = "open"
+        step.record(
+            "task_postponed",
+            journey,
+            channel="task",
+            text=task.title,
+            detail={"task": task.name, "due_at": until.isoformat()},
+        )
+
+
+def _find_task(journey: JourneyState, data: dict[str, Any]) -> TaskState | None:
+    if isinstance(data.get("task_id"), str):
+        return journey.tasks.get(data["task_id"])
+    if isinstance(data.get("task"), str):
+        named = [t for t in journey.tasks.values() if t.name == data["task"]]
+        return named[-1] if named else None
+    return None
+
+
+def _evaluate_conditions(step: Step) -> None:
+    """Fire condition triggers that became true, and exit rules that hold, after a change."""
+    for _ in range(10):  # a firing may change the profile: look again, a bounded few times
+        changed = False
+        for journey in active_journeys(step.state):
+            plan = step.catalog.plan_of(journey)
+            context = context_for(step, journey, plan)
+            if any(
+                rule.event is None and rule.when and evaluate_guard(rule.when, context)
+                for rule in plan.exit
+            ):
+                end_journey(step, journey, "exit condition met")
+                changed = True
+                continue
+            for index, trigger in enumerate(plan.stages[journey.stage].triggers):
+                if trigger.kind != "condition" or not trigger.condition:
+                    continue
+                key = str(index)
+                value = evaluate_guard(trigger.condition, context)
+                was = journey.conditions.get(key, False)
+                journey.conditions[key] = value
+                if value and not was:
+                    stage_before = journey.stage
+                    run_branch(step, journey, plan, trigger.actions, trigger.goto)
+                    changed = True
+                    if journey.stage != stage_before or journey.status != "active":
+                        break
+        if not changed:
+            return
 
 
 def _remember_event_key(state: CustomerState, key: str) -> None:
     state.seen_event_keys.append(key)
     if len(state.seen_event_keys) > SEEN_EVENT_KEYS_LIMIT:
         del state.seen_event_keys[: len(state.seen_event_keys) - SEEN_EVENT_KEYS_LIMIT]
-
-
-def _enrol(step: _Step, plan: Plan) -> None:
-    count = step.state.enrolment_counts.get(plan.name, 0) + 1
-    step.state.enrolment_counts[plan.name] = count
-    journey = JourneyState(
-        journey_id=f"{plan.name}#{count}",
-        playbook=plan.name,
-        version=plan.version,
-        stage=plan.entry_stage,
-        enrolled_at=step.now,
-        entered_stage_at=step.now,
-    )
-    step.state.journeys[plan.name] = journey
-    step.record(
-        TimelineEntry(at=step.now, kind="enrolled", playbook=plan.name, stage=plan.entry_stage)
-    )
-    _enter_stage(step, journey, plan, plan.entry_stage)
-
-
-def _fire(
-    step: _Step,
-    journey: JourneyState,
-    plan: Plan,
-    actions: tuple[ActionStep, ...],
-    goto: str | None,
-) -> None:
-    _run_actions(step, journey, plan, actions)
-    if goto is not None and journey.status == "active":
-        _enter_stage(step, journey, plan, goto)
-
-
-def _enter_stage(step: _Step, journey: JourneyState, plan: Plan, stage_name: str) -> None:
-    step.transitions += 1
-    if step.transitions > MAX_TRANSITIONS_PER_STEP:
-        _end(step, journey, reason=RUNAWAY_REASON)
-        return
-    stage = plan.stages[stage_name]
-    journey.stage = stage_name
-    journey.entered_stage_at = step.now
-    journey.timers = [
-        Timer(
-            due_at=step.now + timedelta(seconds=trigger.after_seconds or 0),
-            stage=stage_name,
-            trigger_index=index,
-        )
-        for index, trigger in enumerate(stage.triggers)
-        if trigger.kind == "after"
-    ]
-    step.record(
-        TimelineEntry(at=step.now, kind="stage_entered", playbook=plan.name, stage=stage_name)
-    )
-    _run_actions(step, journey, plan, stage.on_enter)
-    if stage.end and journey.status == "active":
-        _end(step, journey)
-
-
-def _run_actions(
-    step: _Step, journey: JourneyState, plan: Plan, actions: tuple[ActionStep, ...]
-) -> None:
-    for action in actions:
-        if journey.status != "active":
-            return
-        if isinstance(action, SendStep):
-            _send(step, journey, action)
-        else:
-            _end(step, journey)
-
-
-def _send(step: _Step, journey: JourneyState, action: SendStep) -> None:
-    journey.seq += 1
-    key = f"{step.state.customer_id}/{journey.journey_id}/{journey.seq}"
-    step.deliveries.append(
-        Delivery(
-            idempotency_key=key,
-            customer_id=step.state.customer_id,
-            playbook=journey.playbook,
-            journey_id=journey.journey_id,
-            stage=journey.stage,
-            channel=action.channel,
-            text=action.text,
-            scheduled_at=step.now,
-        )
-    )
-    step.record(
-        TimelineEntry(
-            at=step.now,
-            kind="message",
-            playbook=journey.playbook,
-            stage=journey.stage,
-            channel=action.channel,
-            text=action.text,
-            idempotency_key=key,
-            status="pending",
-        )
-    )
-
-
-def _end(step: _Step, journey: JourneyState, reason: str | None = None) -> None:
-    journey.status = "ended"
-    journey.ended_at = step.now
-    journey.timers = []
-    step.record(
-        TimelineEntry(
-            at=step.now,
-            kind="journey_ended",
-            playbook=journey.playbook,
-            stage=journey.stage,
-            error=reason,
-        )
-    )

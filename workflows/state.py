@@ -11,14 +11,17 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, Field
 
+from sopflow.language.plan import Branch
+
 # Bounds keep one customer's state (and so every continue-as-new payload) small,
 # however long the customer lives. The read model keeps the full record.
 TIMELINE_LIMIT = 500
 SEEN_EVENT_KEYS_LIMIT = 1000
+RECENT_ORDERS_LIMIT = 50
 
 
 class CustomerEvent(BaseModel):
-    """Something a customer did, as the API accepted it."""
+    """Something a customer did (or staff did for them), as the API accepted it."""
 
     customer_id: str
     type: str
@@ -27,12 +30,53 @@ class CustomerEvent(BaseModel):
     idempotency_key: str
 
 
-class Timer(BaseModel):
-    """A due time owned by one trigger of one stage visit; timers are data, never sleeps."""
+class OrderRecord(BaseModel):
+    at: datetime
+    amount: float
+
+
+class Profile(BaseModel):
+    """What sopflow knows of the customer: the `customer` of guards and templates."""
+
+    timezone: str | None = None
+    added_at: datetime | None = None
+    last_interaction_at: datetime | None = None
+    tags: list[str] = Field(default_factory=list)
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    scores: dict[str, float] = Field(default_factory=dict)
+    order_count: int = 0
+    total_spent: float = 0.0
+    first_order_at: datetime | None = None
+    last_order_at: datetime | None = None
+    recent_orders: list[OrderRecord] = Field(default_factory=list)
+    average_interval_days: float | None = None
+    predicted_next_purchase_at: datetime | None = None
+    tier: str | None = None
+    lifecycle: str | None = None
+
+
+class TaskState(BaseModel):
+    """A staff task created by a journey, until it is completed or escalated."""
+
+    task_id: str
+    name: str
+    title: str
+    assignee: str
+    stage: str
+    created_at: datetime
+    due_at: datetime
+    status: Literal["open", "completed", "escalated"] = "open"
+    escalate_to: str | None = None
+    on_complete: Branch | None = None
+
+
+class ScheduledSend(BaseModel):
+    """A message deferred to a send window or past quiet hours: scheduled, never dropped."""
 
     due_at: datetime
     stage: str
-    trigger_index: int
+    channel: str
+    text: str
 
 
 class JourneyState(BaseModel):
@@ -46,12 +90,41 @@ class JourneyState(BaseModel):
     entered_stage_at: datetime
     status: Literal["active", "ended"] = "active"
     ended_at: datetime | None = None
+    end_reason: str | None = None
+    goal_reached_at: datetime | None = None
     # Counts effects so each gets a stable idempotency key: journey_id/seq.
     seq: int = 0
-    timers: list[Timer] = Field(default_factory=list)
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    counters: dict[str, int] = Field(default_factory=dict)
+    # When each time trigger of the current stage visit last fired (key: trigger index).
+    fired: dict[str, datetime] = Field(default_factory=dict)
+    # Last value of each condition trigger, so a condition fires when it *becomes* true.
+    conditions: dict[str, bool] = Field(default_factory=dict)
+    tasks: dict[str, TaskState] = Field(default_factory=dict)
+    scheduled: list[ScheduledSend] = Field(default_factory=list)
 
 
-TimelineKind = Literal["enrolled", "stage_entered", "message", "journey_ended"]
+TimelineKind = Literal[
+    "enrolled",
+    "stage_entered",
+    "message",
+    "deferred",
+    "suppressed",
+    "send_failed",
+    "task_created",
+    "task_completed",
+    "task_postponed",
+    "task_escalated",
+    "tag_added",
+    "tag_removed",
+    "tag_rejected",
+    "attribute_set",
+    "score_changed",
+    "tier_changed",
+    "lifecycle_changed",
+    "goal_reached",
+    "journey_ended",
+]
 DeliveryStatus = Literal["pending", "delivered", "failed"]
 
 
@@ -60,29 +133,36 @@ class TimelineEntry(BaseModel):
 
     at: datetime
     kind: TimelineKind
-    playbook: str
-    stage: str
+    playbook: str | None = None
+    stage: str | None = None
     channel: str | None = None
     text: str | None = None
     idempotency_key: str | None = None
     status: DeliveryStatus | None = None
     error: str | None = None
+    detail: dict[str, Any] = Field(default_factory=dict)
 
 
 class CustomerState(BaseModel):
     """Everything the durable shell carries for one customer across continue-as-new."""
 
     customer_id: str
+    # The latest time the core has acted at: events and timers never run before it.
+    clock: datetime | None = None
+    profile: Profile = Field(default_factory=Profile)
     journeys: dict[str, JourneyState] = Field(default_factory=dict)
     enrolment_counts: dict[str, int] = Field(default_factory=dict)
     seen_event_keys: list[str] = Field(default_factory=list)
     timeline: list[TimelineEntry] = Field(default_factory=list)
+    # Customer-facing sends of the last week, for the frequency caps across journeys.
+    sent_at: list[datetime] = Field(default_factory=list)
 
 
 class Delivery(BaseModel):
-    """A message to deliver: the one external effect of the skeleton's core."""
+    """An external effect: a message to a customer or a task for staff."""
 
     idempotency_key: str
+    kind: Literal["message", "task"] = "message"
     customer_id: str
     playbook: str
     journey_id: str
@@ -90,6 +170,9 @@ class Delivery(BaseModel):
     channel: str
     text: str
     scheduled_at: datetime
+    assignee: str | None = None
+    script: str | None = None
+    due_at: datetime | None = None
 
 
 class StepResult(BaseModel):

@@ -43,7 +43,7 @@ async def post_event(
         data=event.data,
         idempotency_key=event.idempotency_key or uuid.uuid4().hex,
     )
-    signal = EventSignal(event=accepted, deployed=plans.deployed())
+    signal = EventSignal(event=accepted, deployment=plans.deployment())
     workflow_id = await signal_with_start(temporal, settings, signal)
     return EventAccepted(
         customer_id=accepted.customer_id,

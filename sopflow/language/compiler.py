@@ -1,170 +1,446 @@
-"""compile_playbook(): YAML text -> validated Playbook -> immutable, content-hashed Plan."""
+"""Compile sopflow documents: YAML -> validated models -> checks -> immutable, hashed plans."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ValidationError
-
 from sopflow.language import models
-from sopflow.language.diagnostics import Diagnostic, KeyPath, PlaybookError, did_you_mean
+from sopflow.language.checks import BundleContext, check_playbook
+from sopflow.language.diagnostics import Diagnostic, PlaybookError
 from sopflow.language.durations import parse_duration
-from sopflow.language.plan import ActionStep, EndStep, Plan, SendStep, StagePlan, TriggerPlan
-from sopflow.language.yaml_positions import PositionIndex, load_yaml_with_positions
+from sopflow.language.guards import check_guard
+from sopflow.language.loader import SourceDocument, load_file, load_text
+from sopflow.language.plan import (
+    ActionStep,
+    AtPlan,
+    Branch,
+    ContactPolicyPlan,
+    CountdownPlan,
+    EndStep,
+    EnrolPlan,
+    EnrolStep,
+    ExitPlan,
+    GoalPlan,
+    GotoStep,
+    Plan,
+    ProfilePlan,
+    ScoreStep,
+    SendStep,
+    SetStep,
+    StagePlan,
+    TagGroupPlan,
+    TagRulePlan,
+    TagStep,
+    TaskStep,
+    TierLevelPlan,
+    TierRulePlan,
+    TiersPlan,
+    TriggerPlan,
+    WindowPlan,
+)
+from sopflow.language.templates import check_template
+from sopflow.language.windows import parse_window
+
+
+@dataclass
+class Bundle:
+    """Everything compiled from a set of files: plans, profile rules and all diagnostics."""
+
+    plans: dict[str, Plan] = field(default_factory=dict)
+    profile: ProfilePlan | None = None
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    sources: dict[str, SourceDocument] = field(default_factory=dict)
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "error"]
+
+    def raise_on_errors(self) -> None:
+        if self.errors:
+            raise PlaybookError(self.errors)
+
+
+def compile_bundle(documents: Iterable[SourceDocument], problems: list[Diagnostic]) -> Bundle:
+    """Compile documents that refer to each other (playbooks, taxonomy, tiers, content)."""
+    documents = list(documents)
+    bundle = Bundle(diagnostics=list(problems))
+    context = _context(documents, bundle)
+    for source in documents:
+        if not isinstance(source.model, models.Playbook):
+            continue
+        name = source.model.metadata.name
+        if name in bundle.sources:
+            bundle.diagnostics.append(
+                source.at(
+                    "error",
+                    f"playbook '{name}' is defined twice (also in {bundle.sources[name].file})",
+                    ("metadata", "name"),
+                )
+            )
+            continue
+        bundle.sources[name] = source
+        found = check_playbook(source, context)
+        bundle.diagnostics.extend(found)
+        if not any(d.severity == "error" for d in found):
+            bundle.plans[name] = build_plan(source.model, context)
+    bundle.profile = _profile_plan(context, documents, bundle)
+    return bundle
+
+
+def compile_paths(paths: Iterable[Path]) -> Bundle:
+    """Compile files together; a folder contributes every *.yaml below it except scenarios."""
+    documents: list[SourceDocument] = []
+    problems: list[Diagnostic] = []
+    for path in yaml_files(paths):
+        found, errors = load_file(path)
+        documents += found
+        problems += errors
+    return compile_bundle(documents, problems)
+
+
+def yaml_files(paths: Iterable[Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files += [
+                p
+                for p in sorted(path.rglob("*"))
+                if p.suffix in (".yaml", ".yml") and "scenarios" not in p.relative_to(path).parts
+            ]
+        else:
+            files.append(path)
+    return files
+
+
+def compile_playbook(
+    text: str, *, filename: str = "<playbook>", context: Iterable[SourceDocument] = ()
+) -> Plan:
+    """Compile one playbook (with optional taxonomy/tiers/content documents), or raise."""
+    documents, problems = load_text(text, filename)
+    bundle = compile_bundle([*context, *documents], problems)
+    bundle.raise_on_errors()
+    names = [d.model.metadata.name for d in documents if isinstance(d.model, models.Playbook)]
+    if not names:
+        raise PlaybookError([Diagnostic("error", "no Playbook document found", filename, 1, 1)])
+    return bundle.plans[names[0]]
 
 
 def compile_playbook_file(path: str | Path) -> Plan:
-    """Read and compile one playbook file; errors name this file."""
+    """Compile a playbook file, with the taxonomy, tiers and content beside it as context."""
     file = Path(path)
+    context: list[SourceDocument] = []
+    if file.parent.is_dir():
+        for sibling in yaml_files([file.parent]):
+            if sibling.resolve() != file.resolve():
+                found, _ = load_file(sibling)
+                context += [d for d in found if not isinstance(d.model, models.Playbook)]
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise PlaybookError([Diagnostic("error", f"cannot read: {e}", str(file), 1, 1)]) from e
-    return compile_playbook(text, filename=str(file))
+    return compile_playbook(text, filename=str(file), context=context)
 
 
-def compile_playbook(text: str, *, filename: str = "<playbook>") -> Plan:
-    """Compile playbook YAML into a Plan, or raise PlaybookError with every diagnostic."""
-    try:
-        data, positions = load_yaml_with_positions(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
-        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        problem = getattr(e, "problem", None) or str(e)
-        raise PlaybookError(
-            [Diagnostic("error", f"invalid YAML: {problem}", filename, line, column)]
-        ) from e
-    if not isinstance(data, dict):
-        raise PlaybookError(
-            [
-                Diagnostic(
-                    "error",
-                    "expected a mapping with apiVersion, kind, metadata, enrol and stages",
-                    filename,
-                    1,
-                    1,
+def _context(documents: list[SourceDocument], bundle: Bundle) -> BundleContext:
+    context = BundleContext(
+        playbook_names={
+            d.model.metadata.name for d in documents if isinstance(d.model, models.Playbook)
+        }
+    )
+    for source in documents:
+        match source.model:
+            case models.TagTaxonomy():
+                if context.taxonomy is not None:
+                    bundle.diagnostics.append(
+                        source.at(
+                            "error",
+                            "a second TagTaxonomy: keep one taxonomy per deployment",
+                            ("kind",),
+                        )
+                    )
+                context.taxonomy = source.model
+                bundle.diagnostics += _check_taxonomy(source, source.model)
+            case models.Tiers():
+                if context.tiers is not None:
+                    bundle.diagnostics.append(
+                        source.at(
+                            "error", "a second Tiers document: keep one per deployment", ("kind",)
+                        )
+                    )
+                context.tiers = source.model
+            case models.ContentLibrary():
+                for key, text in source.model.items.items():
+                    if key in context.content:
+                        bundle.diagnostics.append(
+                            source.at(
+                                "error",
+                                f"content item '{key}' is defined twice",
+                                ("items", key),
+                                key=True,
+                            )
+                        )
+                    problem = check_template(text)
+                    if problem:
+                        bundle.diagnostics.append(source.at("error", problem, ("items", key)))
+                    context.content[key] = text
+    return context
+
+
+def _check_taxonomy(source: SourceDocument, taxonomy: models.TagTaxonomy) -> list[Diagnostic]:
+    found, seen = [], set()
+    for category, groups in taxonomy.categories.items():
+        for group, spec in groups.items():
+            path = ("categories", category, group)
+            if group in seen:
+                found.append(
+                    source.at("error", f"tag group '{group}' appears twice", path, key=True)
                 )
-            ]
-        )
-    try:
-        playbook = models.Playbook.model_validate(data)
-    except ValidationError as e:
-        raise PlaybookError(_validation_diagnostics(e, positions, filename)) from e
-    diagnostics = _check_references(playbook, positions, filename)
-    if diagnostics:
-        raise PlaybookError(diagnostics)
-    return _build_plan(playbook)
-
-
-def _validation_diagnostics(
-    error: ValidationError, positions: PositionIndex, filename: str
-) -> list[Diagnostic]:
-    found = []
-    for item in error.errors():
-        loc: KeyPath = tuple(item["loc"])
-        path = positions.existing_path(loc)
-        kind = item["type"]
-        if kind == "extra_forbidden":
-            key = str(loc[-1])
-            line, column = positions.locate(loc, key=True)
-            message = f"unknown key '{key}'{did_you_mean(key, _ALL_KEYS)}"
-        elif kind == "union_tag_invalid":
-            tag = str(item.get("ctx", {}).get("tag", "?"))
-            expected = item.get("ctx", {}).get("expected_tags", "")
-            line, column = positions.locate((*loc, tag), key=True)
-            message = f"unknown kind '{tag}', expected one of {expected}"
-            message += did_you_mean(tag, [t.strip(" '") for t in str(expected).split(",")])
-        else:
-            line, column = positions.locate(loc)
-            message = _describe(item, loc)
-        found.append(Diagnostic("error", message, filename, line, column, path))
+            seen.add(group)
+            if spec.rules and spec.source != models.TagSource.EVENT:
+                found.append(
+                    source.at(
+                        "error",
+                        f"tag group '{group}' has rules, so its source must be event",
+                        (*path, "source"),
+                    )
+                )
+            for index, rule in enumerate(spec.rules):
+                problem = check_template(rule.tag)
+                if rule.when and not problem:
+                    problem = check_guard(rule.when, with_event=True)
+                if problem:
+                    found.append(source.at("error", problem, (*path, "rules", index)))
     return found
 
 
-def _describe(item: Any, loc: KeyPath) -> str:
-    kind = item["type"]
-    field = loc[-1] if loc else "document"
-    if kind == "missing":
-        return f"missing required key '{field}'"
-    if kind == "string_pattern_mismatch":
-        return f"'{item['input']}' is not a valid {field}: expected {item['ctx']['pattern']}"
-    if kind == "enum":
-        return f"'{item['input']}' is not a valid {field}: expected {item['ctx']['expected']}"
-    message = str(item["msg"])
-    # pydantic prefixes errors raised in our validators; the operator needs only our text.
-    return message.removeprefix("Value error, ")
+# ----------------------------------------------------------------------------- build
 
 
-def _model_keys() -> frozenset[str]:
-    keys: set[str] = set()
-    for value in vars(models).values():
-        if isinstance(value, type) and issubclass(value, BaseModel):
-            for name, info in value.model_fields.items():
-                keys.add(info.alias or name)
-    return frozenset(keys)
+def _seconds(duration: str | None) -> int | None:
+    return None if duration is None else int(parse_duration(duration).total_seconds())
 
 
-_ALL_KEYS = _model_keys()
+def _window(text: str | None, named: dict[str, str]) -> WindowPlan | None:
+    if text is None:
+        return None
+    window = parse_window(named.get(text, text))
+    return WindowPlan(
+        days=tuple(sorted(window.days)),
+        start=window.start.strftime("%H:%M"),
+        end=window.end.strftime("%H:%M"),
+    )
 
 
-def _check_references(
-    playbook: models.Playbook, positions: PositionIndex, filename: str
-) -> list[Diagnostic]:
-    stage_names = list(playbook.stages)
-    found = []
-    for stage_name, stage in playbook.stages.items():
-        for index, trigger in enumerate(stage.triggers):
-            if trigger.goto is not None and trigger.goto not in playbook.stages:
-                path: KeyPath = ("stages", stage_name, "triggers", index, "goto")
-                line, column = positions.locate(path)
-                message = f"unknown stage '{trigger.goto}'{did_you_mean(trigger.goto, stage_names)}"
-                found.append(Diagnostic("error", message, filename, line, column, path))
-    return found
-
-
-def _build_steps(actions: list[models.Action]) -> tuple[ActionStep, ...]:
+def _steps(
+    actions: list[models.Action], playbook: models.Playbook, context: BundleContext
+) -> tuple[ActionStep, ...]:
+    content = {**context.content, **playbook.content}
     steps: list[ActionStep] = []
     for action in actions:
-        if isinstance(action, models.SendAction):
-            steps.append(SendStep(channel=action.send.channel.value, text=action.send.text))
-        else:
-            steps.append(EndStep())
+        match action:
+            case models.SendAction(send=send):
+                text = send.text if send.text is not None else content[send.content or ""]
+                steps.append(
+                    SendStep(
+                        channel=send.channel.value,
+                        text=text,
+                        content=send.content,
+                        window=_window(send.window, playbook.windows),
+                    )
+                )
+            case models.TaskAction(task=task):
+                on_complete = None
+                if task.on_complete:
+                    on_complete = Branch(
+                        actions=_steps(task.on_complete.actions, playbook, context),
+                        goto=task.on_complete.goto,
+                    )
+                steps.append(
+                    TaskStep(
+                        id=task.id,
+                        title=task.title,
+                        assignee=task.assignee,
+                        script=task.script,
+                        due_seconds=_seconds(task.due) or 0,
+                        escalate_to=task.escalate_to,
+                        on_complete=on_complete,
+                    )
+                )
+            case models.TagAction(tag=change):
+                steps.append(TagStep(add=tuple(change.add), remove=tuple(change.remove)))
+            case models.SetAction(set=values):
+                steps.append(SetStep(scope="customer", values=values))
+            case models.SetJourneyAction(set_journey=values):
+                steps.append(SetStep(scope="journey", values=values))
+            case models.ScoreAction(score=deltas):
+                steps.append(ScoreStep(deltas=deltas))
+            case models.GotoAction(goto=stage):
+                steps.append(GotoStep(stage=stage))
+            case models.EnrolAction(enrol=target):
+                steps.append(EnrolStep(playbook=target))
+            case models.EndAction(end=reason):
+                steps.append(EndStep(reason=reason if isinstance(reason, str) else None))
     return tuple(steps)
 
 
-def _build_trigger(trigger: models.EventTrigger | models.AfterTrigger) -> TriggerPlan:
-    actions = _build_steps(trigger.actions)
-    if isinstance(trigger, models.EventTrigger):
-        return TriggerPlan(kind="event", event=trigger.event, actions=actions, goto=trigger.goto)
-    seconds = int(parse_duration(trigger.after).total_seconds())
-    return TriggerPlan(kind="after", after_seconds=seconds, actions=actions, goto=trigger.goto)
+def _trigger(
+    trigger: models.Trigger, playbook: models.Playbook, context: BundleContext
+) -> TriggerPlan:
+    common: dict[str, Any] = {
+        "actions": _steps(trigger.actions, playbook, context),
+        "goto": trigger.goto,
+    }
+    match trigger:
+        case models.EventTrigger():
+            return TriggerPlan(kind="event", event=trigger.event, when=trigger.when, **common)
+        case models.AfterTrigger():
+            return TriggerPlan(kind="after", after_seconds=_seconds(trigger.after), **common)
+        case models.AtTrigger(at=at):
+            sign = -1 if at.offset.startswith("-") else 1
+            offset = sign * (_seconds(at.offset.lstrip("+-")) or 0)
+            return TriggerPlan(
+                kind="at",
+                at=AtPlan(
+                    attribute=at.attribute, offset_seconds=offset, time=at.time, yearly=at.yearly
+                ),
+                **common,
+            )
+        case models.DayTrigger():
+            return TriggerPlan(kind="day", day=trigger.day, time=trigger.time, **common)
+        case models.EveryTrigger():
+            return TriggerPlan(kind="every", every_seconds=_seconds(trigger.every), **common)
+        case models.CronTrigger():
+            return TriggerPlan(kind="cron", cron=trigger.cron, **common)
+        case models.InactivityTrigger():
+            return TriggerPlan(
+                kind="inactivity", inactive_seconds=_seconds(trigger.inactive_for), **common
+            )
+        case models.ConditionTrigger():
+            return TriggerPlan(kind="condition", condition=trigger.condition, **common)
+        case models.CountdownTrigger(countdown=countdown):
+            offsets = sorted((_seconds(o) or 0 for o in countdown.offsets), reverse=True)
+            plan = CountdownPlan(
+                deadline_attribute=countdown.deadline,
+                deadline_after_seconds=_seconds(countdown.deadline_after),
+                offsets_seconds=tuple(offsets),
+            )
+            return TriggerPlan(kind="countdown", countdown=plan, **common)
+        case models.WaitTrigger():
+            on_timeout = None
+            if trigger.on_timeout:
+                on_timeout = Branch(
+                    actions=_steps(trigger.on_timeout.actions, playbook, context),
+                    goto=trigger.on_timeout.goto,
+                )
+            return TriggerPlan(
+                kind="wait",
+                event=trigger.wait_for,
+                when=trigger.when,
+                timeout_seconds=_seconds(trigger.timeout),
+                on_timeout=on_timeout,
+                **common,
+            )
+    raise AssertionError(f"unhandled trigger {trigger!r}")
 
 
-def _build_plan(playbook: models.Playbook) -> Plan:
+def build_plan(playbook: models.Playbook, context: BundleContext) -> Plan:
+    """The immutable plan of a checked playbook, versioned by its content hash."""
     stages = {
         name: StagePlan(
-            on_enter=_build_steps(stage.on_enter),
-            triggers=tuple(_build_trigger(t) for t in stage.triggers),
+            description=stage.description,
+            on_enter=_steps(stage.on_enter, playbook, context),
+            triggers=tuple(_trigger(t, playbook, context) for t in stage.triggers),
             end=stage.end,
         )
         for name, stage in playbook.stages.items()
     }
+    policy = playbook.contact_policy
+    goal = playbook.goal
     unversioned = Plan(
         name=playbook.metadata.name,
         title=playbook.metadata.title,
         version="",
+        timezone=playbook.timezone,
         entry_stage=next(iter(playbook.stages)),
-        enrol_event=playbook.enrol.event,
+        enrol=EnrolPlan(
+            event=playbook.enrol.event,
+            when=playbook.enrol.when,
+            reentry=playbook.enrol.reentry.value,
+            cooldown_seconds=_seconds(playbook.enrol.cooldown),
+        ),
+        exit=tuple(ExitPlan(event=r.event, when=r.when) for r in playbook.exit),
+        goal=GoalPlan(event=goal.event, when=goal.when, exit=goal.exit) if goal else None,
+        contact_policy=ContactPolicyPlan(
+            quiet_hours=_window(policy.quiet_hours, {}),
+            max_per_day=policy.max_per_day,
+            max_per_week=policy.max_per_week,
+        ),
         stages=stages,
     )
-    return unversioned.model_copy(update={"version": plan_hash(unversioned)})
+    return unversioned.model_copy(update={"version": content_hash(unversioned)})
 
 
-def plan_hash(plan: Plan) -> str:
+def _profile_plan(
+    context: BundleContext, documents: list[SourceDocument], bundle: Bundle
+) -> ProfilePlan | None:
+    if context.taxonomy is None and context.tiers is None:
+        return None
+    if any(
+        d.severity == "error"
+        for d in bundle.diagnostics
+        if d.file
+        in {s.file for s in documents if isinstance(s.model, models.TagTaxonomy | models.Tiers)}
+    ):
+        return None
+    groups: dict[str, TagGroupPlan] = {}
+    rules: list[TagRulePlan] = []
+    if context.taxonomy is not None:
+        for category, category_groups in context.taxonomy.categories.items():
+            for name, spec in category_groups.items():
+                groups[name] = TagGroupPlan(
+                    category=category,
+                    multi=spec.multi,
+                    source=spec.source.value,
+                    values=tuple(spec.tags),
+                )
+                rules += [
+                    TagRulePlan(group=name, event=r.event, when=r.when, tag=r.tag)
+                    for r in spec.rules
+                ]
+    tiers = None
+    if context.tiers is not None:
+        tiers = TiersPlan(
+            period_seconds=_seconds(context.tiers.period) or 0,
+            value=tuple(_level(level) for level in context.tiers.value),
+            lifecycle=tuple(_level(level) for level in context.tiers.lifecycle),
+        )
+    unversioned = ProfilePlan(version="", groups=groups, tag_rules=tuple(rules), tiers=tiers)
+    return unversioned.model_copy(update={"version": content_hash(unversioned)})
+
+
+def _level(level: models.TierLevel) -> TierLevelPlan:
+    rule = level.when
+    if rule is None:
+        return TierLevelPlan(name=level.name)
+    return TierLevelPlan(
+        name=level.name,
+        rule=TierRulePlan(
+            min_orders=rule.min_orders,
+            min_spent=rule.min_spent,
+            ordered_within_seconds=_seconds(rule.ordered_within),
+            active_within_seconds=_seconds(rule.active_within),
+            inactive_for_seconds=_seconds(rule.inactive_for),
+            min_lifetime_orders=rule.min_lifetime_orders,
+        ),
+    )
+
+
+def content_hash(plan: Plan | ProfilePlan) -> str:
     """Hash of the behaviour-bearing content of a plan (its own version field excluded)."""
     canonical = json.dumps(
         plan.model_dump(mode="json", exclude={"version"}),
@@ -173,3 +449,6 @@ def plan_hash(plan: Plan) -> str:
         separators=(",", ":"),
     )
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+plan_hash = content_hash

@@ -1,4 +1,4 @@
-"""The YAML surface of a Playbook, as pydantic models (the JSON Schema comes from here).
+"""The YAML surface of sopflow documents, as pydantic models (the JSON Schemas come from here).
 
 Actions and triggers are written with their kind as their first key
 (`- send: {...}`, `- event: message.received`), the way operators read them aloud.
@@ -12,15 +12,57 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
 from sopflow.language.durations import parse_duration
+from sopflow.language.windows import parse_clock, parse_window
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
 EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$"
+TAG_PATTERN = r"^[a-z][a-z0-9_]*:[^\s:][^\s]*$"
+API_VERSION = "sopflow/v1"
 
 
 class StrictModel(BaseModel):
     """Unknown keys are mistakes: an operator's typo must not be silently ignored."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+def _check_duration(value: str) -> str:
+    parse_duration(value)
+    return value
+
+
+def _check_durations(values: list[str]) -> list[str]:
+    for value in values:
+        parse_duration(value)
+    return values
+
+
+def _check_clock(value: str | None) -> str | None:
+    if value is not None:
+        parse_clock(value)
+    return value
+
+
+def _check_window(value: str) -> str:
+    parse_window(value)
+    return value
+
+
+Duration = Annotated[str, Field(description="15m, 3h, 3d, 2w, 1d12h or ISO 8601 (P3D).")]
+Guard = Annotated[str, Field(description="A CEL expression over customer, journey, event, now.")]
+Template = Annotated[str, Field(description="Jinja2 text over customer, journey, event, now.")]
+
+
+def _first_key(value: Any) -> str | None:
+    """Route a `- kind: ...` item to its model by its first key."""
+    if isinstance(value, dict) and value:
+        return str(next(iter(value)))
+    if isinstance(value, BaseModel):
+        return next(iter(type(value).model_fields))
+    return None
+
+
+# ----------------------------------------------------------------------------- actions
 
 
 class Channel(StrEnum):
@@ -35,35 +77,94 @@ class Channel(StrEnum):
 
 class SendSpec(StrictModel):
     channel: Channel = Field(description="Touchpoint: log, webhook, wecom.private, ...")
-    text: str = Field(min_length=1, description="The message text sent to the customer.")
+    text: Template | None = Field(default=None, description="The message (a template).")
+    content: str | None = Field(default=None, description="A content library item instead of text.")
+    window: str | None = Field(
+        default=None,
+        description="When it may be sent: a named window of the playbook or "
+        "'weekdays 11:30-13:00', 'weekends 10:00-20:00', 'mon,fri 18:00-20:00'.",
+    )
 
 
 class SendAction(StrictModel):
     send: SendSpec
 
 
+class TaskOnComplete(StrictModel):
+    actions: list[Action] = Field(default_factory=list)
+    goto: str | None = None
+
+
+class TaskSpec(StrictModel):
+    id: str = Field(pattern=NAME_PATTERN, description="Name of the task within the playbook.")
+    title: Template
+    assignee: str = Field(
+        default="owner",
+        description="'owner' (the customer's attribute owner), 'staff:<id>' or 'pool:<a>,<b>'.",
+    )
+    script: Template | None = Field(default=None, description="What staff should say or do.")
+    due: Duration = "1d"
+    escalate_to: str | None = Field(
+        default=None, description="Who gets an escalation task when it is overdue ('staff:lead')."
+    )
+    on_complete: TaskOnComplete | None = Field(
+        default=None, description="When staff complete it: actions and a stage to go to."
+    )
+
+    _valid_due = field_validator("due")(_check_duration)
+
+
+class TaskAction(StrictModel):
+    task: TaskSpec
+
+
+class TagChange(StrictModel):
+    add: list[Annotated[str, Field(pattern=TAG_PATTERN)]] = Field(default_factory=list)
+    remove: list[Annotated[str, Field(pattern=TAG_PATTERN)]] = Field(default_factory=list)
+
+
+class TagAction(StrictModel):
+    tag: TagChange
+
+
+class SetAction(StrictModel):
+    set: dict[str, Any] = Field(description="Customer attributes; string values are templates.")
+
+
+class SetJourneyAction(StrictModel):
+    set_journey: dict[str, Any] = Field(description="Attributes of this journey only.")
+
+
+class ScoreAction(StrictModel):
+    score: dict[str, float] = Field(description="Add to named scores, e.g. {intent: 10}.")
+
+
+class GotoAction(StrictModel):
+    goto: str
+
+
+class EnrolAction(StrictModel):
+    enrol: str = Field(pattern=NAME_PATTERN, description="Enrol in another playbook.")
+
+
 class EndAction(StrictModel):
-    end: Literal[True] = Field(description="End the journey here.")
-
-
-def _first_key(value: Any) -> str | None:
-    """Route a `- kind: ...` item to its model by its first key."""
-    if isinstance(value, dict) and value:
-        return str(next(iter(value)))
-    if isinstance(value, BaseModel):
-        return next(iter(type(value).model_fields))
-    return None
+    end: Literal[True] | str = Field(description="End the journey (true, or a reason).")
 
 
 Action = Annotated[
-    Annotated[SendAction, Tag("send")] | Annotated[EndAction, Tag("end")],
+    Annotated[SendAction, Tag("send")]
+    | Annotated[TaskAction, Tag("task")]
+    | Annotated[TagAction, Tag("tag")]
+    | Annotated[SetAction, Tag("set")]
+    | Annotated[SetJourneyAction, Tag("set_journey")]
+    | Annotated[ScoreAction, Tag("score")]
+    | Annotated[GotoAction, Tag("goto")]
+    | Annotated[EnrolAction, Tag("enrol")]
+    | Annotated[EndAction, Tag("end")],
     Discriminator(_first_key),
 ]
 
-
-def _check_duration(value: str) -> str:
-    parse_duration(value)
-    return value
+# ----------------------------------------------------------------------------- triggers
 
 
 class TriggerBase(StrictModel):
@@ -73,18 +174,107 @@ class TriggerBase(StrictModel):
 
 class EventTrigger(TriggerBase):
     event: str = Field(pattern=EVENT_TYPE_PATTERN, description="Event type, e.g. message.received")
+    when: Guard | None = None
 
 
 class AfterTrigger(TriggerBase):
-    after: str = Field(description="Time spent in the stage: 15m, 3h, 3d, 2w or ISO 8601.")
+    after: Duration = Field(description="Time spent in the stage.")
 
     _valid_after = field_validator("after")(_check_duration)
 
 
+class AtSpec(StrictModel):
+    attribute: str = Field(
+        description="A date or time of the customer: added_at, last_order_at, "
+        "predicted_next_purchase_at, last_interaction_at, or an attribute (birthday)."
+    )
+    offset: str = Field(default="0s", description="Before (-3d) or after (2h) that time.")
+    time: str | None = Field(default=None, description="Local time of day, e.g. 10:00.")
+    yearly: bool = Field(default=False, description="Every year on that date (birthdays).")
+
+    @field_validator("offset")
+    @classmethod
+    def _valid_offset(cls, value: str) -> str:
+        parse_duration(value.removeprefix("-").removeprefix("+"))
+        return value
+
+    _valid_time = field_validator("time")(_check_clock)
+
+
+class AtTrigger(TriggerBase):
+    at: AtSpec
+
+
+class DayTrigger(TriggerBase):
+    day: int = Field(ge=0, description="Days since the customer was added (day 0 = that day).")
+    time: str = Field(default="10:00", description="Local time of day.")
+
+    _valid_time = field_validator("time")(_check_clock)
+
+
+class EveryTrigger(TriggerBase):
+    every: Duration = Field(description="Repeat every N (1d, 2w) from entering the stage.")
+
+    _valid_every = field_validator("every")(_check_duration)
+
+
+class CronTrigger(TriggerBase):
+    cron: str = Field(description="Five-field cron in the customer's time zone.")
+
+
+class InactivityTrigger(TriggerBase):
+    inactive_for: Duration = Field(description="No interaction from the customer for this long.")
+
+    _valid_inactive = field_validator("inactive_for")(_check_duration)
+
+
+class ConditionTrigger(TriggerBase):
+    condition: Guard = Field(description="Fires when it becomes true (a tag, tier, attribute).")
+
+
+class CountdownSpec(StrictModel):
+    deadline: str | None = Field(default=None, description="Attribute holding the deadline.")
+    deadline_after: Duration | None = Field(
+        default=None, description="Or a deadline this long after entering the stage."
+    )
+    offsets: list[str] = Field(min_length=1, description="Before the deadline: [7d, 3d, 1h].")
+
+    _valid_offsets = field_validator("offsets")(_check_durations)
+
+
+class CountdownTrigger(TriggerBase):
+    countdown: CountdownSpec = Field(
+        description="`actions` run at each offset before the deadline; `goto` at the deadline."
+    )
+
+
+class TimeoutBranch(StrictModel):
+    actions: list[Action] = Field(default_factory=list)
+    goto: str | None = None
+
+
+class WaitTrigger(TriggerBase):
+    wait_for: str = Field(pattern=EVENT_TYPE_PATTERN, description="The event awaited.")
+    when: Guard | None = None
+    timeout: Duration | None = Field(default=None, description="Give up waiting after this long.")
+    on_timeout: TimeoutBranch | None = None
+
+
 Trigger = Annotated[
-    Annotated[EventTrigger, Tag("event")] | Annotated[AfterTrigger, Tag("after")],
+    Annotated[EventTrigger, Tag("event")]
+    | Annotated[AfterTrigger, Tag("after")]
+    | Annotated[AtTrigger, Tag("at")]
+    | Annotated[DayTrigger, Tag("day")]
+    | Annotated[EveryTrigger, Tag("every")]
+    | Annotated[CronTrigger, Tag("cron")]
+    | Annotated[InactivityTrigger, Tag("inactive_for")]
+    | Annotated[ConditionTrigger, Tag("condition")]
+    | Annotated[CountdownTrigger, Tag("countdown")]
+    | Annotated[WaitTrigger, Tag("wait_for")],
     Discriminator(_first_key),
 ]
+
+# ----------------------------------------------------------------------------- playbook
 
 
 class Stage(StrictModel):
@@ -94,13 +284,55 @@ class Stage(StrictModel):
     end: bool = Field(default=False, description="Entering this stage ends the journey.")
 
 
+class Quadrant(StrEnum):
+    LOW_PRICE_HIGH_FREQUENCY = "low_price_high_frequency"
+    HIGH_PRICE_HIGH_FREQUENCY = "high_price_high_frequency"
+    HIGH_PRICE_LOW_FREQUENCY = "high_price_low_frequency"
+    LOW_PRICE_LOW_FREQUENCY = "low_price_low_frequency"
+
+
 class Metadata(StrictModel):
     name: str = Field(pattern=NAME_PATTERN, description="Stable identifier, snake_case.")
     title: str | None = None
+    description: str | None = None
+    industry: str | None = None
+    quadrant: Quadrant | None = Field(default=None, description="Price and purchase frequency.")
+
+
+class ReentryPolicy(StrEnum):
+    NEVER = "never"
+    COOLDOWN = "cooldown"
+    ALWAYS = "always"
 
 
 class Enrolment(StrictModel):
-    event: str = Field(pattern=EVENT_TYPE_PATTERN, description="The event that starts a journey.")
+    event: str | None = Field(
+        default=None,
+        pattern=EVENT_TYPE_PATTERN,
+        description="The event that starts a journey (none: only by an enrol action).",
+    )
+    when: Guard | None = None
+    reentry: ReentryPolicy = ReentryPolicy.NEVER
+    cooldown: Duration | None = Field(default=None, description="With reentry: cooldown.")
+
+
+class ExitRule(StrictModel):
+    event: str | None = Field(default=None, pattern=EVENT_TYPE_PATTERN)
+    when: Guard | None = None
+
+
+class Goal(StrictModel):
+    event: str = Field(pattern=EVENT_TYPE_PATTERN, description="The conversion event.")
+    when: Guard | None = None
+    exit: bool = Field(default=False, description="End the journey when the goal is reached.")
+
+
+class ContactPolicy(StrictModel):
+    quiet_hours: str | None = Field(
+        default=None, description="Local hours with no message, e.g. '21:00-09:00'."
+    )
+    max_per_day: int | None = Field(default=None, ge=0)
+    max_per_week: int | None = Field(default=None, ge=0)
 
 
 class Playbook(StrictModel):
@@ -109,9 +341,94 @@ class Playbook(StrictModel):
     api_version: Literal["sopflow/v1"] = Field(alias="apiVersion")
     kind: Literal["Playbook"]
     metadata: Metadata
+    timezone: str = Field(default="Asia/Shanghai", description="Default customer time zone.")
     enrol: Enrolment
+    exit: list[ExitRule] = Field(default_factory=list, description="End from any stage.")
+    goal: Goal | None = None
+    contact_policy: ContactPolicy = Field(default_factory=ContactPolicy)
+    windows: dict[str, str] = Field(default_factory=dict, description="Named send windows.")
+    content: dict[str, Template] = Field(default_factory=dict, description="Local content items.")
     stages: Annotated[dict[str, Stage], Field(min_length=1)] = Field(
         description="Stages in order; the first one is where a journey starts."
     )
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+# ----------------------------------------------------------------------------- taxonomy
+
+
+class TagSource(StrEnum):
+    AUTOMATIC = "automatic"
+    MANUAL = "manual"
+    EVENT = "event"
+
+
+class TagRule(StrictModel):
+    event: str = Field(pattern=EVENT_TYPE_PATTERN)
+    when: Guard | None = None
+    tag: Template = Field(description="The tag value, e.g. '{{ event.data.skin_type }}'.")
+
+
+class TagGroup(StrictModel):
+    description: str | None = None
+    multi: bool = Field(default=False, description="Several values at once (else one replaces).")
+    source: TagSource = TagSource.MANUAL
+    tags: list[str] = Field(default_factory=list, description="Allowed values (empty: any).")
+    rules: list[TagRule] = Field(default_factory=list)
+
+
+class TagTaxonomy(StrictModel):
+    """Category -> group -> tag. Tags are written `group:value`."""
+
+    api_version: Literal["sopflow/v1"] = Field(alias="apiVersion")
+    kind: Literal["TagTaxonomy"]
+    metadata: Metadata
+    categories: dict[str, dict[str, TagGroup]]
+
+
+# ----------------------------------------------------------------------------- tiers
+
+
+class TierRule(StrictModel):
+    min_orders: int | None = Field(default=None, ge=0, description="Orders within the period.")
+    min_spent: float | None = Field(default=None, ge=0, description="Spent within the period.")
+    ordered_within: Duration | None = None
+    active_within: Duration | None = None
+    inactive_for: Duration | None = None
+    min_lifetime_orders: int | None = Field(default=None, ge=0)
+
+
+class TierLevel(StrictModel):
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str | None = None
+    when: TierRule | None = Field(default=None, description="None: the default (last) level.")
+
+
+class Tiers(StrictModel):
+    """Value tiers (RFM) and lifecycle stages: the first matching level wins."""
+
+    api_version: Literal["sopflow/v1"] = Field(alias="apiVersion")
+    kind: Literal["Tiers"]
+    metadata: Metadata
+    period: Duration = Field(default="90d", description="The RFM window.")
+    value: list[TierLevel] = Field(min_length=1)
+    lifecycle: list[TierLevel] = Field(min_length=1)
+
+
+class ContentLibrary(StrictModel):
+    """Messages written once, used by every playbook (each customer on their own day N)."""
+
+    api_version: Literal["sopflow/v1"] = Field(alias="apiVersion")
+    kind: Literal["ContentLibrary"]
+    metadata: Metadata
+    items: dict[str, Template]
+
+
+Document = Playbook | TagTaxonomy | Tiers | ContentLibrary
+DOCUMENT_KINDS: dict[str, type[BaseModel]] = {
+    "Playbook": Playbook,
+    "TagTaxonomy": TagTaxonomy,
+    "Tiers": Tiers,
+    "ContentLibrary": ContentLibrary,
+}
+
+TaskOnComplete.model_rebuild()

@@ -1,0 +1,332 @@
+"""Semantic checks of a Playbook: references, guards, templates, cycles, reachability."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from croniter import croniter
+
+from sopflow.language import models
+from sopflow.language.diagnostics import Diagnostic, KeyPath, did_you_mean
+from sopflow.language.durations import parse_duration
+from sopflow.language.guards import check_guard
+from sopflow.language.loader import SourceDocument
+from sopflow.language.templates import check_template
+from sopflow.language.walk import walk_actions, walk_transitions
+from sopflow.language.windows import parse_window
+
+
+@dataclass
+class BundleContext:
+    """What a playbook may refer to beyond itself: taxonomy, tiers, content, playbooks."""
+
+    taxonomy: models.TagTaxonomy | None = None
+    tiers: models.Tiers | None = None
+    content: dict[str, str] = field(default_factory=dict)
+    playbook_names: set[str] | None = None  # None: unknown, enrol targets are not checked
+
+    def tag_groups(self) -> dict[str, models.TagGroup]:
+        if self.taxonomy is None:
+            return {}
+        return {
+            g: spec for groups in self.taxonomy.categories.values() for g, spec in groups.items()
+        }
+
+
+def check_playbook(source: SourceDocument, context: BundleContext) -> list[Diagnostic]:
+    playbook = source.model
+    assert isinstance(playbook, models.Playbook)
+    found: list[Diagnostic] = []
+    found += _check_timezone(source, playbook)
+    found += _check_transitions(source, playbook)
+    found += _check_actions(source, playbook, context)
+    found += _check_triggers(source, playbook)
+    found += _check_guards(source, playbook)
+    found += _check_policy(source, playbook)
+    found += _check_shape(source, playbook)
+    return found
+
+
+def _check_timezone(source: SourceDocument, playbook: models.Playbook) -> list[Diagnostic]:
+    try:
+        ZoneInfo(playbook.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        hint = did_you_mean(playbook.timezone, available_timezones())
+        return [source.at("error", f"unknown time zone '{playbook.timezone}'{hint}", ("timezone",))]
+    return []
+
+
+def _check_transitions(source: SourceDocument, playbook: models.Playbook) -> list[Diagnostic]:
+    stages = list(playbook.stages)
+    found = []
+    for transition in walk_transitions(playbook):
+        if transition.target not in playbook.stages:
+            hint = did_you_mean(transition.target, stages)
+            found.append(
+                source.at("error", f"unknown stage '{transition.target}'{hint}", transition.path)
+            )
+    cycle = _zero_delay_cycle(playbook)
+    if cycle:
+        loop = " -> ".join([*cycle, cycle[0]])
+        found.append(
+            source.at(
+                "error",
+                f"zero-delay cycle {loop}: a customer would loop without waiting; "
+                "add a wait (an `after`, an event) on the way",
+                ("stages", cycle[0]),
+                key=True,
+            )
+        )
+    return found
+
+
+def _zero_delay_cycle(playbook: models.Playbook) -> list[str] | None:
+    edges: dict[str, list[str]] = {}
+    for t in walk_transitions(playbook):
+        if t.immediate and t.target in playbook.stages:
+            edges.setdefault(t.source, []).append(t.target)
+    visiting: list[str] = []
+    done: set[str] = set()
+
+    def visit(stage: str) -> list[str] | None:
+        if stage in visiting:
+            return visiting[visiting.index(stage) :]
+        if stage in done:
+            return None
+        visiting.append(stage)
+        for target in edges.get(stage, []):
+            cycle = visit(target)
+            if cycle:
+                return cycle
+        visiting.pop()
+        done.add(stage)
+        return None
+
+    for stage in playbook.stages:
+        cycle = visit(stage)
+        if cycle:
+            return cycle
+    return None
+
+
+def _check_actions(
+    source: SourceDocument, playbook: models.Playbook, context: BundleContext
+) -> Iterator[Diagnostic]:
+    content = {**context.content, **playbook.content}
+    groups = context.tag_groups()
+    for key, text in playbook.content.items():
+        problem = check_template(text)
+        if problem:
+            yield source.at("error", problem, ("content", key))
+    for _, path, action in walk_actions(playbook):
+        match action:
+            case models.SendAction(send=send):
+                yield from _check_send(source, playbook, path, send, content)
+            case models.TaskAction(task=task):
+                for key in ("title", "script"):
+                    text = getattr(task, key)
+                    problem = check_template(text) if text else None
+                    if problem:
+                        yield source.at("error", problem, (*path, "task", key))
+                if not _valid_assignee(task.assignee):
+                    yield source.at(
+                        "error",
+                        f"unknown assignee rule '{task.assignee}': write "
+                        "owner, staff:<id> or pool:<id>,<id>",
+                        (*path, "task", "assignee"),
+                    )
+            case models.TagAction(tag=change):
+                for key in ("add", "remove"):
+                    for index, tag in enumerate(getattr(change, key)):
+                        problem = _check_tag(tag, groups)
+                        if problem:
+                            yield source.at("error", problem, (*path, "tag", key, index))
+            case models.SetAction(set=values) | models.SetJourneyAction(set_journey=values):
+                scope = "set" if isinstance(action, models.SetAction) else "set_journey"
+                for key, value in values.items():
+                    problem = check_template(value) if isinstance(value, str) else None
+                    if problem:
+                        yield source.at("error", problem, (*path, scope, key))
+            case models.EnrolAction(enrol=target):
+                names = context.playbook_names
+                if names is not None and target not in names:
+                    yield source.at(
+                        "error",
+                        f"unknown playbook '{target}'{did_you_mean(target, names)}",
+                        (*path, "enrol"),
+                    )
+
+
+def _check_send(
+    source: SourceDocument,
+    playbook: models.Playbook,
+    path: KeyPath,
+    send: models.SendSpec,
+    content: dict[str, str],
+) -> Iterator[Diagnostic]:
+    here = (*path, "send")
+    if (send.text is None) == (send.content is None):
+        yield source.at("error", "a send needs exactly one of text or content", here)
+    if send.content is not None and send.content not in content:
+        hint = did_you_mean(send.content, content)
+        yield source.at("error", f"unknown template '{send.content}'{hint}", (*here, "content"))
+    if send.text is not None:
+        problem = check_template(send.text)
+        if problem:
+            yield source.at("error", problem, (*here, "text"))
+    if send.window is not None and send.window not in playbook.windows:
+        try:
+            parse_window(send.window)
+        except ValueError as e:
+            hint = did_you_mean(send.window, playbook.windows)
+            message = f"unknown window '{send.window}'{hint}" if hint else str(e)
+            yield source.at("error", message, (*here, "window"))
+    for name, text in playbook.windows.items():
+        try:
+            parse_window(text)
+        except ValueError as e:
+            yield source.at("error", str(e), ("windows", name))
+
+
+def _valid_assignee(rule: str) -> bool:
+    if rule == "owner":
+        return True
+    kind, _, rest = rule.partition(":")
+    return kind in ("staff", "pool") and bool(rest.strip(", "))
+
+
+def _check_tag(tag: str, groups: dict[str, models.TagGroup]) -> str | None:
+    if not groups:
+        return None  # no taxonomy in the bundle: tags are free
+    group, _, value = tag.partition(":")
+    if group not in groups:
+        return f"unknown tag group '{group}' in '{tag}'{did_you_mean(group, groups)}"
+    allowed = groups[group].tags
+    if allowed and value not in allowed:
+        return f"unknown tag '{tag}'{did_you_mean(value, allowed)}"
+    return None
+
+
+def _check_triggers(source: SourceDocument, playbook: models.Playbook) -> Iterator[Diagnostic]:
+    for stage_name, stage in playbook.stages.items():
+        for index, trigger in enumerate(stage.triggers):
+            path: KeyPath = ("stages", stage_name, "triggers", index)
+            if isinstance(trigger, models.CronTrigger) and not croniter.is_valid(trigger.cron):
+                yield source.at(
+                    "error",
+                    f"'{trigger.cron}' is not a cron expression: write five "
+                    "fields, minute hour day month weekday",
+                    (*path, "cron"),
+                )
+            if isinstance(trigger, models.CountdownTrigger):
+                yield from _check_countdown(source, path, trigger.countdown)
+            if isinstance(trigger, models.WaitTrigger) and trigger.timeout is None:
+                yield source.at(
+                    "warning",
+                    f"waiting for {trigger.wait_for} with no timeout: "
+                    "a customer could wait forever",
+                    (*path, "wait_for"),
+                )
+
+
+def _check_countdown(
+    source: SourceDocument, path: KeyPath, countdown: models.CountdownSpec
+) -> Iterator[Diagnostic]:
+    if (countdown.deadline is None) == (countdown.deadline_after is None):
+        yield source.at(
+            "error",
+            "a countdown needs exactly one of deadline (an attribute) "
+            "or deadline_after (a duration)",
+            (*path, "countdown"),
+        )
+        return
+    if countdown.deadline_after is not None:
+        available = parse_duration(countdown.deadline_after)
+        for index, offset in enumerate(countdown.offsets):
+            if parse_duration(offset) > available:
+                yield source.at(
+                    "error",
+                    f"countdown offset {offset} is larger than the time available: the "
+                    f"deadline is {countdown.deadline_after} after entering the stage",
+                    (*path, "countdown", "offsets", index),
+                )
+
+
+def _guards(playbook: models.Playbook) -> Iterator[tuple[KeyPath, str, bool]]:
+    if playbook.enrol.when:
+        yield ("enrol", "when"), playbook.enrol.when, playbook.enrol.event is not None
+    for index, rule in enumerate(playbook.exit):
+        if rule.when:
+            yield ("exit", index, "when"), rule.when, rule.event is not None
+    if playbook.goal and playbook.goal.when:
+        yield ("goal", "when"), playbook.goal.when, True
+    for stage_name, stage in playbook.stages.items():
+        for index, trigger in enumerate(stage.triggers):
+            path: KeyPath = ("stages", stage_name, "triggers", index)
+            if isinstance(trigger, models.EventTrigger | models.WaitTrigger) and trigger.when:
+                yield (*path, "when"), trigger.when, True
+            if isinstance(trigger, models.ConditionTrigger):
+                yield (*path, "condition"), trigger.condition, False
+
+
+def _check_guards(source: SourceDocument, playbook: models.Playbook) -> Iterator[Diagnostic]:
+    for path, guard, with_event in _guards(playbook):
+        problem = check_guard(guard, with_event=with_event)
+        if problem:
+            yield source.at("error", problem, path)
+
+
+def _check_policy(source: SourceDocument, playbook: models.Playbook) -> Iterator[Diagnostic]:
+    enrol = playbook.enrol
+    if enrol.reentry == models.ReentryPolicy.COOLDOWN and enrol.cooldown is None:
+        yield source.at("error", "reentry: cooldown needs a cooldown duration", ("enrol",))
+    if enrol.cooldown is not None:
+        try:
+            parse_duration(enrol.cooldown)
+        except ValueError as e:
+            yield source.at("error", str(e), ("enrol", "cooldown"))
+    for index, rule in enumerate(playbook.exit):
+        if rule.event is None and rule.when is None:
+            yield source.at(
+                "error", "an exit rule needs an event, a when, or both", ("exit", index)
+            )
+    quiet = playbook.contact_policy.quiet_hours
+    if quiet is not None:
+        try:
+            parse_window(quiet)
+        except ValueError as e:
+            yield source.at("error", str(e), ("contact_policy", "quiet_hours"))
+
+
+def _check_shape(source: SourceDocument, playbook: models.Playbook) -> Iterator[Diagnostic]:
+    entry = next(iter(playbook.stages))
+    targets: dict[str, set[str]] = {}
+    for t in walk_transitions(playbook):
+        targets.setdefault(t.source, set()).add(t.target)
+    reached, frontier = {entry}, [entry]
+    while frontier:
+        for target in targets.get(frontier.pop(), set()):
+            if target not in reached and target in playbook.stages:
+                reached.add(target)
+                frontier.append(target)
+    ends = {
+        stage for stage, _, action in walk_actions(playbook) if isinstance(action, models.EndAction)
+    }
+    for name, stage in playbook.stages.items():
+        if name not in reached:
+            yield source.at(
+                "warning",
+                f"stage '{name}' is unreachable: no transition leads to it",
+                ("stages", name),
+                key=True,
+            )
+        if not stage.end and name not in ends and not targets.get(name) and not playbook.exit:
+            yield source.at(
+                "warning",
+                f"stage '{name}' has no way out and is not an end: "
+                "customers would stay in it forever",
+                ("stages", name),
+                key=True,
+            )

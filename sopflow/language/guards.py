@@ -1,0 +1,119 @@
+"""Guards: CEL expressions (the `cel` package, a maintained Rust implementation).
+
+Deterministic and side-effect free, so the workflow evaluates them inside its sandbox.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+import cel
+
+from sopflow.language.context import GUARD_ROOTS, ORDERS_FIELDS, ROOTS
+from sopflow.language.diagnostics import did_you_mean
+
+_FIELD_ACCESS = re.compile(r"\b(customer|journey|event)\.([A-Za-z_]\w*)")
+_ORDERS_ACCESS = re.compile(r"\bcustomer\.orders\.([A-Za-z_]\w*)")
+_OPEN_MAP_ACCESS = re.compile(r"\b(attributes|data)\.([A-Za-z_]\w*)")
+_MACRO_VARIABLE = re.compile(r"\.(?:exists|all|exists_one|map|filter)\(\s*([A-Za-z_]\w*)\s*,")
+_SAMPLE_TIME = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@lru_cache(maxsize=4096)
+def compile_guard(source: str) -> Any:
+    """Parse once; the program is reused for every customer."""
+    return cel.compile(source)
+
+
+def evaluate_guard(source: str, context: dict[str, Any]) -> bool:
+    """True only when the guard evaluates to true; an error (a missing attribute) is false."""
+    try:
+        return compile_guard(source).execute(context) is True
+    except Exception:
+        return False
+
+
+def check_guard(source: str, *, with_event: bool) -> str | None:
+    """A message saying why the guard cannot work, or None when it type-checks."""
+    try:
+        program = compile_guard(source)
+    except ValueError as e:
+        first_line = str(e).split("\n")[0]
+        return f"guard does not parse: {first_line}"
+    bound = set(_MACRO_VARIABLE.findall(source))
+    roots = GUARD_ROOTS if with_event else GUARD_ROOTS - {"event"}
+    for name in program.variables():
+        if name not in roots and name not in bound:
+            if name == "event":
+                return "guard reads 'event', but no event is at hand here (only in event triggers)"
+            return f"guard reads unknown name '{name}'{did_you_mean(name, roots)}"
+    for root, field in _FIELD_ACCESS.findall(source):
+        if field not in ROOTS[root]:
+            return f"unknown field '{root}.{field}'{did_you_mean(field, ROOTS[root])}"
+    for field in _ORDERS_ACCESS.findall(source):
+        if field not in ORDERS_FIELDS:
+            return f"unknown field 'customer.orders.{field}'{did_you_mean(field, ORDERS_FIELDS)}"
+    return _type_check(program, source)
+
+
+def _type_check(program: Any, source: str) -> str | None:
+    # Open maps (attributes, event data) have no declared types: the guard type-checks
+    # if it evaluates without a type error for at least one type of their values.
+    open_keys = {key for _, key in _OPEN_MAP_ACCESS.findall(source)}
+    last_error = None
+    for sample in ("text", 1, 1.5, True):
+        try:
+            result = program.execute(sample_context(open_keys, sample))
+        except TypeError as e:
+            last_error = str(e).split(". ")[0]
+            continue
+        except Exception:
+            return None
+        if not isinstance(result, bool):
+            return f"guard must be true or false, but gives {type(result).__name__}"
+        return None
+    return f"guard does not type-check: {last_error}"
+
+
+def sample_context(open_keys: set[str], value: Any) -> dict[str, Any]:
+    """A context with every fixed field set to a value of its type."""
+    open_map = dict.fromkeys(open_keys, value)
+    return {
+        "customer": {
+            "id": "c",
+            "tags": ["group:value"],
+            "tier": "ordinary",
+            "lifecycle": "introduction",
+            "attributes": open_map,
+            "scores": {"intent": 1.0},
+            "timezone": "Asia/Shanghai",
+            "added_at": _SAMPLE_TIME,
+            "last_interaction_at": _SAMPLE_TIME,
+            "days_since_added": 1,
+            "days_inactive": 1,
+            "orders": {
+                "count": 1,
+                "total_spent": 1.0,
+                "first_at": _SAMPLE_TIME,
+                "last_at": _SAMPLE_TIME,
+                "average_interval_days": 1.0,
+                "predicted_next_at": _SAMPLE_TIME,
+                "period_count": 1,
+                "period_spent": 1.0,
+            },
+        },
+        "journey": {
+            "playbook": "p",
+            "stage": "s",
+            "entered_at": _SAMPLE_TIME,
+            "enrolled_at": _SAMPLE_TIME,
+            "attributes": open_map,
+            "counters": {"s": 1},
+            "days_in_stage": 1,
+        },
+        "event": {"type": "t", "data": open_map, "occurred_at": _SAMPLE_TIME},
+        "now": _SAMPLE_TIME,
+    }

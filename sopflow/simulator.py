@@ -1,0 +1,206 @@
+"""Run the pure core on a virtual clock: weeks of a journey in milliseconds."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sopflow.errors import SopflowError
+from sopflow.language.durations import parse_duration
+from sopflow.language.plan import EnrolStep, Plan, ProfilePlan
+from workflows.journey import apply_due_timers, apply_event
+from workflows.state import CustomerEvent, CustomerState, Profile, TimelineEntry
+from workflows.step import Catalog
+
+SIMULATION_TIMELINE_LIMIT = 1_000_000
+
+
+@dataclass
+class ScenarioEvent:
+    at: datetime
+    type: str
+    data: dict[str, Any] = field(default_factory=dict)
+    key: str | None = None
+
+
+@dataclass
+class CustomerSpec:
+    id: str = "sim-customer"
+    timezone: str | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+
+
+def _load_structured(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+        return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (OSError, ValueError, yaml.YAMLError) as e:
+        raise SopflowError(f"{path}: cannot read: {e}") from e
+
+
+def parse_events(items: Any, start: datetime, source: str = "events") -> list[ScenarioEvent]:
+    """A list of {at | after, type, data}: `at` an ISO time, `after` a duration from start."""
+    if not isinstance(items, list):
+        raise SopflowError(f"{source}: expected a list of events")
+    events = []
+    for index, item in enumerate(items):
+        where = f"{source}[{index}]"
+        if not isinstance(item, dict) or "type" not in item:
+            raise SopflowError(f"{where}: each event needs a type (and at or after)")
+        if "at" in item:
+            at = item["at"]
+            moment = at if isinstance(at, datetime) else _iso(str(at), where)
+            moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        else:
+            try:
+                moment = start + parse_duration(str(item.get("after", "0s")))
+            except ValueError as e:
+                raise SopflowError(f"{where}: {e}") from e
+        events.append(
+            ScenarioEvent(
+                moment, str(item["type"]), dict(item.get("data") or {}), item.get("idempotency_key")
+            )
+        )
+    return sorted(events, key=lambda e: e.at)
+
+
+def _iso(text: str, where: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError as e:
+        raise SopflowError(f"{where}: '{text}' is not an ISO 8601 time") from e
+
+
+def load_events(path: Path, start: datetime) -> list[ScenarioEvent]:
+    return parse_events(_load_structured(path), start, str(path))
+
+
+def load_customer(path: Path) -> CustomerSpec:
+    data = _load_structured(path)
+    if not isinstance(data, dict):
+        raise SopflowError(f"{path}: expected a mapping with id, timezone, attributes, tags")
+    return CustomerSpec(
+        id=str(data.get("id", "sim-customer")),
+        timezone=data.get("timezone"),
+        attributes=dict(data.get("attributes") or {}),
+        tags=list(data.get("tags") or []),
+    )
+
+
+def reachable_plans(plan: Plan, plans: dict[str, Plan]) -> dict[str, Plan]:
+    """The playbook and every playbook it can enrol a customer in."""
+    chosen = {plan.name: plan}
+    frontier = [plan]
+    while frontier:
+        current = frontier.pop()
+        for stage in current.stages.values():
+            steps = [*stage.on_enter, *(a for t in stage.triggers for a in t.actions)]
+            for step in steps:
+                if (
+                    isinstance(step, EnrolStep)
+                    and step.playbook in plans
+                    and step.playbook not in chosen
+                ):
+                    chosen[step.playbook] = plans[step.playbook]
+                    frontier.append(plans[step.playbook])
+    return chosen
+
+
+def simulate(
+    plans: dict[str, Plan],
+    profile: ProfilePlan | None,
+    events: list[ScenarioEvent],
+    start: datetime,
+    days: int,
+    customer: CustomerSpec | None = None,
+) -> list[TimelineEntry]:
+    """The customer's timeline from `start` to `start + days`, given these events."""
+    customer = customer or CustomerSpec()
+    catalog = Catalog(
+        plans={p.version: p for p in plans.values()},
+        deployed={p.name: p.version for p in plans.values()},
+        profile=profile,
+    )
+    state = CustomerState(
+        customer_id=customer.id,
+        profile=Profile(
+            timezone=customer.timezone, attributes=customer.attributes, tags=sorted(customer.tags)
+        ),
+    )
+    end = start + timedelta(days=days)
+    for index, event in enumerate(e for e in events if e.at <= end):
+        accepted = CustomerEvent(
+            customer_id=customer.id,
+            type=event.type,
+            occurred_at=event.at,
+            data=event.data,
+            idempotency_key=event.key or f"sim-{index}",
+        )
+        state = apply_event(
+            state, accepted, catalog, event.at, timeline_limit=SIMULATION_TIMELINE_LIMIT
+        ).state
+    state = apply_due_timers(state, catalog, end, timeline_limit=SIMULATION_TIMELINE_LIMIT).state
+    return state.timeline
+
+
+def default_events(plan: Plan, start: datetime) -> list[ScenarioEvent]:
+    if plan.enrol.event is None:
+        raise SopflowError(f"playbook '{plan.name}' enrols no one by event: give --events")
+    return [ScenarioEvent(start, plan.enrol.event, {}, "sim-enrol")]
+
+
+def timeline_json(entries: list[TimelineEntry]) -> list[dict[str, Any]]:
+    rows = []
+    for entry in entries:
+        row = entry.model_dump(mode="json", exclude_none=True, exclude={"status"})
+        if not row.get("detail"):
+            row.pop("detail", None)
+        rows.append(row)
+    return rows
+
+
+def describe_entry(entry: TimelineEntry) -> str:
+    detail = entry.detail
+    match entry.kind:
+        case "message" | "suppressed" | "deferred":
+            text = f"{entry.channel}: {entry.text}"
+            if entry.kind == "deferred":
+                text += f" (until {detail.get('until')})"
+            if entry.kind == "suppressed":
+                text += f" ({entry.error})"
+            return text
+        case "task_created":
+            return f"{detail.get('assignee')}: {entry.text} (due {detail.get('due_at')})"
+        case "tag_added" | "tag_removed" | "tag_rejected":
+            return str(detail.get("tag"))
+        case "journey_ended":
+            return str(detail.get("reason", ""))
+        case "send_failed":
+            return str(entry.error)
+    return ", ".join(f"{k}={v}" for k, v in detail.items() if k != "version")
+
+
+def timeline_table(entries: list[TimelineEntry], start: datetime, tz_name: str) -> str:
+    from zoneinfo import ZoneInfo
+
+    tz = ZoneInfo(tz_name)
+    start_day = start.astimezone(tz).date()
+    lines = [
+        f"{'day':>4}  {'time (' + tz_name + ')':<22} {'playbook':<22} {'stage':<18} "
+        f"{'kind':<16} detail"
+    ]
+    for entry in entries:
+        local = entry.at.astimezone(tz)
+        day = (local.date() - start_day).days
+        lines.append(
+            f"{day:>4}  {local.strftime('%Y-%m-%d %a %H:%M'):<22} "
+            f"{entry.playbook or '-':<22} {entry.stage or '-':<18} {entry.kind:<16} "
+            f"{describe_entry(entry)}"
+        )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,394 @@
+"""Actions and transitions: what a journey does when it enters a stage or a trigger fires."""
+
+from __future__ import annotations
+
+import zlib
+from datetime import datetime, timedelta
+from typing import Any
+
+from sopflow.language.guards import evaluate_guard
+from sopflow.language.plan import (
+    ActionStep,
+    Branch,
+    EndStep,
+    EnrolStep,
+    GotoStep,
+    Plan,
+    ScoreStep,
+    SendStep,
+    SetStep,
+    TagStep,
+    TaskStep,
+)
+from sopflow.language.templates import TemplateError, render_template
+from workflows import profile as profile_rules
+from workflows.clock import quiet_until, window, zone
+from workflows.context import build_context
+from workflows.state import Delivery, JourneyState, ScheduledSend, TaskState
+from workflows.step import MAX_TRANSITIONS_PER_STEP, Step
+
+RUNAWAY_REASON = (
+    f"stopped after {MAX_TRANSITIONS_PER_STEP} transitions without a wait (a zero-delay cycle)"
+)
+# Channels that reach the customer count against the frequency caps; a webhook tells
+# the brand's own systems and does not.
+UNCAPPED_CHANNELS = frozenset({"webhook"})
+
+
+def context_for(
+    step: Step, journey: JourneyState | None, plan: Plan | None, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    tiers = step.catalog.profile.tiers if step.catalog.profile else None
+    return build_context(
+        step.customer_id,
+        step.state.profile,
+        journey,
+        step.event,
+        step.now,
+        step.timezone(plan),
+        extra,
+        tiers.period_seconds if tiers else None,
+    )
+
+
+def run_branch(
+    step: Step,
+    journey: JourneyState,
+    plan: Plan,
+    actions: tuple[ActionStep, ...],
+    goto: str | None,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Run actions, then move to `goto` unless an action already moved or ended the journey."""
+    visit = (journey.stage, journey.entered_stage_at, journey.counters.get(journey.stage))
+    run_actions(step, journey, plan, actions, extra)
+    moved = visit != (journey.stage, journey.entered_stage_at, journey.counters.get(journey.stage))
+    if goto is not None and journey.status == "active" and not moved:
+        enter_stage(step, journey, plan, goto)
+
+
+def run_actions(
+    step: Step,
+    journey: JourneyState,
+    plan: Plan,
+    actions: tuple[ActionStep, ...],
+    extra: dict[str, Any] | None = None,
+) -> None:
+    for action in actions:
+        if journey.status != "active":
+            return
+        match action:
+            case SendStep():
+                send(step, journey, plan, action, extra)
+            case TaskStep():
+                create_task(step, journey, plan, action)
+            case TagStep():
+                change_tags(step, journey, action)
+            case SetStep():
+                set_values(step, journey, plan, action, extra)
+            case ScoreStep():
+                for name, delta in sorted(action.deltas.items()):
+                    scores = step.state.profile.scores
+                    scores[name] = scores.get(name, 0.0) + delta
+                    step.record("score_changed", journey, detail={name: scores[name]})
+            case GotoStep():
+                enter_stage(step, journey, plan, action.stage)
+                return  # the rest belonged to the stage the customer just left
+            case EnrolStep():
+                target = step.catalog.deployed_plan(action.playbook)
+                if target is not None:
+                    try_enrol(step, target)
+            case EndStep():
+                end_journey(step, journey, action.reason or "ended by the playbook")
+
+
+def enter_stage(step: Step, journey: JourneyState, plan: Plan, stage_name: str) -> None:
+    step.transitions += 1
+    if step.transitions > MAX_TRANSITIONS_PER_STEP:
+        end_journey(step, journey, RUNAWAY_REASON)
+        return
+    stage = plan.stages[stage_name]
+    journey.stage = stage_name
+    journey.entered_stage_at = step.now
+    journey.fired = {}
+    journey.conditions = {}
+    journey.counters[stage_name] = journey.counters.get(stage_name, 0) + 1
+    step.record("stage_entered", journey)
+    run_actions(step, journey, plan, stage.on_enter)
+    if stage.end and journey.status == "active":
+        end_journey(step, journey, "reached an end stage")
+
+
+def end_journey(step: Step, journey: JourneyState, reason: str) -> None:
+    journey.status = "ended"
+    journey.ended_at = step.now
+    journey.end_reason = reason
+    journey.scheduled = []  # a deferred message of a finished journey is no longer wanted
+    step.record(
+        "journey_ended",
+        journey,
+        error=reason if "zero-delay" in reason else None,
+        detail={"reason": reason},
+    )
+
+
+def try_enrol(step: Step, plan: Plan) -> bool:
+    """Enrol if the re-entry policy and the guard allow; True when a journey started."""
+    existing = step.state.journeys.get(plan.name)
+    if existing is not None:
+        if existing.status == "active" or plan.enrol.reentry == "never":
+            return False
+        if plan.enrol.reentry == "cooldown":
+            ended = existing.ended_at or existing.enrolled_at
+            if step.now - ended < timedelta(seconds=plan.enrol.cooldown_seconds or 0):
+                return False
+    if plan.enrol.when and not evaluate_guard(plan.enrol.when, context_for(step, None, plan)):
+        return False
+    count = step.state.enrolment_counts.get(plan.name, 0) + 1
+    step.state.enrolment_counts[plan.name] = count
+    journey = JourneyState(
+        journey_id=f"{plan.name}#{count}",
+        playbook=plan.name,
+        version=plan.version,
+        stage=plan.entry_stage,
+        enrolled_at=step.now,
+        entered_stage_at=step.now,
+    )
+    step.state.journeys[plan.name] = journey
+    step.record("enrolled", journey, detail={"version": plan.version})
+    enter_stage(step, journey, plan, plan.entry_stage)
+    return True
+
+
+# ----------------------------------------------------------------------------- messages
+
+
+def send(
+    step: Step,
+    journey: JourneyState,
+    plan: Plan,
+    action: SendStep,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    try:
+        text = render_template(action.text, context_for(step, journey, plan, extra))
+    except TemplateError as e:
+        step.record("send_failed", journey, channel=action.channel, error=f"template: {e}")
+        return
+    at = send_time(step, plan, action, step.now)
+    if at > step.now:
+        journey.scheduled.append(
+            ScheduledSend(due_at=at, stage=journey.stage, channel=action.channel, text=text)
+        )
+        reason = "send window" if action.window else "quiet hours"
+        step.record(
+            "deferred",
+            journey,
+            channel=action.channel,
+            text=text,
+            detail={"until": at.isoformat(), "reason": reason},
+        )
+        return
+    deliver_message(step, journey, plan, action.channel, text)
+
+
+def send_time(step: Step, plan: Plan, action: SendStep, moment: datetime) -> datetime:
+    """The first moment at or after `moment` inside the send window and outside quiet hours."""
+    tz = zone(step.timezone(plan))
+    quiet = plan.contact_policy.quiet_hours if action.channel not in UNCAPPED_CHANNELS else None
+    for _ in range(8):  # a window and quiet hours settle within a few rounds
+        settled = moment
+        if action.window is not None:
+            moment = window(action.window).next_open(moment, tz)
+        if quiet is not None:
+            moment = quiet_until(moment, window(quiet), tz)
+        if moment == settled:
+            break
+    return moment
+
+
+def deliver_message(step: Step, journey: JourneyState, plan: Plan, channel: str, text: str) -> None:
+    """Deliver now unless a frequency cap (counted across all journeys) forbids it."""
+    if channel not in UNCAPPED_CHANNELS:
+        reason = cap_reached(step, plan)
+        if reason:
+            step.record("suppressed", journey, channel=channel, text=text, error=reason)
+            return
+        step.state.sent_at = [t for t in step.state.sent_at if step.now - t < timedelta(days=8)] + [
+            step.now
+        ]
+    journey.seq += 1
+    key = f"{step.customer_id}/{journey.journey_id}/{journey.seq}"
+    step.deliveries.append(
+        Delivery(
+            idempotency_key=key,
+            customer_id=step.customer_id,
+            playbook=journey.playbook,
+            journey_id=journey.journey_id,
+            stage=journey.stage,
+            channel=channel,
+            text=text,
+            scheduled_at=step.now,
+        )
+    )
+    step.record(
+        "message", journey, channel=channel, text=text, idempotency_key=key, status="pending"
+    )
+
+
+def cap_reached(step: Step, plan: Plan) -> str | None:
+    policy = plan.contact_policy
+    tz = zone(step.timezone(plan))
+    today = step.now.astimezone(tz).date()
+    sent = step.state.sent_at
+    if policy.max_per_day is not None:
+        same_day = sum(1 for t in sent if t.astimezone(tz).date() == today)
+        if same_day >= policy.max_per_day:
+            return f"daily cap of {policy.max_per_day} messages reached"
+    if policy.max_per_week is not None:
+        week = sum(1 for t in sent if step.now - t < timedelta(days=7))
+        if week >= policy.max_per_week:
+            return f"weekly cap of {policy.max_per_week} messages reached"
+    return None
+
+
+# ----------------------------------------------------------------------------- staff tasks
+
+
+def resolve_assignee(rule: str, step: Step) -> str:
+    if rule == "owner":
+        return str(step.state.profile.attributes.get("owner", "unassigned"))
+    kind, _, rest = rule.partition(":")
+    if kind == "pool":
+        pool = [p.strip() for p in rest.split(",") if p.strip()]
+        # The same customer always lands with the same member of the pool.
+        return pool[zlib.crc32(step.customer_id.encode()) % len(pool)]
+    return rest
+
+
+def create_task(step: Step, journey: JourneyState, plan: Plan, action: TaskStep) -> None:
+    context = context_for(step, journey, plan)
+    try:
+        title = render_template(action.title, context)
+        script = render_template(action.script, context) if action.script else None
+    except TemplateError as e:
+        step.record("send_failed", journey, channel="task", error=f"template: {e}")
+        return
+    journey.seq += 1
+    task_id = f"{step.customer_id}/{journey.journey_id}/{journey.seq}"
+    assignee = resolve_assignee(action.assignee, step)
+    due_at = step.now + timedelta(seconds=action.due_seconds)
+    journey.tasks[task_id] = TaskState(
+        task_id=task_id,
+        name=action.id,
+        title=title,
+        assignee=assignee,
+        stage=journey.stage,
+        created_at=step.now,
+        due_at=due_at,
+        escalate_to=action.escalate_to,
+        on_complete=action.on_complete,
+    )
+    step.deliveries.append(
+        Delivery(
+            idempotency_key=task_id,
+            kind="task",
+            customer_id=step.customer_id,
+            playbook=journey.playbook,
+            journey_id=journey.journey_id,
+            stage=journey.stage,
+            channel="task",
+            text=title,
+            scheduled_at=step.now,
+            assignee=assignee,
+            script=script,
+            due_at=due_at,
+        )
+    )
+    step.record(
+        "task_created",
+        journey,
+        channel="task",
+        text=title,
+        idempotency_key=task_id,
+        status="pending",
+        detail={
+            "task": action.id,
+            "assignee": assignee,
+            "due_at": due_at.isoformat(),
+            "script": script,
+        },
+    )
+
+
+def escalate_task(step: Step, journey: JourneyState, task: TaskState) -> None:
+    task.status = "escalated"
+    detail: dict[str, Any] = {"task": task.name, "task_id": task.task_id}
+    if task.escalate_to:
+        journey.seq += 1
+        key = f"{step.customer_id}/{journey.journey_id}/{journey.seq}"
+        lead = resolve_assignee(task.escalate_to, step)
+        title = f"Overdue: {task.title} (assigned to {task.assignee})"
+        step.deliveries.append(
+            Delivery(
+                idempotency_key=key,
+                kind="task",
+                customer_id=step.customer_id,
+                playbook=journey.playbook,
+                journey_id=journey.journey_id,
+                stage=journey.stage,
+                channel="task",
+                text=title,
+                scheduled_at=step.now,
+                assignee=lead,
+            )
+        )
+        detail["escalated_to"] = lead
+    step.record("task_escalated", journey, channel="task", text=task.title, detail=detail)
+
+
+def complete_task(step: Step, journey: JourneyState, plan: Plan, task: TaskState) -> None:
+    task.status = "completed"
+    step.record(
+        "task_completed",
+        journey,
+        channel="task",
+        text=task.title,
+        detail={"task": task.name, "task_id": task.task_id},
+    )
+    branch: Branch | None = task.on_complete
+    # Completion moves the customer only from the stage that asked for the task.
+    if branch is not None and journey.status == "active" and journey.stage == task.stage:
+        run_branch(step, journey, plan, branch.actions, branch.goto)
+
+
+# ----------------------------------------------------------------------------- profile edits
+
+
+def change_tags(step: Step, journey: JourneyState | None, action: TagStep) -> None:
+    profile = step.state.profile
+    for tag in action.remove:
+        if profile_rules.remove_tag(profile, tag):
+            step.record("tag_removed", journey, detail={"tag": tag})
+    for tag in action.add:
+        if tag in profile.tags:
+            continue
+        for removed in profile_rules.apply_tag(profile, tag, step.catalog.profile):
+            step.record("tag_removed", journey, detail={"tag": removed})
+        step.record("tag_added", journey, detail={"tag": tag})
+
+
+def set_values(
+    step: Step, journey: JourneyState, plan: Plan, action: SetStep, extra: dict[str, Any] | None
+) -> None:
+    target = step.state.profile.attributes if action.scope == "customer" else journey.attributes
+    context = context_for(step, journey, plan, extra)
+    for key, value in action.values.items():
+        if isinstance(value, str):
+            try:
+                value = render_template(value, context)
+            except TemplateError as e:
+                step.record("send_failed", journey, error=f"template for {key}: {e}")
+                continue
+        target[key] = value
+        step.record("attribute_set", journey, detail={"scope": action.scope, key: value})

@@ -1,0 +1,87 @@
+"""The `customer`, `journey`, `event` and `now` that guards and templates read."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from workflows.clock import zone
+from workflows.state import CustomerEvent, JourneyState, Profile
+
+
+def customer_view(
+    customer_id: str,
+    profile: Profile,
+    now: datetime,
+    tz_name: str,
+    period_seconds: int | None = None,
+) -> dict[str, Any]:
+    period_orders = profile.recent_orders
+    if period_seconds:
+        period_orders = [
+            o for o in profile.recent_orders if (now - o.at).total_seconds() <= period_seconds
+        ]
+    inactive_since = profile.last_interaction_at or profile.added_at
+    return {
+        "id": customer_id,
+        "tags": list(profile.tags),
+        "tier": profile.tier or "",
+        "lifecycle": profile.lifecycle or "",
+        "attributes": dict(profile.attributes),
+        "scores": dict(profile.scores),
+        "timezone": tz_name,
+        "added_at": profile.added_at,
+        "last_interaction_at": profile.last_interaction_at,
+        "days_since_added": (now - profile.added_at).days if profile.added_at else 0,
+        "days_inactive": (now - inactive_since).days if inactive_since else 0,
+        "orders": {
+            "count": profile.order_count,
+            "total_spent": profile.total_spent,
+            "first_at": profile.first_order_at,
+            "last_at": profile.last_order_at,
+            "average_interval_days": profile.average_interval_days or 0.0,
+            "predicted_next_at": profile.predicted_next_purchase_at,
+            "period_count": len(period_orders),
+            "period_spent": sum(o.amount for o in period_orders),
+        },
+    }
+
+
+def journey_view(journey: JourneyState, now: datetime) -> dict[str, Any]:
+    return {
+        "playbook": journey.playbook,
+        "stage": journey.stage,
+        "entered_at": journey.entered_stage_at,
+        "enrolled_at": journey.enrolled_at,
+        "attributes": dict(journey.attributes),
+        "counters": dict(journey.counters),
+        "days_in_stage": (now - journey.entered_stage_at).days,
+    }
+
+
+def event_view(event: CustomerEvent) -> dict[str, Any]:
+    return {"type": event.type, "data": dict(event.data), "occurred_at": event.occurred_at}
+
+
+def build_context(
+    customer_id: str,
+    profile: Profile,
+    journey: JourneyState | None,
+    event: CustomerEvent | None,
+    now: datetime,
+    tz_name: str,
+    extra: dict[str, Any] | None = None,
+    period_seconds: int | None = None,
+) -> dict[str, Any]:
+    context: dict[str, Any] = {
+        "customer": customer_view(customer_id, profile, now, tz_name, period_seconds),
+        # Templates show local time; CEL compares instants, unaffected by the zone.
+        "now": now.astimezone(zone(tz_name)),
+    }
+    if journey is not None:
+        context["journey"] = journey_view(journey, now)
+    if event is not None:
+        context["event"] = event_view(event)
+    if extra:
+        context.update(extra)
+    return context

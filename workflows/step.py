@@ -1,0 +1,96 @@
+"""One step of the core: the state being changed, the plans at hand, the clock, the output."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sopflow.language.plan import Plan, ProfilePlan
+from workflows.state import (
+    TIMELINE_LIMIT,
+    CustomerEvent,
+    CustomerState,
+    Delivery,
+    JourneyState,
+    StepResult,
+    TimelineEntry,
+)
+
+# A playbook whose stages jump to each other with no wait could loop forever inside one
+# step; the compiler rejects such cycles, and this bound keeps the runtime safe anyway.
+MAX_TRANSITIONS_PER_STEP = 100
+DEFAULT_TIMEZONE = "Asia/Shanghai"
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """The plans a step may use: every version by hash, what is deployed, the profile rules."""
+
+    plans: Mapping[str, Plan]
+    deployed: Mapping[str, str] = field(default_factory=dict)
+    profile: ProfilePlan | None = None
+
+    def plan_of(self, journey: JourneyState) -> Plan:
+        return self.plans[journey.version]
+
+    def deployed_plan(self, playbook: str) -> Plan | None:
+        version = self.deployed.get(playbook)
+        return self.plans.get(version) if version else None
+
+
+class Step:
+    """Mutable scratchpad for one step; callers only ever see the returned copy."""
+
+    def __init__(
+        self,
+        state: CustomerState,
+        catalog: Catalog,
+        now: datetime,
+        timeline_limit: int = TIMELINE_LIMIT,
+    ) -> None:
+        self.state = state
+        self.timeline_limit = timeline_limit
+        self.catalog = catalog
+        self.now = now
+        self.event: CustomerEvent | None = None
+        self.deliveries: list[Delivery] = []
+        self.transitions = 0
+
+    @property
+    def customer_id(self) -> str:
+        return self.state.customer_id
+
+    def timezone(self, plan: Plan | None = None) -> str:
+        """The customer's own time zone, else the playbook's."""
+        default = plan.timezone if plan else DEFAULT_TIMEZONE
+        return self.state.profile.timezone or default
+
+    def record(self, kind: Any, journey: JourneyState | None = None, **fields: Any) -> None:
+        entry = TimelineEntry(
+            at=self.now,
+            kind=kind,
+            playbook=journey.playbook if journey else None,
+            stage=journey.stage if journey else None,
+            **fields,
+        )
+        timeline = self.state.timeline
+        timeline.append(entry)
+        if len(timeline) > self.timeline_limit:
+            del timeline[: len(timeline) - self.timeline_limit]
+
+    def active_journeys(self) -> list[JourneyState]:
+        return active_journeys(self.state)
+
+    def result(self) -> StepResult:
+        return StepResult(state=self.state, deliveries=self.deliveries)
+
+
+def active_journeys(state: CustomerState) -> list[JourneyState]:
+    """Active journeys in a fixed order (by playbook name): determinism across runs."""
+    return [
+        state.journeys[name]
+        for name in sorted(state.journeys)
+        if state.journeys[name].status == "active"
+    ]
