@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from api.models import EventIn
 from sopflow.language.models import ContentLibrary, Playbook, TagTaxonomy, Tiers
 
@@ -14,7 +16,7 @@ SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 def generated_schemas() -> dict[str, dict[str, Any]]:
     """File name -> schema, as they must stand in schemas/."""
-    documents = {
+    documents: dict[str, type[BaseModel]] = {
         "playbook.schema.json": Playbook,
         "taxonomy.schema.json": TagTaxonomy,
         "tiers.schema.json": Tiers,

@@ -187,20 +187,28 @@ def describe_entry(entry: TimelineEntry) -> str:
 
 
 def timeline_table(entries: list[TimelineEntry], start: datetime, tz_name: str) -> str:
+    """One line an entry: day number, local time, playbook, stage, kind, what happened."""
     from zoneinfo import ZoneInfo
 
     tz = ZoneInfo(tz_name)
     start_day = start.astimezone(tz).date()
-    lines = [
-        f"{'day':>4}  {'time (' + tz_name + ')':<22} {'playbook':<22} {'stage':<18} "
-        f"{'kind':<16} detail"
-    ]
+    header = ("day", f"time ({tz_name})", "playbook", "stage", "kind", "detail")
+    rows = [header]
     for entry in entries:
         local = entry.at.astimezone(tz)
-        day = (local.date() - start_day).days
-        lines.append(
-            f"{day:>4}  {local.strftime('%Y-%m-%d %a %H:%M'):<22} "
-            f"{entry.playbook or '-':<22} {entry.stage or '-':<18} {entry.kind:<16} "
-            f"{describe_entry(entry)}"
+        rows.append(
+            (
+                str((local.date() - start_day).days),
+                local.strftime("%Y-%m-%d %a %H:%M"),
+                entry.playbook or "-",
+                entry.stage or "-",
+                entry.kind,
+                describe_entry(entry),
+            )
         )
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    lines = []
+    for row in rows:
+        cells = [row[0].rjust(widths[0])] + [row[i].ljust(widths[i]) for i in range(1, 5)]
+        lines.append("  ".join([*cells, row[5]]).rstrip())
     return "\n".join(lines) + "\n"

@@ -74,7 +74,11 @@ def test_event_schema_accepts_its_example_and_refuses_a_naive_time() -> None:
 
 
 def test_readme_playbook_runs_as_described() -> None:
-    [block] = re.findall(r"```yaml\n(.*?)```", README, flags=re.S)
+    [block] = [
+        b
+        for b in re.findall(r"```yaml\n(.*?)```", README, flags=re.S)
+        if b.startswith("# yaml-language-server")
+    ]
     plan = compile_playbook(block, filename="README.md")
     plans = Catalog(plans={plan.version: plan}, deployed={plan.name: plan.version})
     added = CustomerEvent(

@@ -367,15 +367,39 @@ def complete_task(step: Step, journey: JourneyState, plan: Plan, task: TaskState
 
 def change_tags(step: Step, journey: JourneyState | None, action: TagStep) -> None:
     profile = step.state.profile
-    for tag in action.remove:
-        if profile_rules.remove_tag(profile, tag):
+    for written in action.remove:
+        tag = resolve_tag(step, journey, written)
+        if tag and profile_rules.remove_tag(profile, tag):
             step.record("tag_removed", journey, detail={"tag": tag})
-    for tag in action.add:
-        if tag in profile.tags:
+    for written in action.add:
+        tag = resolve_tag(step, journey, written)
+        if tag is None or tag in profile.tags:
             continue
         for removed in profile_rules.apply_tag(profile, tag, step.catalog.profile):
             step.record("tag_removed", journey, detail={"tag": removed})
         step.record("tag_added", journey, detail={"tag": tag})
+
+
+def resolve_tag(step: Step, journey: JourneyState | None, written: str) -> str | None:
+    """Render a templated tag and check it against the taxonomy; None (recorded) if invalid."""
+    group, _, value = written.partition(":")
+    if "{" in value:
+        plan = step.catalog.plan_of(journey) if journey else None
+        try:
+            value = render_template(value, context_for(step, journey, plan)).strip()
+        except TemplateError:
+            value = ""
+    tag = f"{group}:{value}"
+    rules = step.catalog.profile
+    spec = rules.groups.get(group) if rules else None
+    if (
+        not value
+        or (rules and rules.groups and spec is None)
+        or (spec is not None and spec.values and value not in spec.values)
+    ):
+        step.record("tag_rejected", journey, detail={"tag": tag})
+        return None
+    return tag
 
 
 def set_values(

@@ -214,9 +214,8 @@ def _learn(step: Step, event: CustomerEvent) -> None:
             profile.timezone = data["timezone"]
         except (KeyError, ValueError):
             pass  # an unknown zone keeps the current one rather than break every timer
-    if event.type in ("profile.updated", "contact.added") and isinstance(
-        data.get("attributes"), dict
-    ):
+    # Any event may carry what it teaches about the customer (a form, a CRM update).
+    if isinstance(data.get("attributes"), dict):
         profile.attributes.update(data["attributes"])
     rules = step.catalog.profile
     if event.type in ("order.paid", "order.refunded"):

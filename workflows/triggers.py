@@ -138,8 +138,7 @@ def _next_at(
 
 
 def countdown_remaining(deadline: datetime, moment: datetime) -> str:
-    """'3d', '1h', '15m': how an operator writes what is left before the deadline."""
-    from sopflow.language.durations import format_duration
-
-    remaining = max(deadline - moment, timedelta(0))
-    return format_duration(timedelta(seconds=round(remaining.total_seconds() / 60) * 60))
+    """'7d', '3h', '15m', '1d12h': what is left before the deadline, as an operator writes it."""
+    minutes = round(max(deadline - moment, timedelta(0)).total_seconds() / 60)
+    parts = [(minutes // 1440, "d"), (minutes % 1440 // 60, "h"), (minutes % 60, "m")]
+    return "".join(f"{n}{unit}" for n, unit in parts if n) or "0m"

@@ -198,13 +198,17 @@ def _valid_assignee(rule: str) -> bool:
 
 
 def _check_tag(tag: str, groups: dict[str, models.TagGroup]) -> str | None:
-    if not groups:
-        return None  # no taxonomy in the bundle: tags are free
     group, _, value = tag.partition(":")
+    if not groups:
+        return check_template(value) if "{" in value else None  # no taxonomy: tags are free
+    if "{" in value:
+        problem = check_template(value)
+        if problem:
+            return problem
     if group not in groups:
         return f"unknown tag group '{group}' in '{tag}'{did_you_mean(group, groups)}"
     allowed = groups[group].tags
-    if allowed and value not in allowed:
+    if allowed and value not in allowed and "{" not in value:
         return f"unknown tag '{tag}'{did_you_mean(value, allowed)}"
     return None
 

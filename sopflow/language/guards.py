@@ -9,6 +9,7 @@ import re
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import cel
 
@@ -19,7 +20,8 @@ _FIELD_ACCESS = re.compile(r"\b(customer|journey|event)\.([A-Za-z_]\w*)")
 _ORDERS_ACCESS = re.compile(r"\bcustomer\.orders\.([A-Za-z_]\w*)")
 _OPEN_MAP_ACCESS = re.compile(r"\b(attributes|data)\.([A-Za-z_]\w*)")
 _MACRO_VARIABLE = re.compile(r"\.(?:exists|all|exists_one|map|filter)\(\s*([A-Za-z_]\w*)\s*,")
-_SAMPLE_TIME = datetime(2026, 1, 1, tzinfo=UTC)
+# Zone-aware like the runtime context, so the check meets the same conversions.
+_SAMPLE_TIME = datetime(2026, 1, 1, tzinfo=ZoneInfo("Asia/Shanghai"))
 
 
 @lru_cache(maxsize=4096)
@@ -31,9 +33,20 @@ def compile_guard(source: str) -> Any:
 def evaluate_guard(source: str, context: dict[str, Any]) -> bool:
     """True only when the guard evaluates to true; an error (a missing attribute) is false."""
     try:
-        return compile_guard(source).execute(context) is True
-    except Exception:
+        return compile_guard(source).execute(cel_values(context)) is True
+    except Exception:  # any CEL failure (a missing attribute) means "condition not met"
         return False
+
+
+def cel_values(value: Any) -> Any:
+    """CEL takes timestamps only in UTC: a zoneinfo-aware datetime fails to convert."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC)
+    if isinstance(value, dict):
+        return {k: cel_values(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [cel_values(v) for v in value]
+    return value
 
 
 def check_guard(source: str, *, with_event: bool) -> str | None:
@@ -66,7 +79,7 @@ def _type_check(program: Any, source: str) -> str | None:
     last_error = None
     for sample in ("text", 1, 1.5, True):
         try:
-            result = program.execute(sample_context(open_keys, sample))
+            result = program.execute(cel_values(sample_context(open_keys, sample)))
         except TypeError as e:
             last_error = str(e).split(". ")[0]
             continue

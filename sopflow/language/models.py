@@ -16,7 +16,8 @@ from sopflow.language.windows import parse_clock, parse_window
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
 EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$"
-TAG_PATTERN = r"^[a-z][a-z0-9_]*:[^\s:][^\s]*$"
+# `group:value`; the value may be a template ("skin_type:{{ event.data.skin }}").
+TAG_PATTERN = r"^[a-z][a-z0-9_]*:\S.*$"
 API_VERSION = "sopflow/v1"
 
 
