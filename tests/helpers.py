@@ -52,12 +52,13 @@ async def send_event(
     kind: str,
     key: str,
     data: dict[str, Any] | None = None,
+    occurred_at: datetime | None = None,
 ) -> None:
     """What POST /v1/events does, without HTTP: signal-with-start the customer's workflow."""
     event = CustomerEvent(
         customer_id=customer_id,
         type=kind,
-        occurred_at=datetime.now(UTC),
+        occurred_at=occurred_at or datetime.now(UTC),
         data=data or {},
         idempotency_key=key,
     )

@@ -87,8 +87,8 @@ class CustomerJourneyWorkflow:
         delivery_loop = asyncio.create_task(self._deliver_in_order())
         while not self._should_continue_as_new():
             await self._wait_for_work()
-            # Whatever was due before now fires first, then the events in arrival order.
-            self._apply(journey.apply_due_timers(self._state, self._catalog(), workflow.now()))
+            # Events first: each acts at its own time and fires what was due before it;
+            # then whatever else is due by now. The simulator keeps the same order.
             while self._inbox:
                 signal = self._inbox.pop(0)
                 await self._load_missing_plans(signal.deployment)
@@ -96,6 +96,7 @@ class CustomerJourneyWorkflow:
                 self._apply(
                     journey.apply_event(self._state, signal.event, self._catalog(), workflow.now())
                 )
+            self._apply(journey.apply_due_timers(self._state, self._catalog(), workflow.now()))
             self._publish_stages()
         await workflow.wait_condition(
             lambda: not self._outbox and not self._delivering and workflow.all_handlers_finished()

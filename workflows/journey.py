@@ -104,7 +104,7 @@ def record_delivery_outcome(
     for entry in reversed(updated.timeline):
         if entry.idempotency_key == idempotency_key:
             entry.status = "delivered" if delivered else "failed"
-            entry.error = error
+            entry.error = None if delivered else error
             break
     return updated
 

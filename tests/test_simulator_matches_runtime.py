@@ -1,0 +1,79 @@
+"""One behaviour, two clocks: the simulator and the durable runtime (time-skipping Temporal
+server, real worker) produce identical timelines for the same playbooks and events."""
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from sopflow import simulator
+from sopflow.language.compiler import compile_bundle
+from sopflow.language.loader import load_text
+from sopflow.plan_store import PlanStore
+from sopflow.settings import Settings
+from tests.helpers import describe, send_event
+from tests.test_readme_examples import EXAMPLES
+from worker.main import build_worker
+from workflows.state import TimelineEntry
+
+
+def comparable(entries: list[TimelineEntry]) -> list[tuple]:
+    # How a delivery went is the shell's business (the simulator delivers nothing); what
+    # was decided, when, to whom and with what text must be the same.
+    delivered_kinds = ("message", "task_created")
+    return [
+        (
+            e.at,
+            e.kind,
+            e.playbook,
+            e.stage,
+            e.channel,
+            e.text,
+            None if e.kind in delivered_kinds else e.error,
+            e.detail,
+        )
+        for e in entries
+    ]
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda m: m["name"])
+async def test_simulator_and_temporal_agree(
+    example, time_skipping_env: WorkflowEnvironment, settings: Settings, tmp_path: Path
+) -> None:
+    documents, problems = load_text(example["playbook"], "example.yaml")
+    bundle = compile_bundle(documents, problems)
+    bundle.raise_on_errors()
+    PlanStore(settings.plans_dir).deploy_all(list(bundle.plans.values()), bundle.profile)
+    days = int(example["args"].split("--days")[1].split()[0])
+    events_file = tmp_path / "events.yaml"
+    events_file.write_text(example["events"], encoding="utf-8")
+    customer = f"agree-{example['name']}"
+
+    env = time_skipping_env
+    start: datetime = await env.get_current_time()
+    scenario = simulator.load_events(events_file, start)
+    expected = simulator.simulate(
+        bundle.plans, bundle.profile, scenario, start, days, simulator.CustomerSpec(id=customer)
+    )
+
+    client = env.client
+    async with build_worker(client, settings):
+        for index, event in enumerate(scenario):
+            wait = event.at - await env.get_current_time()
+            if wait > timedelta(0):
+                await env.sleep(wait)
+            await send_event(
+                client,
+                settings,
+                customer,
+                event.type,
+                f"sim-{index}",
+                event.data,
+                occurred_at=event.at,
+            )
+        await env.sleep(start + timedelta(days=days) - await env.get_current_time())
+        actual = (await describe(client, customer)).timeline
+
+    assert comparable(actual) == comparable(expected)
+    assert len(expected) >= 3
