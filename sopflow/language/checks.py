@@ -209,7 +209,7 @@ def _check_tag(tag: str, groups: dict[str, models.TagGroup]) -> str | None:
         return f"unknown tag group '{group}' in '{tag}'{did_you_mean(group, groups)}"
     allowed = groups[group].tags
     if allowed and value not in allowed and "{" not in value:
-        return f"unknown tag '{tag}'{did_you_mean(value, allowed)}"
+        return f"unknown tag '{tag}'{did_you_mean(tag, [f'{group}:{v}' for v in allowed])}"
     return None
 
 

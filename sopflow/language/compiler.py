@@ -89,6 +89,7 @@ def compile_bundle(documents: Iterable[SourceDocument], problems: list[Diagnosti
         if not any(d.severity == "error" for d in found):
             bundle.plans[name] = build_plan(source.model, context)
     bundle.profile = _profile_plan(context, documents, bundle)
+    bundle.diagnostics.sort(key=lambda d: (d.file, d.line, d.column))
     return bundle
 
 

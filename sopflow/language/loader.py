@@ -82,7 +82,7 @@ def validation_diagnostics(
 ) -> list[Diagnostic]:
     found: list[Diagnostic] = []
     for item in error.errors():
-        loc: KeyPath = tuple(item["loc"])
+        loc: KeyPath = _without_union_tags(tuple(item["loc"]))
         path = positions.existing_path(loc)
         kind = item["type"]
         if kind == "extra_forbidden":
@@ -105,6 +105,20 @@ def validation_diagnostics(
     return found
 
 
+def _without_union_tags(loc: KeyPath) -> KeyPath:
+    """pydantic puts the union member's tag after a list index: (..., 0, 'send', 'send', 'text').
+
+    The tag is no key of the document; dropped, the path points where the operator wrote.
+    """
+    cleaned: list[str | int] = []
+    for index, part in enumerate(loc):
+        after_index = index > 0 and isinstance(loc[index - 1], int)
+        if after_index and part in _UNION_TAGS and index + 1 < len(loc):
+            continue
+        cleaned.append(part)
+    return tuple(cleaned)
+
+
 def _describe(item: Any, loc: KeyPath) -> str:
     kind = item["type"]
     named = [p for p in loc if isinstance(p, str)]
@@ -115,6 +129,15 @@ def _describe(item: Any, loc: KeyPath) -> str:
         return f"'{item['input']}' is not a valid {field}: expected {item['ctx']['pattern']}"
     if kind == "enum":
         return f"'{item['input']}' is not a valid {field}: expected {item['ctx']['expected']}"
+    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        bound = next(iter(item["ctx"].values()))
+        words = {
+            "greater_than_equal": "at least",
+            "greater_than": "more than",
+            "less_than_equal": "at most",
+            "less_than": "less than",
+        }[kind]
+        return f"{item['input']} is out of range for {field}: expected {words} {bound}"
     if kind == "literal_error":
         return f"'{item['input']}' is not a valid {field}: expected {item['ctx']['expected']}"
     message = str(item["msg"])
@@ -132,3 +155,26 @@ def _model_keys() -> frozenset[str]:
 
 
 _ALL_KEYS = _model_keys()
+_UNION_TAGS = frozenset(
+    {
+        "send",
+        "task",
+        "tag",
+        "set",
+        "set_journey",
+        "score",
+        "goto",
+        "enrol",
+        "end",
+        "event",
+        "after",
+        "at",
+        "day",
+        "every",
+        "cron",
+        "inactive_for",
+        "condition",
+        "countdown",
+        "wait_for",
+    }
+)

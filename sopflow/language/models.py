@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from enum import StrEnum
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
+from sopflow.language.diagnostics import did_you_mean
 from sopflow.language.durations import parse_duration
 from sopflow.language.windows import parse_clock, parse_window
 
@@ -44,8 +47,27 @@ def _check_clock(value: str | None) -> str | None:
     return value
 
 
-def _check_window(value: str) -> str:
-    parse_window(value)
+def _check_window(value: str | None) -> str | None:
+    if value is not None:
+        parse_window(value)
+    return value
+
+
+def _check_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        hint = did_you_mean(value, available_timezones())
+        raise ValueError(f"unknown time zone '{value}'{hint}") from None
+    return value
+
+
+def _check_cron(value: str) -> str:
+    if not croniter.is_valid(value):
+        raise ValueError(
+            f"'{value}' is not a cron expression: write five fields, minute hour day month "
+            "weekday, e.g. '0 10 1 1,4,7,10 *'"
+        )
     return value
 
 
@@ -222,6 +244,8 @@ class EveryTrigger(TriggerBase):
 class CronTrigger(TriggerBase):
     cron: str = Field(description="Five-field cron in the customer's time zone.")
 
+    _valid_cron = field_validator("cron")(_check_cron)
+
 
 class InactivityTrigger(TriggerBase):
     inactive_for: Duration = Field(description="No interaction from the customer for this long.")
@@ -335,6 +359,8 @@ class ContactPolicy(StrictModel):
     max_per_day: int | None = Field(default=None, ge=0)
     max_per_week: int | None = Field(default=None, ge=0)
 
+    _valid_quiet = field_validator("quiet_hours")(_check_window)
+
 
 class Playbook(StrictModel):
     """A customer journey: who enters it, and the stages they move through."""
@@ -352,6 +378,8 @@ class Playbook(StrictModel):
     stages: Annotated[dict[str, Stage], Field(min_length=1)] = Field(
         description="Stages in order; the first one is where a journey starts."
     )
+
+    _valid_timezone = field_validator("timezone")(_check_timezone)
 
 
 # ----------------------------------------------------------------------------- taxonomy
