@@ -159,6 +159,8 @@ def timeline_json(entries: list[TimelineEntry]) -> list[dict[str, Any]]:
     rows = []
     for entry in entries:
         row = entry.model_dump(mode="json", exclude_none=True, exclude={"status"})
+        # One offset for machines: UTC, whatever zone the event or the timer came in.
+        row["at"] = entry.at.astimezone(UTC).isoformat().replace("+00:00", "Z")
         if not row.get("detail"):
             row.pop("detail", None)
         rows.append(row)
