@@ -154,6 +154,7 @@ def simulate(
 
     from sopflow import simulator
     from sopflow.language import compile_paths
+    from sopflow.language.compiler import plans_of_file
 
     try:
         moment = (
@@ -161,20 +162,8 @@ def simulate(
         )
         moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
         bundle = compile_paths([playbook.parent])
-        target = next(
-            (n for n, s in bundle.sources.items() if Path(s.file).resolve() == playbook.resolve()),
-            None,
-        )
-        if target is None or target not in bundle.plans:
-            problems = [d for d in bundle.errors if Path(d.file).resolve() == playbook.resolve()]
-            from sopflow.language import PlaybookError
-
-            raise (
-                PlaybookError(problems)
-                if problems
-                else SopflowError(f"{playbook}: no playbook compiled from this file")
-            )
-        plan = bundle.plans[target]
+        roots = plans_of_file(bundle, playbook)
+        plan = roots[0]
         scenario = (
             simulator.load_events(events, moment)
             if events
@@ -182,7 +171,7 @@ def simulate(
         )
         spec = simulator.load_customer(customer) if customer else None
         timeline = simulator.simulate(
-            simulator.reachable_plans(plan, bundle.plans),
+            simulator.reachable_plans(roots, bundle.plans),
             bundle.profile,
             scenario,
             moment,

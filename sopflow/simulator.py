@@ -93,10 +93,10 @@ def load_customer(path: Path) -> CustomerSpec:
     )
 
 
-def reachable_plans(plan: Plan, plans: dict[str, Plan]) -> dict[str, Plan]:
-    """The playbook and every playbook it can enrol a customer in."""
-    chosen = {plan.name: plan}
-    frontier = [plan]
+def reachable_plans(roots: list[Plan], plans: dict[str, Plan]) -> dict[str, Plan]:
+    """The playbooks and every playbook they can enrol a customer in."""
+    chosen = {plan.name: plan for plan in roots}
+    frontier = list(roots)
     while frontier:
         current = frontier.pop()
         for stage in current.stages.values():
@@ -161,6 +161,9 @@ def timeline_json(entries: list[TimelineEntry]) -> list[dict[str, Any]]:
         row = entry.model_dump(mode="json", exclude_none=True, exclude={"status"})
         # One offset for machines: UTC, whatever zone the event or the timer came in.
         row["at"] = entry.at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        # Profile changes (tiers, event-driven tags) belong to no playbook: null, not absent.
+        row.setdefault("playbook", None)
+        row.setdefault("stage", None)
         if not row.get("detail"):
             row.pop("detail", None)
         rows.append(row)

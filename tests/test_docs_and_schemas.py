@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 import yaml
 
-from sopflow.language import compile_playbook
+from sopflow.language import compile_paths, compile_playbook
 from sopflow.language.compiler import yaml_files
 from sopflow.schemas import drifted_schemas, generated_schemas, render
 from tests.conftest import REPO, T0
@@ -50,12 +50,36 @@ def test_schemas_in_the_repo_match_the_models(tmp_path: Path) -> None:
     )
 
 
+SCHEMA_OF_KIND = {
+    "Playbook": "playbook.schema.json",
+    "TagTaxonomy": "taxonomy.schema.json",
+    "Tiers": "tiers.schema.json",
+    "ContentLibrary": "content.schema.json",
+}
+
+
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
-def test_shipped_playbooks_validate_against_the_schema_and_name_it(path: Path) -> None:
+def test_shipped_documents_validate_against_their_schema_and_name_it(path: Path) -> None:
     text = path.read_text(encoding="utf-8")
-    assert text.startswith("# yaml-language-server: $schema=../schemas/playbook.schema.json\n")
-    jsonschema.validate(yaml.safe_load(text), schema("playbook.schema.json"))
-    compile_playbook(text, filename=str(path))
+    documents = list(yaml.safe_load_all(text))
+    first = SCHEMA_OF_KIND[documents[0]["kind"]]
+    assert text.startswith(f"# yaml-language-server: $schema=../schemas/{first}\n")
+    for document in documents:
+        jsonschema.validate(document, schema(SCHEMA_OF_KIND[document["kind"]]))
+
+
+def test_shipped_playbooks_compile_without_errors_or_warnings() -> None:
+    bundle = compile_paths([REPO / "playbooks"])
+    assert [str(d) for d in bundle.diagnostics] == []
+    assert set(bundle.plans) >= {
+        "welcome",
+        "auto_high_ticket",
+        "one_to_one_five_stage",
+        "snacks_high_frequency",
+        "koc_nurturing",
+        "koc_campaign",
+    }
+    assert bundle.profile is not None and bundle.profile.tiers is not None
 
 
 def test_schema_rejects_what_the_compiler_rejects() -> None:

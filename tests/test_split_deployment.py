@@ -37,7 +37,7 @@ def test_worker_and_api_run_apart_against_a_configured_temporal(
         text=True,
         check=True,
     )
-    assert deployed.stdout.startswith("deployed welcome ")
+    assert any(line.startswith("deployed welcome ") for line in deployed.stdout.splitlines())
     processes = [
         subprocess.Popen(
             [*SOPFLOW, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL

@@ -178,7 +178,13 @@ def send(
     at = send_time(step, plan, action, step.now)
     if at > step.now:
         journey.scheduled.append(
-            ScheduledSend(due_at=at, stage=journey.stage, channel=action.channel, text=text)
+            ScheduledSend(
+                due_at=at,
+                stage=journey.stage,
+                channel=action.channel,
+                text=text,
+                transactional=action.transactional,
+            )
         )
         reason = "send window" if action.window else "quiet hours"
         step.record(
@@ -189,7 +195,7 @@ def send(
             detail={"until": at.isoformat(), "reason": reason},
         )
         return
-    deliver_message(step, journey, plan, action.channel, text)
+    deliver_message(step, journey, plan, action.channel, text, action.transactional)
 
 
 def send_time(step: Step, plan: Plan, action: SendStep, moment: datetime) -> datetime:
@@ -207,9 +213,19 @@ def send_time(step: Step, plan: Plan, action: SendStep, moment: datetime) -> dat
     return moment
 
 
-def deliver_message(step: Step, journey: JourneyState, plan: Plan, channel: str, text: str) -> None:
-    """Deliver now unless a frequency cap (counted across all journeys) forbids it."""
-    if channel not in UNCAPPED_CHANNELS:
+def deliver_message(
+    step: Step,
+    journey: JourneyState,
+    plan: Plan,
+    channel: str,
+    text: str,
+    transactional: bool = False,
+) -> None:
+    """Deliver now unless a frequency cap (counted across all journeys) forbids it.
+
+    A transactional message (an order confirmation) is never capped and does not count.
+    """
+    if channel not in UNCAPPED_CHANNELS and not transactional:
         reason = cap_reached(step, plan)
         if reason:
             step.record("suppressed", journey, channel=channel, text=text, error=reason)

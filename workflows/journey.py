@@ -160,7 +160,12 @@ def _fire_due(step: Step, limit: datetime) -> None:
             scheduled: ScheduledSend = payload
             journey.scheduled.remove(scheduled)
             deliver_message(
-                step, journey, step.catalog.plan_of(journey), scheduled.channel, scheduled.text
+                step,
+                journey,
+                step.catalog.plan_of(journey),
+                scheduled.channel,
+                scheduled.text,
+                scheduled.transactional,
             )
         elif kind == "task" and journey is not None:
             escalate_task(step, journey, payload)

@@ -77,6 +77,7 @@ class ScheduledSend(BaseModel):
     stage: str
     channel: str
     text: str
+    transactional: bool = False
 
 
 class JourneyState(BaseModel):

@@ -105,6 +105,7 @@ def compile_paths(paths: Iterable[Path]) -> Bundle:
 
 
 def yaml_files(paths: Iterable[Path]) -> list[Path]:
+    """YAML files named or found below `paths`, each once, scenario folders left out."""
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
@@ -115,7 +116,10 @@ def yaml_files(paths: Iterable[Path]) -> list[Path]:
             ]
         else:
             files.append(path)
-    return files
+    unique: dict[Path, Path] = {}
+    for file in files:
+        unique.setdefault(file.resolve(), file)
+    return list(unique.values())
 
 
 def compile_playbook(
@@ -132,19 +136,23 @@ def compile_playbook(
 
 
 def compile_playbook_file(path: str | Path) -> Plan:
-    """Compile a playbook file, with the taxonomy, tiers and content beside it as context."""
-    file = Path(path)
-    context: list[SourceDocument] = []
-    if file.parent.is_dir():
-        for sibling in yaml_files([file.parent]):
-            if sibling.resolve() != file.resolve():
-                found, _ = load_file(sibling)
-                context += [d for d in found if not isinstance(d.model, models.Playbook)]
-    try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise PlaybookError([Diagnostic("error", f"cannot read: {e}", str(file), 1, 1)]) from e
-    return compile_playbook(text, filename=str(file), context=context)
+    """Compile a playbook file with everything beside it (taxonomy, tiers, content, the
+    playbooks it may enrol into) as context; only this file's errors stop it."""
+    return plans_of_file(compile_paths([Path(path).parent, Path(path)]), Path(path))[0]
+
+
+def plans_of_file(bundle: Bundle, path: Path) -> list[Plan]:
+    """The playbooks defined in one file of a compiled bundle, or its diagnostics as an error."""
+    wanted = path.resolve()
+    names = [n for n, s in bundle.sources.items() if Path(s.file).resolve() == wanted]
+    problems = [d for d in bundle.errors if Path(d.file).resolve() == wanted]
+    if problems:
+        raise PlaybookError(problems)
+    if not names or any(n not in bundle.plans for n in names):
+        raise PlaybookError(
+            [Diagnostic("error", "no playbook compiled from this file", str(path), 1, 1)]
+        )
+    return [bundle.plans[n] for n in names]
 
 
 def _context(documents: list[SourceDocument], bundle: Bundle) -> BundleContext:
@@ -252,6 +260,7 @@ def _steps(
                         text=text,
                         content=send.content,
                         window=_window(send.window, playbook.windows),
+                        transactional=send.transactional,
                     )
                 )
             case models.TaskAction(task=task):

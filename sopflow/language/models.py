@@ -102,6 +102,10 @@ class SendSpec(StrictModel):
     channel: Channel = Field(description="Touchpoint: log, webhook, wecom.private, ...")
     text: Template | None = Field(default=None, description="The message (a template).")
     content: str | None = Field(default=None, description="A content library item instead of text.")
+    transactional: bool = Field(
+        default=False,
+        description="A service message (order, delivery): never capped, not counted.",
+    )
     window: str | None = Field(
         default=None,
         description="When it may be sent: a named window of the playbook or "

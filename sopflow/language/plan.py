@@ -28,6 +28,7 @@ class SendStep(FrozenModel):
     text: str
     content: str | None = None
     window: WindowPlan | None = None
+    transactional: bool = False
 
 
 class Branch(FrozenModel):
