@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install dev test lint format typecheck schemas clean
+.PHONY: install dev test lint format typecheck schemas golden clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,3 +41,13 @@ schemas: install
 
 clean:
 	rm -rf $(VENV) .sopflow .pytest_cache .mypy_cache .ruff_cache
+
+## Regenerate the golden timelines of playbooks/scenarios/ (review the diff before committing).
+golden: install
+	@for events in playbooks/scenarios/*.events.yaml; do \
+		name=$$(basename $$events .events.yaml); \
+		playbook=$$(sed -n 's/^# playbook: //p' $$events); \
+		$(BIN)/sopflow simulate playbooks/$$playbook --events $$events \
+			--start 2026-11-23T09:00:00+08:00 --days 90 > playbooks/scenarios/$$name.timeline.txt; \
+		echo "wrote playbooks/scenarios/$$name.timeline.txt"; \
+	done

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 import time
@@ -64,6 +65,14 @@ async def send_event(
     )
     deployment = PlanStore(settings.plans_dir).deployment()
     await signal_with_start(client, settings, EventSignal(event=event, deployment=deployment))
+
+
+async def terminate(client: Client, *customer_ids: str) -> None:
+    """End customers' workflows after a test: on the time-skipping server, a workflow whose
+    worker is gone but whose timers come due would stop time from skipping for later tests."""
+    for customer_id in customer_ids:
+        with contextlib.suppress(RPCError):  # never started, or already ended
+            await client.get_workflow_handle(customer_workflow_id(customer_id)).terminate()
 
 
 async def describe(client: Client, customer_id: str) -> CustomerView:

@@ -12,7 +12,7 @@ from sopflow.language.compiler import compile_bundle
 from sopflow.language.loader import load_text
 from sopflow.plan_store import PlanStore
 from sopflow.settings import Settings
-from tests.helpers import describe, send_event
+from tests.helpers import describe, send_event, terminate
 from tests.test_readme_examples import EXAMPLES
 from worker.main import build_worker
 from workflows.state import TimelineEntry
@@ -74,6 +74,7 @@ async def test_simulator_and_temporal_agree(
             )
         await env.sleep(start + timedelta(days=days) - await env.get_current_time())
         actual = (await describe(client, customer)).timeline
+        await terminate(client, customer)
 
     assert comparable(actual) == comparable(expected)
     assert len(expected) >= 3

@@ -1,0 +1,106 @@
+"""Every shipped playbook is proven by a scenario: its simulated timeline equals the
+reviewed golden file, and the durable runtime (time-skipping Temporal) produces the same.
+
+Regenerate goldens with `make golden` after a deliberate change, and review the diff.
+"""
+
+import re
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+from typer.testing import CliRunner
+
+from sopflow import simulator
+from sopflow.cli import app
+from sopflow.language import compile_paths
+from sopflow.language.compiler import plans_of_file
+from sopflow.plan_store import PlanStore
+from sopflow.settings import Settings
+from tests.conftest import REPO
+from tests.helpers import describe, send_event, terminate
+from tests.test_simulator_matches_runtime import comparable
+from worker.main import build_worker
+
+SCENARIOS = sorted((REPO / "playbooks" / "scenarios").glob("*.events.yaml"))
+START = "2026-11-23T09:00:00+08:00"
+DAYS = 90
+
+
+def playbook_of(events: Path) -> Path:
+    match = re.search(r"^# playbook: (\S+)$", events.read_text(encoding="utf-8"), flags=re.M)
+    assert match, f"{events} must name its playbook in a '# playbook: FILE' line"
+    return REPO / "playbooks" / match.group(1)
+
+
+def test_every_shipped_playbook_has_a_scenario() -> None:
+    covered = {playbook_of(s).name for s in SCENARIOS}
+    shipped = {
+        p.name
+        for p in (REPO / "playbooks").glob("*.yaml")
+        if "kind: Playbook" in p.read_text(encoding="utf-8") and p.name != "welcome.yaml"
+    }
+    assert shipped == {
+        "auto_high_ticket.yaml",
+        "one_to_one_five_stage.yaml",
+        "snacks_high_frequency.yaml",
+        "koc_nurturing.yaml",
+    }
+    assert covered >= shipped
+
+
+@pytest.mark.parametrize("events", SCENARIOS, ids=lambda p: p.name.split(".")[0])
+def test_scenario_timeline_matches_its_golden_file(events: Path) -> None:
+    result = CliRunner().invoke(
+        app,
+        [
+            "simulate",
+            str(playbook_of(events)),
+            "--events",
+            str(events),
+            "--start",
+            START,
+            "--days",
+            str(DAYS),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    golden = events.with_name(events.name.replace(".events.yaml", ".timeline.txt"))
+    assert result.output == golden.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("events", SCENARIOS, ids=lambda p: p.name.split(".")[0])
+async def test_scenario_runs_the_same_on_temporal(
+    events: Path, time_skipping_env: WorkflowEnvironment, settings: Settings
+) -> None:
+    bundle = compile_paths([REPO / "playbooks"])
+    plans = simulator.reachable_plans(plans_of_file(bundle, playbook_of(events)), bundle.plans)
+    PlanStore(settings.plans_dir).deploy_all(list(plans.values()), bundle.profile)
+    customer = f"scenario-{events.name.split('.')[0]}"
+
+    env = time_skipping_env
+    start = await env.get_current_time()
+    scenario = simulator.load_events(events, start)
+    expected = simulator.simulate(
+        plans, bundle.profile, scenario, start, DAYS, simulator.CustomerSpec(id=customer)
+    )
+    client = env.client
+    async with build_worker(client, settings):
+        for index, event in enumerate(scenario):
+            wait = event.at - await env.get_current_time()
+            if wait > timedelta(0):
+                await env.sleep(wait)
+            await send_event(
+                client,
+                settings,
+                customer,
+                event.type,
+                f"sim-{index}",
+                event.data,
+                occurred_at=event.at,
+            )
+        await env.sleep(start + timedelta(days=DAYS) - await env.get_current_time())
+        actual = (await describe(client, customer)).timeline
+        await terminate(client, customer)
+    assert comparable(actual) == comparable(expected)
