@@ -117,13 +117,24 @@ def deploy(
 
 
 @app.command()
-def graph(playbook: Annotated[Path, typer.Argument(help="A playbook file.")]) -> None:
+def graph(
+    playbook: Annotated[Path, typer.Argument(help="A playbook file.")],
+    name: Annotated[
+        str | None, typer.Option(help="Which playbook, if the file has several.")
+    ] = None,
+) -> None:
     """Print a Mermaid stateDiagram-v2 of the playbook's stages and transitions."""
-    from sopflow.language import compile_playbook_file
+    from sopflow.language import compile_paths
+    from sopflow.language.compiler import plans_of_file
     from sopflow.language.graph import mermaid
 
     try:
-        typer.echo(mermaid(compile_playbook_file(playbook)), nl=False)
+        plans = plans_of_file(compile_paths([playbook.parent, playbook]), playbook)
+        chosen = [p for p in plans if name in (None, p.name)]
+        if not chosen:
+            names = ", ".join(p.name for p in plans)
+            raise SopflowError(f"{playbook}: no playbook named '{name}' (it has {names})")
+        typer.echo(mermaid(chosen[0]), nl=False)
     except SopflowError as e:
         raise _fail(e) from e
 

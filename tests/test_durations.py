@@ -30,6 +30,8 @@ def test_rejects_what_is_not_a_duration_and_names_the_forms(text: str) -> None:
         parse_duration(text)
 
 
-def test_formats_largest_units_first() -> None:
-    assert format_duration(timedelta(days=8, hours=3)) == "1w1d3h"
+def test_formats_weeks_only_when_whole() -> None:
+    assert format_duration(timedelta(days=8, hours=3)) == "8d3h"
+    assert format_duration(timedelta(days=14)) == "2w"
+    assert format_duration(timedelta(days=30)) == "30d"
     assert format_duration(timedelta(0)) == "0s"

@@ -104,3 +104,31 @@ async def test_scenario_runs_the_same_on_temporal(
         actual = (await describe(client, customer)).timeline
         await terminate(client, customer)
     assert comparable(actual) == comparable(expected)
+
+
+README_SECTION = re.compile(
+    r"`sopflow graph (?P<graph>[^`]+)`\n\n```mermaid\n(?P<mermaid>.*?)```\n\n"
+    r"`sopflow simulate (?P<simulate>[^`]+)`\n\n```text\n(?P<table>.*?)```",
+    flags=re.S,
+)
+README_SECTIONS = list(README_SECTION.finditer((REPO / "README.md").read_text(encoding="utf-8")))
+
+
+def test_readme_has_a_section_for_every_scenario() -> None:
+    documented = {m["simulate"].split("scenarios/")[1].split(".")[0] for m in README_SECTIONS}
+    assert documented == {s.name.split(".")[0] for s in SCENARIOS}
+
+
+@pytest.mark.parametrize("section", README_SECTIONS, ids=lambda m: m["graph"].split()[0])
+def test_readme_playbook_section_shows_the_real_graph_and_first_30_days(
+    section: re.Match[str], monkeypatch
+) -> None:
+    monkeypatch.chdir(REPO)
+    runner = CliRunner()
+    graph = runner.invoke(app, ["graph", *section["graph"].split()])
+    assert graph.exit_code == 0, graph.output
+    assert graph.output == section["mermaid"]
+    simulated = runner.invoke(app, ["simulate", *section["simulate"].split()])
+    assert simulated.exit_code == 0, simulated.output
+    assert simulated.output == section["table"]
+    assert "--days 30" in section["simulate"]

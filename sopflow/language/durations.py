@@ -30,12 +30,14 @@ def parse_duration(text: str) -> timedelta:
 
 
 def format_duration(delta: timedelta) -> str:
-    """Render a duration in the compact form, largest units first (`1d12h`)."""
+    """Render a duration compactly: `2w` when it is whole weeks, else `30d`, `1d12h`, `15m`."""
     remaining = int(delta.total_seconds())
     if remaining == 0:
         return "0s"
+    if remaining % _UNIT_SECONDS["w"] == 0:
+        return f"{remaining // _UNIT_SECONDS['w']}w"
     parts = []
-    for unit in ("w", "d", "h", "m", "s"):
+    for unit in ("d", "h", "m", "s"):
         size = _UNIT_SECONDS[unit]
         if remaining >= size:
             parts.append(f"{remaining // size}{unit}")
