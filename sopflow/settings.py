@@ -28,6 +28,10 @@ class Settings(BaseSettings):
     # The time-skipping test server cannot register search attributes; everything else can.
     publish_search_attributes: bool = True
 
+    # The read model: a SQLite file under `home` unless a database URL is given
+    # (postgresql://user@host/db for PostgreSQL).
+    database_url: str | None = None
+
     api_host: str = "127.0.0.1"
     api_port: int = 8000
 

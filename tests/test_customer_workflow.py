@@ -4,14 +4,23 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
+from temporalio import activity
 from temporalio.testing import WorkflowEnvironment
 
 from sopflow.language import Plan
 from sopflow.plan_store import PlanStore
 from sopflow.settings import Settings
-from tests.helpers import WebhookReceiver, describe, eventually, read_deliveries, send_event
-from worker.main import build_worker
-from workflows.contracts import customer_workflow_id
+from tests.helpers import (
+    WebhookReceiver,
+    describe,
+    eventually,
+    read_deliveries,
+    send_event,
+    terminate,
+)
+from worker.main import build_activities, build_worker
+from workflows.contracts import DELIVER_ACTIVITY, DeliveryOutcome, customer_workflow_id
+from workflows.state import Delivery
 
 PING_PLAYBOOK = """\
 apiVersion: sopflow/v1
@@ -176,3 +185,92 @@ async def _ended(client, customer_id: str):
     journey = view.journeys[0] if view.journeys else None
     delivered = all(e.status == "delivered" for e in view.timeline if e.kind == "message")
     return view if journey and journey.status == "ended" and delivered else None
+
+
+async def test_a_retry_after_the_remote_received_the_webhook_delivers_nothing_twice(
+    time_skipping_env: WorkflowEnvironment,
+    settings: Settings,
+    welcome_plan: Plan,
+    receiver: WebhookReceiver,
+) -> None:
+    settings = settings.model_copy(update={"webhook_url": receiver.url})
+    deploy(settings, welcome_plan)
+    real = build_activities(settings)
+
+    @activity.defn(name=DELIVER_ACTIVITY)
+    async def deliver_then_lose_the_worker(delivery: Delivery) -> DeliveryOutcome:
+        outcome = await real.deliver_message(delivery)
+        if delivery.channel == "webhook" and activity.info().attempt == 1:
+            # The remote side has the webhook; the worker dies before reporting success.
+            raise RuntimeError("worker lost after the webhook was received")
+        return outcome
+
+    client = time_skipping_env.client
+    replace = {DELIVER_ACTIVITY: deliver_then_lose_the_worker}
+    async with build_worker(client, settings, real, replace=replace):
+        await send_event(client, settings, "c-lost", "contact.added", "k1")
+        await send_event(client, settings, "c-lost", "message.received", "k2")
+        view = await eventually(lambda: _webhook_delivered(client, "c-lost"), timeout=30)
+        await terminate(client, "c-lost")
+    assert [r.headers["Idempotency-Key"] for r in receiver.received] == ["c-lost/welcome#1/2"]
+    assert real.ledger.delivered("c-lost/welcome#1/2")
+    webhook = next(e for e in view.timeline if e.channel == "webhook")
+    assert webhook.status == "delivered"
+
+
+TASK_PLAYBOOK = """\
+apiVersion: sopflow/v1
+kind: Playbook
+metadata: {name: calls}
+enrol: {event: contact.added}
+stages:
+  calling:
+    on_enter:
+      - task: {id: call, title: "Call {{ customer.id }}", assignee: "staff:li", due: 1d}
+    triggers:
+      - event: task.completed
+        goto: done
+  done: {end: true}
+"""
+
+
+async def test_tasks_and_the_journey_ledger_reach_the_read_model(
+    time_skipping_env: WorkflowEnvironment, settings: Settings, make_plan
+) -> None:
+    deploy(settings, make_plan(TASK_PLAYBOOK))
+    activities = build_activities(settings)
+    client = time_skipping_env.client
+    async with build_worker(client, settings, activities):
+        await send_event(client, settings, "c-task", "contact.added", "k1")
+        [task] = await eventually(lambda: _tasks(activities, "li"))
+        assert (task.title, task.status, task.task_id) == (
+            "Call c-task",
+            "open",
+            "c-task/calls#1/1",
+        )
+        await send_event(
+            client, settings, "c-task", "task.completed", "k2", {"task_id": task.task_id}
+        )
+        await eventually(lambda: _task_done(activities))
+        view = await describe(client, "c-task")
+        await eventually(lambda: _ledger_complete(activities, "c-task", len(view.timeline)))
+        await terminate(client, "c-task")
+
+
+async def _tasks(activities, assignee: str):
+    return activities.ledger.tasks_of(assignee)
+
+
+async def _task_done(activities) -> bool:
+    return [t.status for t in activities.ledger.tasks_of("li")] == ["completed"]
+
+
+async def _ledger_complete(activities, customer_id: str, expected: int) -> bool:
+    from sqlalchemy import select
+
+    from sopflow.readmodel.tables import JourneyEvent
+
+    with activities.ledger.database.session() as session:
+        query = select(JourneyEvent.seq).where(JourneyEvent.customer_id == customer_id)
+        seqs = list(session.scalars(query.order_by(JourneyEvent.seq)))
+    return seqs == list(range(1, expected + 1))

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from sopflow.plan_store import PlanStore
+from sopflow.readmodel.ledger import Ledger
 from worker.channels.base import ChannelAdapter, PermanentDeliveryError
 from workflows.contracts import (
     DELIVER_ACTIVITY,
     LOAD_PLANS_ACTIVITY,
+    RECORD_TIMELINE_ACTIVITY,
     DeliveryOutcome,
     LoadPlansInput,
     LoadPlansResult,
+    RecordTimelineInput,
 )
 from workflows.state import Delivery
 
@@ -20,12 +25,27 @@ from workflows.state import Delivery
 class SopflowActivities:
     """Holds the adapters and stores the activities need; one instance per worker."""
 
-    def __init__(self, plan_store: PlanStore, channels: dict[str, ChannelAdapter]) -> None:
+    def __init__(
+        self, plan_store: PlanStore, channels: dict[str, ChannelAdapter], ledger: Ledger
+    ) -> None:
         self.plan_store = plan_store
         self.channels = channels
+        self.ledger = ledger
 
     @activity.defn(name=DELIVER_ACTIVITY)
     async def deliver_message(self, delivery: Delivery) -> DeliveryOutcome:
+        """Deliver once: the ledger refuses what already reached its channel.
+
+        A retry after the remote side received the effect (the worker died before the
+        activity completed) finds the ledger row and delivers nothing. Between the remote's
+        answer and the ledger write a crash can still cause one more attempt; it carries
+        the same Idempotency-Key, which receivers use to drop it.
+        """
+        key = delivery.idempotency_key
+        if await asyncio.to_thread(self.ledger.delivered, key):
+            return DeliveryOutcome(
+                idempotency_key=key, delivered=True, detail="already delivered (ledger)"
+            )
         adapter = self.channels.get(delivery.channel)
         if adapter is None:
             raise ApplicationError(
@@ -37,8 +57,14 @@ class SopflowActivities:
             detail = await adapter.deliver(delivery)
         except PermanentDeliveryError as e:
             raise ApplicationError(str(e), type="PermanentDeliveryError", non_retryable=True) from e
-        return DeliveryOutcome(
-            idempotency_key=delivery.idempotency_key, delivered=True, detail=detail
+        await asyncio.to_thread(self.ledger.record_delivery, delivery, detail)
+        return DeliveryOutcome(idempotency_key=key, delivered=True, detail=detail)
+
+    @activity.defn(name=RECORD_TIMELINE_ACTIVITY)
+    async def record_timeline(self, request: RecordTimelineInput) -> int:
+        """Append to the journey ledger (run as a local activity: a fast, keyed write)."""
+        return await asyncio.to_thread(
+            self.ledger.record_timeline, request.customer_id, request.entries
         )
 
     @activity.defn(name=LOAD_PLANS_ACTIVITY)

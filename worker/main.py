@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from typing import Any
+
 from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from sopflow.plan_store import PlanStore
+from sopflow.readmodel.database import Database
+from sopflow.readmodel.ledger import Ledger
 from sopflow.settings import Settings
 from worker.activities import SopflowActivities
 from worker.channels.base import ChannelAdapter
 from worker.channels.log import LogChannel
 from worker.channels.webhook import WebhookChannel
+from workflows.contracts import DELIVER_ACTIVITY, LOAD_PLANS_ACTIVITY, RECORD_TIMELINE_ACTIVITY
 from workflows.customer_workflow import CustomerJourneyWorkflow
 
 # The pure core and the plan models are deterministic; passing them through the sandbox
@@ -50,19 +56,43 @@ def build_channels(settings: Settings) -> dict[str, ChannelAdapter]:
         "wecom.group": log,
         "wecom.moments": log,
         "webhook": webhook,
-        # Staff tasks are recorded beside the messages until the read model holds them.
+        # Staff tasks reach their inbox through the ledger (the tasks table); this file is
+        # the log a developer tails.
         "task": LogChannel(settings.home / "tasks.jsonl"),
     }
 
 
-def build_worker(client: Client, settings: Settings) -> Worker:
-    """A worker for the customer workflow on the configured task queue."""
-    activities = SopflowActivities(PlanStore(settings.plans_dir), build_channels(settings))
+def build_activities(settings: Settings, database: Database | None = None) -> SopflowActivities:
+    """The activities with their adapters; the read model's schema is upgraded here, so a
+    new worker version brings its tables."""
+    database = database or Database.from_settings(settings)
+    return SopflowActivities(
+        PlanStore(settings.plans_dir), build_channels(settings), Ledger(database)
+    )
+
+
+def build_worker(
+    client: Client,
+    settings: Settings,
+    activities: SopflowActivities | None = None,
+    replace: Mapping[str, Callable[..., Any]] | None = None,
+) -> Worker:
+    """A worker for the customer workflow on the configured task queue.
+
+    `replace` swaps activities by their registered name (fault drills in tests).
+    """
+    activities = activities or build_activities(settings)
+    registered: dict[str, Callable[..., Any]] = {
+        DELIVER_ACTIVITY: activities.deliver_message,
+        LOAD_PLANS_ACTIVITY: activities.load_plans,
+        RECORD_TIMELINE_ACTIVITY: activities.record_timeline,
+        **(replace or {}),
+    }
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,
         workflows=[CustomerJourneyWorkflow],
-        activities=[activities.deliver_message, activities.load_plans],
+        activities=list(registered.values()),
         workflow_runner=SandboxedWorkflowRunner(
             restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
         ),

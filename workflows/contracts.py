@@ -14,6 +14,7 @@ EVENT_SIGNAL = "event"
 DESCRIBE_QUERY = "describe"
 DELIVER_ACTIVITY = "deliver_message"
 LOAD_PLANS_ACTIVITY = "load_plans"
+RECORD_TIMELINE_ACTIVITY = "record_timeline"
 STAGES_SEARCH_ATTRIBUTE = "SopflowStages"
 
 
@@ -55,6 +56,8 @@ class CustomerWorkflowInput(BaseModel):
     profiles: dict[str, ProfilePlan] = Field(default_factory=dict)
     deployment: Deployment = Field(default_factory=Deployment)
     inbox: list[EventSignal] = Field(default_factory=list)
+    # The journey ledger holds every timeline entry up to this sequence number.
+    recorded_seq: int = 0
     options: WorkflowOptions = Field(default_factory=WorkflowOptions)
 
 
@@ -77,6 +80,11 @@ class LoadPlansResult(BaseModel):
     plans: list[Plan] = Field(default_factory=list)
     profiles: list[ProfilePlan] = Field(default_factory=list)
     missing: list[str] = Field(default_factory=list)
+
+
+class RecordTimelineInput(BaseModel):
+    customer_id: str
+    entries: list[TimelineEntry]
 
 
 class DeliveryOutcome(BaseModel):

@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
         DESCRIBE_QUERY,
         EVENT_SIGNAL,
         LOAD_PLANS_ACTIVITY,
+        RECORD_TIMELINE_ACTIVITY,
         STAGES_SEARCH_ATTRIBUTE,
         WORKFLOW_NAME,
         CustomerView,
@@ -32,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         EventSignal,
         LoadPlansInput,
         LoadPlansResult,
+        RecordTimelineInput,
     )
     from workflows.state import CustomerState, Delivery, StepResult
     from workflows.step import Catalog
@@ -48,6 +50,9 @@ DELIVERY_RETRY = RetryPolicy(
 )
 DELIVERY_START_TO_CLOSE = timedelta(seconds=30)
 DELIVERY_SCHEDULE_TO_CLOSE = timedelta(hours=24)
+# Ledger writes are short keyed inserts: local activities (one history marker each),
+# retried until the database answers, without holding back the journeys.
+RECORD_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=1))
 
 
 @workflow.defn(name=WORKFLOW_NAME)
@@ -64,6 +69,8 @@ class CustomerJourneyWorkflow:
         self._options = input.options
         self._outbox: list[Delivery] = []
         self._delivering = False
+        self._recorded_seq = input.recorded_seq
+        self._recording = False
         self._published_stages: list[str] | None = None
 
     @workflow.signal(name=EVENT_SIGNAL)
@@ -85,6 +92,7 @@ class CustomerJourneyWorkflow:
         # Deliveries run beside the main loop, one at a time and in order, so a slow
         # webhook never holds back the customer's other journeys.
         delivery_loop = asyncio.create_task(self._deliver_in_order())
+        record_loop = asyncio.create_task(self._record_in_order())
         while not self._should_continue_as_new():
             await self._wait_for_work()
             # Events first: each acts at its own time and fires what was due before it;
@@ -99,9 +107,16 @@ class CustomerJourneyWorkflow:
             self._apply(journey.apply_due_timers(self._state, self._catalog(), workflow.now()))
             self._publish_stages()
         await workflow.wait_condition(
-            lambda: not self._outbox and not self._delivering and workflow.all_handlers_finished()
+            lambda: (
+                not self._outbox
+                and not self._delivering
+                and not self._recording
+                and self._recorded_seq >= self._state.timeline_seq
+                and workflow.all_handlers_finished()
+            )
         )
         delivery_loop.cancel()
+        record_loop.cancel()
         workflow.continue_as_new(self._carry_over())
 
     def _catalog(self) -> Catalog:
@@ -176,6 +191,22 @@ class CustomerJourneyWorkflow:
             )
             self._delivering = False
 
+    async def _record_in_order(self) -> None:
+        while True:
+            await workflow.wait_condition(lambda: self._state.timeline_seq > self._recorded_seq)
+            upto = self._state.timeline_seq
+            entries = [e for e in self._state.timeline if e.seq > self._recorded_seq]
+            self._recording = True
+            await workflow.execute_local_activity(
+                RECORD_TIMELINE_ACTIVITY,
+                RecordTimelineInput(customer_id=self._state.customer_id, entries=entries),
+                result_type=int,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RECORD_RETRY,
+            )
+            self._recorded_seq = upto
+            self._recording = False
+
     def _publish_stages(self) -> None:
         if not self._options.publish_search_attributes:
             return
@@ -204,5 +235,6 @@ class CustomerJourneyWorkflow:
             profiles={v: p for v, p in self._profiles.items() if v == profile},
             deployment=self._deployment,
             inbox=self._inbox,
+            recorded_seq=self._recorded_seq,
             options=self._options,
         )

@@ -312,7 +312,7 @@ def _task_event(step: Step, journey: JourneyState, event: CustomerEvent) -> None
             journey,
             channel="task",
             text=task.title,
-            detail={"task": task.name, "due_at": until.isoformat()},
+            detail={"task": task.name, "task_id": task.task_id, "due_at": until.isoformat()},
         )
 
 

@@ -134,6 +134,8 @@ class TimelineEntry(BaseModel):
 
     at: datetime
     kind: TimelineKind
+    # Position in the customer's whole timeline: the journey ledger's key, never reused.
+    seq: int = 0
     playbook: str | None = None
     stage: str | None = None
     channel: str | None = None
@@ -155,6 +157,7 @@ class CustomerState(BaseModel):
     enrolment_counts: dict[str, int] = Field(default_factory=dict)
     seen_event_keys: list[str] = Field(default_factory=list)
     timeline: list[TimelineEntry] = Field(default_factory=list)
+    timeline_seq: int = 0
     # Customer-facing sends of the last week, for the frequency caps across journeys.
     sent_at: list[datetime] = Field(default_factory=list)
 

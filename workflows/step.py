@@ -68,9 +68,11 @@ class Step:
         return self.state.profile.timezone or default
 
     def record(self, kind: Any, journey: JourneyState | None = None, **fields: Any) -> None:
+        self.state.timeline_seq += 1
         entry = TimelineEntry(
             at=self.now,
             kind=kind,
+            seq=self.state.timeline_seq,
             playbook=journey.playbook if journey else None,
             stage=journey.stage if journey else None,
             **fields,

@@ -1,0 +1,139 @@
+"""Idempotent writes of the worker: deliveries, staff tasks and the journey ledger.
+
+Every row is keyed by an identity the workflow derived deterministically, so a retried
+activity, a replayed workflow or a duplicate request writes nothing twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from sopflow.readmodel.database import Database
+from sopflow.readmodel.tables import DeliveryRecord, JourneyEvent, TaskRecord
+from workflows.state import Delivery, TimelineEntry
+
+TASK_STATUS_OF_KIND = {
+    "task_completed": "completed",
+    "task_escalated": "escalated",
+    "task_postponed": "open",
+}
+
+
+def _insert_ignoring_duplicates(session: Session, table: Any, rows: list[dict[str, Any]]) -> int:
+    """Insert rows; rows whose key exists are skipped. Returns how many were new."""
+    if not rows:
+        return 0
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    key = next(iter(table.primary_key.columns))
+    # RETURNING counts the rows really inserted, on PostgreSQL and SQLite alike (a batched
+    # insert's rowcount is -1 on some drivers).
+    statement = insert(table).values(rows).on_conflict_do_nothing().returning(key)
+    return len(session.execute(statement).all())
+
+
+class Ledger:
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def delivered(self, idempotency_key: str) -> bool:
+        """Has this effect already reached its channel?"""
+        with self.database.session() as session:
+            found = session.get(DeliveryRecord, idempotency_key)
+            return found is not None
+
+    def record_delivery(self, delivery: Delivery, detail: str | None) -> bool:
+        """Record a delivered effect (and a task's inbox row); False if it was already there."""
+        now = datetime.now(UTC)
+        with self.database.session() as session, session.begin():
+            new = _insert_ignoring_duplicates(
+                session,
+                DeliveryRecord.__table__,
+                [
+                    {
+                        "idempotency_key": delivery.idempotency_key,
+                        "kind": delivery.kind,
+                        "customer_id": delivery.customer_id,
+                        "playbook": delivery.playbook,
+                        "journey_id": delivery.journey_id,
+                        "stage": delivery.stage,
+                        "channel": delivery.channel,
+                        "text": delivery.text,
+                        "scheduled_at": delivery.scheduled_at,
+                        "delivered_at": now,
+                        "detail": detail,
+                    }
+                ],
+            )
+            if delivery.kind == "task":
+                _insert_ignoring_duplicates(
+                    session,
+                    TaskRecord.__table__,
+                    [
+                        {
+                            "task_id": delivery.idempotency_key,
+                            "customer_id": delivery.customer_id,
+                            "playbook": delivery.playbook,
+                            "journey_id": delivery.journey_id,
+                            "stage": delivery.stage,
+                            "title": delivery.text,
+                            "script": delivery.script,
+                            "assignee": delivery.assignee or "unassigned",
+                            "status": "open",
+                            "created_at": delivery.scheduled_at,
+                            "due_at": delivery.due_at,
+                            "completed_at": None,
+                            "escalated_at": None,
+                        }
+                    ],
+                )
+        return new > 0
+
+    def record_timeline(self, customer_id: str, entries: Sequence[TimelineEntry]) -> int:
+        """Append timeline entries to the journey ledger; task entries move task rows."""
+        rows = [
+            {
+                "customer_id": customer_id,
+                "seq": e.seq,
+                "at": e.at,
+                "kind": e.kind,
+                "playbook": e.playbook,
+                "stage": e.stage,
+                "channel": e.channel,
+                "text": e.text,
+                "idempotency_key": e.idempotency_key,
+                "detail": e.detail,
+            }
+            for e in entries
+        ]
+        with self.database.session() as session, session.begin():
+            new = _insert_ignoring_duplicates(session, JourneyEvent.__table__, rows)
+            for entry in entries:
+                self._move_task(session, entry)
+        return new
+
+    @staticmethod
+    def _move_task(session: Session, entry: TimelineEntry) -> None:
+        status = TASK_STATUS_OF_KIND.get(entry.kind)
+        task_id = entry.detail.get("task_id")
+        if status is None or not isinstance(task_id, str):
+            return
+        values: dict[str, Any] = {"status": status}
+        if entry.kind == "task_completed":
+            values["completed_at"] = entry.at
+        elif entry.kind == "task_escalated":
+            values["escalated_at"] = entry.at
+        elif isinstance(entry.detail.get("due_at"), str):
+            values["due_at"] = datetime.fromisoformat(entry.detail["due_at"])
+        session.execute(update(TaskRecord).where(TaskRecord.task_id == task_id).values(values))
+
+    def tasks_of(self, assignee: str) -> list[TaskRecord]:
+        with self.database.session() as session:
+            query = select(TaskRecord).where(TaskRecord.assignee == assignee)
+            return list(session.scalars(query.order_by(TaskRecord.due_at)))

@@ -1,0 +1,94 @@
+"""Tables of the read model. Every write is keyed so that a retry cannot double it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import JSON, DateTime, Dialect, Index, Integer, String, Text, TypeDecorator
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in and out, stored as UTC (SQLite would hand back naive ones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: sopflow stores only aware times")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        dict[str, Any]: JSON,
+        datetime: UtcDateTime(),
+    }
+
+
+class DeliveryRecord(Base):
+    """The delivery ledger: one row per effect that reached its channel, by idempotency key."""
+
+    __tablename__ = "deliveries"
+
+    idempotency_key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    customer_id: Mapped[str] = mapped_column(String(128), index=True)
+    playbook: Mapped[str] = mapped_column(String(100))
+    journey_id: Mapped[str] = mapped_column(String(120))
+    stage: Mapped[str] = mapped_column(String(100))
+    channel: Mapped[str] = mapped_column(String(40), index=True)
+    text: Mapped[str] = mapped_column(Text)
+    scheduled_at: Mapped[datetime]
+    delivered_at: Mapped[datetime]
+    detail: Mapped[str | None] = mapped_column(Text)
+
+
+class TaskRecord(Base):
+    """A staff task, in the inbox of its assignee until completed."""
+
+    __tablename__ = "tasks"
+
+    task_id: Mapped[str] = mapped_column(String(300), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(128), index=True)
+    playbook: Mapped[str] = mapped_column(String(100))
+    journey_id: Mapped[str] = mapped_column(String(120))
+    stage: Mapped[str] = mapped_column(String(100))
+    title: Mapped[str] = mapped_column(Text)
+    script: Mapped[str | None] = mapped_column(Text)
+    assignee: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(20), default="open")
+    created_at: Mapped[datetime]
+    due_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None]
+    escalated_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_tasks_inbox", "assignee", "status", "due_at"),)
+
+
+class JourneyEvent(Base):
+    """The journey ledger: the customer's timeline, entry by entry, for metrics and audits."""
+
+    __tablename__ = "journey_events"
+
+    customer_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime]
+    kind: Mapped[str] = mapped_column(String(40))
+    playbook: Mapped[str | None] = mapped_column(String(100))
+    stage: Mapped[str | None] = mapped_column(String(100))
+    channel: Mapped[str | None] = mapped_column(String(40))
+    text: Mapped[str | None] = mapped_column(Text)
+    idempotency_key: Mapped[str | None] = mapped_column(String(300))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    __table_args__ = (Index("ix_journey_events_funnel", "playbook", "kind", "stage"),)

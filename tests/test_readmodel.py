@@ -1,0 +1,91 @@
+"""The read model's idempotent writes, on SQLite and on PostgreSQL."""
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, inspect, select
+
+from sopflow.readmodel.database import Database, upgrade
+from sopflow.readmodel.ledger import Ledger
+from sopflow.readmodel.tables import DeliveryRecord, JourneyEvent, TaskRecord
+from sopflow.settings import Settings
+from workflows.state import Delivery, TimelineEntry
+
+T0 = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
+
+
+def task_delivery(key: str = "c1/p#1/1") -> Delivery:
+    return Delivery(
+        idempotency_key=key,
+        kind="task",
+        customer_id="c1",
+        playbook="p",
+        journey_id="p#1",
+        stage="s",
+        channel="task",
+        text="Call",
+        scheduled_at=T0,
+        assignee="li",
+        script="hello",
+        due_at=T0 + timedelta(days=1),
+    )
+
+
+def test_schema_upgrade_is_idempotent(database_settings: Settings) -> None:
+    database = Database.from_settings(database_settings)
+    upgrade(database.url)  # a second run changes nothing and does not fail
+    tables = set(inspect(database.engine).get_table_names())
+    assert {"deliveries", "tasks", "journey_events", "alembic_version"} <= tables
+    database.dispose()
+
+
+def test_the_delivery_ledger_refuses_a_duplicate(database_settings: Settings) -> None:
+    database = Database.from_settings(database_settings)
+    ledger = Ledger(database)
+    delivery = task_delivery()
+    assert not ledger.delivered(delivery.idempotency_key)
+    assert ledger.record_delivery(delivery, "HTTP 200") is True
+    assert ledger.record_delivery(delivery, "HTTP 200") is False
+    assert ledger.delivered(delivery.idempotency_key)
+    with database.session() as session:
+        assert session.scalar(select(func.count()).select_from(DeliveryRecord)) == 1
+        [task] = session.scalars(select(TaskRecord)).all()
+    assert (task.assignee, task.status, task.title, task.script) == ("li", "open", "Call", "hello")
+    database.dispose()
+
+
+def test_the_journey_ledger_keeps_each_entry_once_and_moves_tasks(
+    database_settings: Settings,
+) -> None:
+    database = Database.from_settings(database_settings)
+    ledger = Ledger(database)
+    ledger.record_delivery(task_delivery(), None)
+    entries = [
+        TimelineEntry(at=T0, kind="stage_entered", seq=1, playbook="p", stage="s"),
+        TimelineEntry(
+            at=T0 + timedelta(hours=3),
+            kind="task_postponed",
+            seq=2,
+            playbook="p",
+            stage="s",
+            detail={"task_id": "c1/p#1/1", "due_at": (T0 + timedelta(days=3)).isoformat()},
+        ),
+    ]
+    assert ledger.record_timeline("c1", entries) == 2
+    assert ledger.record_timeline("c1", entries) == 0  # a retried write adds nothing
+    [task] = ledger.tasks_of("li")
+    assert task.status == "open" and task.due_at == T0 + timedelta(days=3)
+    completed = TimelineEntry(
+        at=T0 + timedelta(days=2),
+        kind="task_completed",
+        seq=3,
+        playbook="p",
+        stage="s",
+        detail={"task_id": "c1/p#1/1"},
+    )
+    ledger.record_timeline("c1", [completed])
+    [task] = ledger.tasks_of("li")
+    assert (task.status, task.completed_at) == ("completed", T0 + timedelta(days=2))
+    with database.session() as session:
+        seqs = session.scalars(select(JourneyEvent.seq).order_by(JourneyEvent.seq)).all()
+    assert seqs == [1, 2, 3]
+    database.dispose()
