@@ -24,7 +24,7 @@ from sopflow.serving import api_server, ensure_port_free
 from sopflow.settings import Settings
 from sopflow.temporal_connection import connect
 from worker.main import build_worker
-from workflows.contracts import STAGES_SEARCH_ATTRIBUTE
+from workflows.contracts import SEARCH_ATTRIBUTES
 
 SERVER_START_TIMEOUT_SECONDS = 60.0
 SERVER_STOP_TIMEOUT_SECONDS = 15.0
@@ -53,8 +53,11 @@ def dev_server_command(settings: Settings) -> list[str]:
         "journal_mode=WAL",
         "--sqlite-pragma",
         "synchronous=NORMAL",
-        "--search-attribute",
-        f"{STAGES_SEARCH_ATTRIBUTE}=KeywordList",
+        *(
+            arg
+            for name, kind in SEARCH_ATTRIBUTES.items()
+            for arg in ("--search-attribute", f"{name}={kind}")
+        ),
         # Without this a freshly registered attribute can be "not mapped" for a while.
         "--dynamic-config-value",
         "system.forceSearchAttributesCacheRefreshOnRead=true",

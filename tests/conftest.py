@@ -23,7 +23,7 @@ from temporalio.testing import WorkflowEnvironment
 from sopflow.binaries import temporal_cli, temporal_test_server
 from sopflow.language import Plan, compile_playbook, compile_playbook_file
 from sopflow.settings import Settings
-from workflows.contracts import STAGES_SEARCH_ATTRIBUTE
+from workflows.contracts import SEARCH_ATTRIBUTES
 
 REPO = Path(__file__).resolve().parent.parent
 WELCOME = REPO / "playbooks" / "welcome.yaml"
@@ -67,7 +67,12 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         data_converter=pydantic_data_converter,
         dev_server_existing_path=str(temporal_cli()),
-        search_attributes=[SearchAttributeKey.for_keyword_list(STAGES_SEARCH_ATTRIBUTE)],
+        search_attributes=[
+            SearchAttributeKey.for_keyword_list(name)
+            if kind == "KeywordList"
+            else SearchAttributeKey.for_keyword(name)
+            for name, kind in SEARCH_ATTRIBUTES.items()
+        ],
         dev_server_extra_args=[
             "--dynamic-config-value",
             "system.forceSearchAttributesCacheRefreshOnRead=true",

@@ -150,3 +150,32 @@ async def _customer_with(http: httpx.AsyncClient, customer_id: str, stage: str, 
 
 async def _received(receiver: WebhookReceiver) -> bool:
     return bool(receiver.received)
+
+
+async def test_tier_lifecycle_tags_and_versions_are_searchable(running: Running) -> None:
+    from sopflow.language import compile_paths
+    from tests.conftest import REPO
+
+    bundle = compile_paths([REPO / "playbooks"])
+    store = PlanStore(running.settings.plans_dir)
+    store.deploy_all(list(bundle.plans.values()), bundle.profile)
+    version = bundle.plans["snacks_high_frequency"].version
+    http = running.http
+    await http.post("/v1/events", json={
+        "customer_id": "e2e-vip", "type": "contact.added",
+        "data": {"channel_code": "snack_store_qr"}})
+    await http.post("/v1/events", json={
+        "customer_id": "e2e-vip", "type": "order.paid", "data": {"amount": 59}})
+
+    async def listed(query: str) -> list[str]:
+        full = f"{query} AND WorkflowId = 'customer/e2e-vip'"
+        return [w.id async for w in running.client.list_workflows(full)]
+
+    for query in (
+        "SopflowStages = 'snacks_high_frequency:member'",
+        f"SopflowVersions = 'snacks_high_frequency@{version}'",
+        "SopflowTags = 'source_channel:snack_store_qr'",
+        "SopflowTier = 'medium'",
+        "SopflowLifecycle = 'growth'",
+    ):
+        assert await eventually(lambda q=query: listed(q)) == ["customer/e2e-vip"], query

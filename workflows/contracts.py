@@ -16,6 +16,23 @@ DELIVER_ACTIVITY = "deliver_message"
 LOAD_PLANS_ACTIVITY = "load_plans"
 RECORD_TIMELINE_ACTIVITY = "record_timeline"
 STAGES_SEARCH_ATTRIBUTE = "SopflowStages"
+VERSIONS_SEARCH_ATTRIBUTE = "SopflowVersions"
+TAGS_SEARCH_ATTRIBUTE = "SopflowTags"
+TIER_SEARCH_ATTRIBUTE = "SopflowTier"
+LIFECYCLE_SEARCH_ATTRIBUTE = "SopflowLifecycle"
+# Name -> type, as `temporal server start-dev --search-attribute` and `temporal operator
+# search-attribute create` take them. The dev server's SQL visibility allows at most 3
+# KeywordList and 10 Keyword attributes (measured with CLI 1.9.1): all three lists are used.
+SEARCH_ATTRIBUTES = {
+    STAGES_SEARCH_ATTRIBUTE: "KeywordList",  # "<playbook>:<stage>" of active journeys
+    VERSIONS_SEARCH_ATTRIBUTE: "KeywordList",  # "<playbook>@<plan version>" of active journeys
+    TAGS_SEARCH_ATTRIBUTE: "KeywordList",  # the customer's tags
+    TIER_SEARCH_ATTRIBUTE: "Keyword",
+    LIFECYCLE_SEARCH_ATTRIBUTE: "Keyword",
+}
+# Visibility is for finding customers, not a copy of the profile: a customer with more
+# tags than this publishes the first ones (sorted); the read model has them all.
+MAX_PUBLISHED_TAGS = 100
 
 
 def customer_workflow_id(customer_id: str) -> str:

@@ -22,9 +22,14 @@ with workflow.unsafe.imports_passed_through():
         DELIVER_ACTIVITY,
         DESCRIBE_QUERY,
         EVENT_SIGNAL,
+        LIFECYCLE_SEARCH_ATTRIBUTE,
         LOAD_PLANS_ACTIVITY,
+        MAX_PUBLISHED_TAGS,
         RECORD_TIMELINE_ACTIVITY,
         STAGES_SEARCH_ATTRIBUTE,
+        TAGS_SEARCH_ATTRIBUTE,
+        TIER_SEARCH_ATTRIBUTE,
+        VERSIONS_SEARCH_ATTRIBUTE,
         WORKFLOW_NAME,
         CustomerView,
         CustomerWorkflowInput,
@@ -39,6 +44,10 @@ with workflow.unsafe.imports_passed_through():
     from workflows.step import Catalog
 
 STAGES = SearchAttributeKey.for_keyword_list(STAGES_SEARCH_ATTRIBUTE)
+VERSIONS = SearchAttributeKey.for_keyword_list(VERSIONS_SEARCH_ATTRIBUTE)
+TAGS = SearchAttributeKey.for_keyword_list(TAGS_SEARCH_ATTRIBUTE)
+TIER = SearchAttributeKey.for_keyword(TIER_SEARCH_ATTRIBUTE)
+LIFECYCLE = SearchAttributeKey.for_keyword(LIFECYCLE_SEARCH_ATTRIBUTE)
 
 # Deliveries retry with backoff for a day (an endpoint down for hours still gets its
 # message); a permanent refusal (a 4xx) is not retried and is recorded as failed.
@@ -71,7 +80,7 @@ class CustomerJourneyWorkflow:
         self._delivering = False
         self._recorded_seq = input.recorded_seq
         self._recording = False
-        self._published_stages: list[str] | None = None
+        self._published: tuple[object, ...] | None = None
 
     @workflow.signal(name=EVENT_SIGNAL)
     def receive_event(self, signal: EventSignal) -> None:
@@ -105,7 +114,7 @@ class CustomerJourneyWorkflow:
                     journey.apply_event(self._state, signal.event, self._catalog(), workflow.now())
                 )
             self._apply(journey.apply_due_timers(self._state, self._catalog(), workflow.now()))
-            self._publish_stages()
+            self._publish_search_attributes()
         await workflow.wait_condition(
             lambda: (
                 not self._outbox
@@ -207,15 +216,33 @@ class CustomerJourneyWorkflow:
             self._recorded_seq = upto
             self._recording = False
 
-    def _publish_stages(self) -> None:
+    def _publish_search_attributes(self) -> None:
+        """Expose stages, versions, tags, tier and lifecycle to Temporal's visibility, so
+        `temporal workflow list --query "SopflowStages = 'welcome:icebreak'"` finds people."""
         if not self._options.publish_search_attributes:
             return
-        stages = sorted(
-            f"{j.playbook}:{j.stage}" for j in self._state.journeys.values() if j.status == "active"
+        active = [j for j in self._state.journeys.values() if j.status == "active"]
+        profile = self._state.profile
+        values = (
+            sorted(f"{j.playbook}:{j.stage}" for j in active),
+            sorted(f"{j.playbook}@{j.version}" for j in active),
+            sorted(profile.tags)[:MAX_PUBLISHED_TAGS],
+            profile.tier or "",
+            profile.lifecycle or "",
         )
-        if stages != self._published_stages:
-            workflow.upsert_search_attributes([STAGES.value_set(stages)])
-            self._published_stages = stages
+        if values == self._published:
+            return  # an unchanged upsert would still cost a history event
+        stages, versions, tags, tier, lifecycle = values
+        workflow.upsert_search_attributes(
+            [
+                STAGES.value_set(stages),
+                VERSIONS.value_set(versions),
+                TAGS.value_set(tags),
+                TIER.value_set(tier) if tier else TIER.value_unset(),
+                LIFECYCLE.value_set(lifecycle) if lifecycle else LIFECYCLE.value_unset(),
+            ]
+        )
+        self._published = values
 
     def _should_continue_as_new(self) -> bool:
         info = workflow.info()
