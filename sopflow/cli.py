@@ -198,6 +198,47 @@ def simulate(
         typer.echo(simulator.timeline_table(timeline, moment, tz), nl=False)
 
 
+@app.command("migrate")
+def migrate_command(
+    playbook: Annotated[Path, typer.Argument(help="The playbook file of the new version.")],
+    from_version: Annotated[str, typer.Option("--from", help="The version to move from.")],
+    dry_run: Annotated[bool, typer.Option(help="Only count, per stage.")] = False,
+    name: Annotated[
+        str | None, typer.Option(help="Which playbook, if the file has several.")
+    ] = None,
+) -> None:
+    """Move in-flight journeys from an older version, as the playbook's migration says."""
+    from sopflow.language import compile_paths
+    from sopflow.language.compiler import plans_of_file
+    from sopflow.migrate import migrate
+    from sopflow.plan_store import PlanStore
+    from sopflow.temporal_connection import connect
+
+    settings = Settings()
+
+    async def run() -> None:
+        plans = plans_of_file(compile_paths([playbook.parent, playbook]), playbook)
+        chosen = [p for p in plans if name in (None, p.name)]
+        if not chosen:
+            raise SopflowError(f"{playbook}: no playbook named '{name}'")
+        client = await connect(settings)
+        steps, signalled = await migrate(
+            client, PlanStore(settings.plans_dir), chosen[0], from_version, dry_run=dry_run
+        )
+        for step in steps:
+            typer.echo(f"{step.stage} -> {step.target}: {step.customers} customers")
+        total = sum(step.customers for step in steps)
+        if dry_run:
+            typer.echo(f"dry run: {total} customers would move to {chosen[0].version}")
+        else:
+            typer.echo(f"signalled {signalled} customers to move to {chosen[0].version}")
+
+    try:
+        asyncio.run(run())
+    except SopflowError as e:
+        raise _fail(e) from e
+
+
 @app.command()
 def schemas(
     check: Annotated[

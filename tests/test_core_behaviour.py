@@ -325,3 +325,45 @@ def test_a_wait_that_got_its_event_never_times_out() -> None:
         days=6,
     )
     assert [e.kind for e in timeline if e.kind in ("message", "attribute_set")] == ["attribute_set"]
+
+
+def test_a_migration_keeps_the_place_and_never_refires_a_past_moment() -> None:
+    from workflows.migration import apply_migration
+    from workflows.state import MigrationOrder
+
+    v1_text = playbook(
+        "seq",
+        """\
+  days:
+    triggers:
+      - day: 1
+        time: "10:00"
+        actions: [{send: {channel: log, text: day one}}]
+      - after: 30d
+        goto: done
+  done: {end: true}
+""",
+    )
+    found, _ = load_text(v1_text, "v1.yaml")
+    v1 = compile_bundle(found, []).plans["seq"]
+    v2_text = v1_text.replace("day one", "day one, v2").replace(
+        "stages:", f'migrations: [{{from: "{v1.version}", stages: {{}}}}]\nstages:'
+    )
+    found, _ = load_text(v2_text, "v2.yaml")
+    v2 = compile_bundle(found, []).plans["seq"]
+    catalog = Catalog(plans={v1.version: v1, v2.version: v2}, deployed={"seq": v1.version})
+    added = CustomerEvent(
+        customer_id="c", type="contact.added", occurred_at=START, idempotency_key="a"
+    )
+    state = apply_event(CustomerState(customer_id="c"), added, catalog, START).state
+    from workflows.journey import apply_due_timers
+
+    state = apply_due_timers(state, catalog, START + timedelta(days=2)).state  # day 1 sent
+    order = MigrationOrder(playbook="seq", from_version=v1.version, to_version=v2.version)
+    state = apply_migration(state, order, catalog, START + timedelta(days=2)).state
+    state = apply_due_timers(state, catalog, START + timedelta(days=5)).state
+    assert [e.text for e in state.timeline if e.kind == "message"] == ["day one"]
+    assert state.journeys["seq"].version == v2.version
+    # A second, identical order finds the journey moved already and does nothing.
+    again = apply_migration(state, order, catalog, START + timedelta(days=5)).state
+    assert again.timeline == state.timeline

@@ -161,11 +161,17 @@ async def test_tier_lifecycle_tags_and_versions_are_searchable(running: Running)
     store.deploy_all(list(bundle.plans.values()), bundle.profile)
     version = bundle.plans["snacks_high_frequency"].version
     http = running.http
-    await http.post("/v1/events", json={
-        "customer_id": "e2e-vip", "type": "contact.added",
-        "data": {"channel_code": "snack_store_qr"}})
-    await http.post("/v1/events", json={
-        "customer_id": "e2e-vip", "type": "order.paid", "data": {"amount": 59}})
+    await http.post(
+        "/v1/events",
+        json={
+            "customer_id": "e2e-vip",
+            "type": "contact.added",
+            "data": {"channel_code": "snack_store_qr"},
+        },
+    )
+    await http.post(
+        "/v1/events", json={"customer_id": "e2e-vip", "type": "order.paid", "data": {"amount": 59}}
+    )
 
     async def listed(query: str) -> list[str]:
         full = f"{query} AND WorkflowId = 'customer/e2e-vip'"

@@ -41,6 +41,7 @@ PASSTHROUGH_MODULES = (
     "workflows.triggers",
     "workflows.contracts",
     "workflows.journey",
+    "workflows.migration",
     "workflows.state",
 )
 

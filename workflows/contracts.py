@@ -7,10 +7,18 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from sopflow.language.plan import Plan, ProfilePlan
-from workflows.state import CustomerEvent, CustomerState, JourneyState, Profile, TimelineEntry
+from workflows.state import (
+    CustomerEvent,
+    CustomerState,
+    JourneyState,
+    MigrationOrder,
+    Profile,
+    TimelineEntry,
+)
 
 WORKFLOW_NAME = "CustomerJourneyWorkflow"
 EVENT_SIGNAL = "event"
+MIGRATE_SIGNAL = "migrate"
 DESCRIBE_QUERY = "describe"
 DELIVER_ACTIVITY = "deliver_message"
 LOAD_PLANS_ACTIVITY = "load_plans"
@@ -57,6 +65,13 @@ class EventSignal(BaseModel):
     deployment: Deployment = Field(default_factory=Deployment)
 
 
+class MigrationSignal(BaseModel):
+    """An order from `sopflow migrate`, with the deployment that holds the new version."""
+
+    order: MigrationOrder
+    deployment: Deployment = Field(default_factory=Deployment)
+
+
 class WorkflowOptions(BaseModel):
     # Far below Temporal's 51,200-event hard limit and its 4,096-event suggestion, so the
     # history stays bounded even when the server's suggestion is not available.
@@ -73,6 +88,7 @@ class CustomerWorkflowInput(BaseModel):
     profiles: dict[str, ProfilePlan] = Field(default_factory=dict)
     deployment: Deployment = Field(default_factory=Deployment)
     inbox: list[EventSignal] = Field(default_factory=list)
+    migrations: list[MigrationSignal] = Field(default_factory=list)
     # The journey ledger holds every timeline entry up to this sequence number.
     recorded_seq: int = 0
     options: WorkflowOptions = Field(default_factory=WorkflowOptions)

@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
         LIFECYCLE_SEARCH_ATTRIBUTE,
         LOAD_PLANS_ACTIVITY,
         MAX_PUBLISHED_TAGS,
+        MIGRATE_SIGNAL,
         RECORD_TIMELINE_ACTIVITY,
         STAGES_SEARCH_ATTRIBUTE,
         TAGS_SEARCH_ATTRIBUTE,
@@ -38,8 +39,10 @@ with workflow.unsafe.imports_passed_through():
         EventSignal,
         LoadPlansInput,
         LoadPlansResult,
+        MigrationSignal,
         RecordTimelineInput,
     )
+    from workflows.migration import apply_migration
     from workflows.state import CustomerState, Delivery, StepResult
     from workflows.step import Catalog
 
@@ -75,6 +78,7 @@ class CustomerJourneyWorkflow:
         self._profiles: dict[str, ProfilePlan] = dict(input.profiles)
         self._deployment: Deployment = input.deployment
         self._inbox: list[EventSignal] = list(input.inbox)
+        self._migrations: list[MigrationSignal] = list(input.migrations)
         self._options = input.options
         self._outbox: list[Delivery] = []
         self._delivering = False
@@ -85,6 +89,10 @@ class CustomerJourneyWorkflow:
     @workflow.signal(name=EVENT_SIGNAL)
     def receive_event(self, signal: EventSignal) -> None:
         self._inbox.append(signal)
+
+    @workflow.signal(name=MIGRATE_SIGNAL)
+    def receive_migration(self, signal: MigrationSignal) -> None:
+        self._migrations.append(signal)
 
     @workflow.query(name=DESCRIBE_QUERY)
     def describe(self) -> CustomerView:
@@ -114,6 +122,13 @@ class CustomerJourneyWorkflow:
                     journey.apply_event(self._state, signal.event, self._catalog(), workflow.now())
                 )
             self._apply(journey.apply_due_timers(self._state, self._catalog(), workflow.now()))
+            # Between steps is the safe point to move a journey to another version.
+            while self._migrations:
+                migration = self._migrations.pop(0)
+                await self._load_missing_plans(migration.deployment)
+                self._apply(
+                    apply_migration(self._state, migration.order, self._catalog(), workflow.now())
+                )
             self._publish_search_attributes()
         await workflow.wait_condition(
             lambda: (
@@ -133,17 +148,19 @@ class CustomerJourneyWorkflow:
         return Catalog(plans=self._plans, deployed=self._deployment.playbooks, profile=profile)
 
     async def _wait_for_work(self) -> None:
-        if self._inbox:
+        if self._inbox or self._migrations:
             return
         due = journey.next_due_at(self._state, self._catalog())
         if due is None:
-            await workflow.wait_condition(lambda: bool(self._inbox))
+            await workflow.wait_condition(lambda: bool(self._inbox or self._migrations))
             return
         delay = due - workflow.now()
         if delay > timedelta(0):
             # A timeout means something is due: the caller fires it.
             with contextlib.suppress(TimeoutError):
-                await workflow.wait_condition(lambda: bool(self._inbox), timeout=delay)
+                await workflow.wait_condition(
+                    lambda: bool(self._inbox or self._migrations), timeout=delay
+                )
 
     async def _load_missing_plans(self, deployment: Deployment) -> None:
         # Plans are immutable and content-addressed, so a cached version is never stale;
@@ -262,6 +279,7 @@ class CustomerJourneyWorkflow:
             profiles={v: p for v, p in self._profiles.items() if v == profile},
             deployment=self._deployment,
             inbox=self._inbox,
+            migrations=self._migrations,
             recorded_seq=self._recorded_seq,
             options=self._options,
         )

@@ -125,6 +125,7 @@ TimelineKind = Literal[
     "lifecycle_changed",
     "goal_reached",
     "journey_ended",
+    "migrated",
 ]
 DeliveryStatus = Literal["pending", "delivered", "failed"]
 
@@ -160,6 +161,15 @@ class CustomerState(BaseModel):
     timeline_seq: int = 0
     # Customer-facing sends of the last week, for the frequency caps across journeys.
     sent_at: list[datetime] = Field(default_factory=list)
+
+
+class MigrationOrder(BaseModel):
+    """Move this customer's journey of `playbook` from one plan version to another."""
+
+    playbook: str
+    from_version: str
+    to_version: str
+    stages: dict[str, str] = Field(default_factory=dict)
 
 
 class Delivery(BaseModel):

@@ -67,6 +67,12 @@ def _check_transitions(source: SourceDocument, playbook: models.Playbook) -> lis
             found.append(
                 source.at("error", f"unknown stage '{transition.target}'{hint}", transition.path)
             )
+    for index, migration in enumerate(playbook.migrations):
+        for old, new in migration.stages.items():
+            if new not in playbook.stages:
+                path: KeyPath = ("migrations", index, "stages", old)
+                hint = did_you_mean(new, stages)
+                found.append(source.at("error", f"unknown stage '{new}'{hint}", path))
     cycle = _zero_delay_cycle(playbook)
     if cycle:
         loop = " -> ".join([*cycle, cycle[0]])

@@ -27,6 +27,7 @@ from sopflow.language.plan import (
     ExitPlan,
     GoalPlan,
     GotoStep,
+    MigrationPlan,
     Plan,
     ProfilePlan,
     ScoreStep,
@@ -391,6 +392,9 @@ def build_plan(playbook: models.Playbook, context: BundleContext) -> Plan:
             max_per_week=policy.max_per_week,
         ),
         stages=stages,
+        migrations=tuple(
+            MigrationPlan(from_version=m.from_version, stages=m.stages) for m in playbook.migrations
+        ),
     )
     return unversioned.model_copy(update={"version": content_hash(unversioned)})
 

@@ -366,6 +366,19 @@ class ContactPolicy(StrictModel):
     _valid_quiet = field_validator("quiet_hours")(_check_window)
 
 
+class Migration(StrictModel):
+    """How journeys of an older version move to this one: a stage map, old -> new."""
+
+    from_version: str = Field(
+        alias="from",
+        pattern=r"^[0-9a-f]{16}$",
+        description="The plan version (hash) journeys move from.",
+    )
+    stages: dict[str, str] = Field(
+        default_factory=dict, description="Old stage -> new stage; unlisted keep their name."
+    )
+
+
 class Playbook(StrictModel):
     """A customer journey: who enters it, and the stages they move through."""
 
@@ -379,6 +392,9 @@ class Playbook(StrictModel):
     contact_policy: ContactPolicy = Field(default_factory=ContactPolicy)
     windows: dict[str, str] = Field(default_factory=dict, description="Named send windows.")
     content: dict[str, Template] = Field(default_factory=dict, description="Local content items.")
+    migrations: list[Migration] = Field(
+        default_factory=list, description="Explicit moves of in-flight journeys (sopflow migrate)."
+    )
     stages: Annotated[dict[str, Stage], Field(min_length=1)] = Field(
         description="Stages in order; the first one is where a journey starts."
     )

@@ -152,6 +152,11 @@ class ContactPolicyPlan(FrozenModel):
     max_per_week: int | None = None
 
 
+class MigrationPlan(FrozenModel):
+    from_version: str
+    stages: dict[str, str]
+
+
 class Plan(FrozenModel):
     """One playbook, compiled."""
 
@@ -165,6 +170,7 @@ class Plan(FrozenModel):
     goal: GoalPlan | None = None
     contact_policy: ContactPolicyPlan = ContactPolicyPlan()
     stages: dict[str, StagePlan]
+    migrations: tuple[MigrationPlan, ...] = ()
 
     @property
     def enrol_event(self) -> str | None:
