@@ -346,7 +346,7 @@ def test_a_migration_keeps_the_place_and_never_refires_a_past_moment() -> None:
     )
     found, _ = load_text(v1_text, "v1.yaml")
     v1 = compile_bundle(found, []).plans["seq"]
-    v2_text = v1_text.replace("day one", "day one, v2").replace(
+    v2_text = v1_text.replace("day one", "day one v2").replace(
         "stages:", f'migrations: [{{from: "{v1.version}", stages: {{}}}}]\nstages:'
     )
     found, _ = load_text(v2_text, "v2.yaml")

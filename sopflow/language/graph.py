@@ -72,7 +72,7 @@ def _escape(label: str) -> str:
 def mermaid(plan: Plan) -> str:
     lines = ["stateDiagram-v2"]
     if plan.title:
-        lines.append(f"    %% {plan.title} ({plan.name} {plan.version})")
+        lines.append(f"    %% {plan.title} ({plan.name})")
     for name, stage in plan.stages.items():
         if stage.description:
             lines.append(f"    {name} : {_escape(stage.description)}")
