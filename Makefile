@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install dev test lint format typecheck schemas golden clean
+.PHONY: install dev test lint format typecheck schemas golden histories clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,3 +51,7 @@ golden: install
 			--start 2026-11-23T09:00:00+08:00 --days 90 > playbooks/scenarios/$$name.timeline.txt; \
 		echo "wrote playbooks/scenarios/$$name.timeline.txt"; \
 	done
+
+## Re-record the workflow histories that the replay test replays (after a deliberate break).
+histories: install
+	$(BIN)/python -m tests.record_histories

@@ -1,0 +1,87 @@
+"""Record the workflow histories of the shipped scenarios into tests/histories/.
+
+`make histories` runs this after a deliberate change to workflow code that the replay
+test rejects (a non-deterministic change must instead be guarded with workflow.patched).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from sopflow import simulator
+from sopflow.binaries import temporal_test_server
+from sopflow.language import compile_paths
+from sopflow.language.compiler import plans_of_file
+from sopflow.plan_store import PlanStore
+from sopflow.settings import Settings
+from tests.helpers import send_event, terminate
+from worker.main import build_worker
+from workflows.contracts import customer_workflow_id
+
+REPO = Path(__file__).resolve().parent.parent
+HISTORIES = REPO / "tests" / "histories"
+SCENARIOS = sorted((REPO / "playbooks" / "scenarios").glob("*.events.yaml"))
+DAYS = 90
+
+
+def playbook_of(events: Path) -> Path:
+    for line in events.read_text(encoding="utf-8").splitlines():
+        if line.startswith("# playbook: "):
+            return REPO / "playbooks" / line.removeprefix("# playbook: ").strip()
+    raise ValueError(f"{events} names no playbook")
+
+
+async def record(env: WorkflowEnvironment, events: Path, home: Path) -> str:
+    settings = Settings(
+        home=home, temporal_task_queue=f"record-{uuid.uuid4().hex}", publish_search_attributes=False
+    )
+    bundle = compile_paths([REPO / "playbooks"])
+    plans = simulator.reachable_plans(plans_of_file(bundle, playbook_of(events)), bundle.plans)
+    PlanStore(settings.plans_dir).deploy_all(list(plans.values()), bundle.profile)
+    customer = f"history-{events.name.split('.')[0]}"
+    start = await env.get_current_time()
+    async with build_worker(env.client, settings):
+        for index, event in enumerate(simulator.load_events(events, start)):
+            wait = event.at - await env.get_current_time()
+            if wait > timedelta(0):
+                await env.sleep(wait)
+            await send_event(
+                env.client,
+                settings,
+                customer,
+                event.type,
+                f"sim-{index}",
+                event.data,
+                occurred_at=event.at,
+            )
+        await env.sleep(start + timedelta(days=DAYS) - await env.get_current_time())
+        handle = env.client.get_workflow_handle(customer_workflow_id(customer))
+        history = await handle.fetch_history()
+        await terminate(env.client, customer)
+    return history.to_json()
+
+
+async def main() -> None:
+    HISTORIES.mkdir(exist_ok=True)
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter,
+        test_server_existing_path=str(temporal_test_server()),
+    )
+    async with env:
+        for events in SCENARIOS:
+            with tempfile.TemporaryDirectory() as home:
+                text = await record(env, events, Path(home))
+            target = HISTORIES / f"{events.name.split('.')[0]}.json"
+            target.write_text(text, encoding="utf-8")
+            print(f"wrote {target.relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

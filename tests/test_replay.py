@@ -1,0 +1,36 @@
+"""Interpreter evolution: the committed histories of the shipped scenarios must replay
+against today's workflow code. A failure here means a change would break journeys in
+flight: guard it with workflow.patched, or (for a deliberate break) `make histories`."""
+
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from tests.conftest import REPO
+from worker.main import PASSTHROUGH_MODULES
+from workflows.customer_workflow import CustomerJourneyWorkflow
+
+HISTORIES = sorted((REPO / "tests" / "histories").glob("*.json"))
+
+
+def test_every_scenario_has_a_recorded_history() -> None:
+    scenarios = {p.name.split(".")[0] for p in (REPO / "playbooks/scenarios").glob("*.events.yaml")}
+    assert {p.stem for p in HISTORIES} == scenarios
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
+async def test_recorded_history_replays_deterministically(path: Path) -> None:
+    replayer = Replayer(
+        workflows=[CustomerJourneyWorkflow],
+        data_converter=pydantic_data_converter,
+        workflow_runner=SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
+        ),
+    )
+    history = WorkflowHistory.from_json(f"customer/history-{path.stem}", path.read_text())
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None, result.replay_failure
