@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install dev test lint format typecheck schemas golden histories clean
+.PHONY: install dev test lint format typecheck schemas golden histories bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,3 +55,7 @@ golden: install
 ## Re-record the workflow histories that the replay test replays (after a deliberate break).
 histories: install
 	$(BIN)/python -m tests.record_histories
+
+## Benchmarks: each prints its table and the command to repeat it (figures in bench/RESULTS.md).
+bench: install
+	$(BIN)/python -m bench.history

@@ -132,3 +132,14 @@ def test_readme_playbook_section_shows_the_real_graph_and_first_30_days(
     assert simulated.exit_code == 0, simulated.output
     assert simulated.output == section["table"]
     assert "--days 30" in section["simulate"]
+
+
+async def test_a_customer_year_stays_under_the_continue_as_new_suggestion(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    from bench.history import SUGGESTED_CONTINUE_AS_NEW, one_year
+
+    heaviest = REPO / "playbooks/scenarios/snacks_high_frequency.events.yaml"
+    events, runs = await one_year(time_skipping_env, heaviest)
+    assert events > 50
+    assert max(runs) < SUGGESTED_CONTINUE_AS_NEW

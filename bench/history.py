@@ -1,0 +1,170 @@
+"""History per customer: Temporal events per customer event, and per customer-year.
+
+Each shipped scenario is extended to a year (its events, plus a customer message every
+week), run on the time-skipping server with the real worker, and its history counted
+across every run of the continue-as-new chain. The baseline, measured in the same run, is
+a trivial workflow that only counts the same number of signals: the raw cost of getting
+an event into Temporal. Run: `.venv/bin/python -m bench.history`
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+from temporalio import workflow
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from sopflow import simulator
+from sopflow.binaries import temporal_test_server
+from sopflow.language import compile_paths
+from sopflow.language.compiler import plans_of_file
+from sopflow.plan_store import PlanStore
+from sopflow.settings import Settings
+from tests.helpers import send_event, terminate
+from tests.record_histories import SCENARIOS, playbook_of
+from worker.main import build_worker
+from workflows.contracts import customer_workflow_id
+
+REPO = Path(__file__).resolve().parent.parent
+DAYS = 365
+SUGGESTED_CONTINUE_AS_NEW = 4096  # Temporal's default suggestion (events)
+
+
+@workflow.defn(sandboxed=False)
+class CountSignals:
+    """The baseline: a workflow that does nothing but count signals."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    @workflow.signal
+    def bump(self) -> None:
+        self.count += 1
+
+    @workflow.run
+    async def run(self, expected: int) -> int:
+        await workflow.wait_condition(lambda: self.count >= expected)
+        return self.count
+
+
+async def chain_lengths(client: Client, workflow_id: str, first_run: str) -> list[int]:
+    """Events of every run of a continue-as-new chain, first to last."""
+    lengths, run = [], first_run
+    while run:
+        history = await client.get_workflow_handle(workflow_id, run_id=run).fetch_history()
+        lengths.append(len(history.events))
+        last = history.events[-1]
+        continued = last.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
+        run = (
+            last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+            if continued
+            else ""
+        )
+    return lengths
+
+
+async def one_year(env: WorkflowEnvironment, events_file: Path) -> tuple[int, list[int]]:
+    with tempfile.TemporaryDirectory() as home:
+        settings = Settings(
+            home=Path(home),
+            temporal_task_queue=f"bench-{uuid.uuid4().hex}",
+            publish_search_attributes=False,
+        )
+        bundle = compile_paths([REPO / "playbooks"])
+        plans = simulator.reachable_plans(
+            plans_of_file(bundle, playbook_of(events_file)), bundle.plans
+        )
+        PlanStore(settings.plans_dir).deploy_all(list(plans.values()), bundle.profile)
+        customer = f"bench-{events_file.name.split('.')[0]}-{uuid.uuid4().hex[:6]}"
+        start = await env.get_current_time()
+        scenario = simulator.load_events(events_file, start)
+        weekly = [
+            simulator.ScenarioEvent(
+                start + timedelta(weeks=w, hours=5), "message.received", {"text": "在吗"}
+            )
+            for w in range(1, 53)
+        ]
+        everything = sorted(scenario + weekly, key=lambda e: e.at)
+        async with build_worker(env.client, settings):
+            for index, event in enumerate(everything):
+                wait = event.at - await env.get_current_time()
+                if wait > timedelta(0):
+                    await env.sleep(wait)
+                await send_event(
+                    env.client,
+                    settings,
+                    customer,
+                    event.type,
+                    f"e-{index}",
+                    event.data,
+                    occurred_at=event.at,
+                )
+            await env.sleep(start + timedelta(days=DAYS) - await env.get_current_time())
+            handle = env.client.get_workflow_handle(customer_workflow_id(customer))
+            first_run = (await handle.describe()).raw_description.workflow_execution_info
+            lengths = await chain_lengths(
+                env.client, handle.id, first_run.first_run_id or first_run.execution.run_id
+            )
+            await terminate(env.client, customer)
+        return len(everything), lengths
+
+
+async def baseline(env: WorkflowEnvironment, signals: int) -> int:
+    queue = f"bench-raw-{uuid.uuid4().hex}"
+    async with Worker(env.client, task_queue=queue, workflows=[CountSignals]):
+        handle = await env.client.start_workflow(
+            CountSignals.run, signals, id=f"raw-{uuid.uuid4().hex}", task_queue=queue
+        )
+        for _ in range(signals):
+            await env.sleep(timedelta(days=1))  # spread out, as customer events are
+            await handle.signal(CountSignals.bump)
+        await handle.result()
+        return len((await handle.fetch_history()).events)
+
+
+async def main() -> None:
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter,
+        test_server_existing_path=str(temporal_test_server()),
+    )
+    rows = []
+    async with env:
+        for events_file in SCENARIOS:
+            count, lengths = await one_year(env, events_file)
+            raw = await baseline(env, count)
+            rows.append(
+                (
+                    events_file.name.split(".")[0],
+                    count,
+                    sum(lengths),
+                    len(lengths),
+                    max(lengths),
+                    raw,
+                )
+            )
+    print(
+        f"{'scenario':<24}{'events':>7}{'history':>9}{'per event':>10}{'raw/event':>10}"
+        f"{'ratio':>7}{'runs':>6}{'longest run':>13}"
+    )
+    for name, count, total, runs, longest, raw in rows:
+        print(
+            f"{name:<24}{count:>7}{total:>9}{total / count:>10.1f}{raw / count:>10.1f}"
+            f"{(total / count) / (raw / count):>7.2f}{runs:>6}{longest:>13}"
+        )
+    print(
+        f"\nOne customer-year each; Temporal suggests continue-as-new at "
+        f"{SUGGESTED_CONTINUE_AS_NEW} events, sopflow continues at 2000."
+    )
+    print("Repeat: .venv/bin/python -m bench.history")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
