@@ -28,7 +28,7 @@ from sopflow.language import compile_paths
 from sopflow.language.compiler import plans_of_file
 from sopflow.plan_store import PlanStore
 from sopflow.settings import Settings
-from tests.helpers import send_event, terminate
+from tests.helpers import play, terminate
 from tests.record_histories import SCENARIOS, playbook_of
 from worker.main import build_worker
 from workflows.contracts import customer_workflow_id
@@ -94,20 +94,7 @@ async def one_year(env: WorkflowEnvironment, events_file: Path) -> tuple[int, li
         ]
         everything = sorted(scenario + weekly, key=lambda e: e.at)
         async with build_worker(env.client, settings):
-            for index, event in enumerate(everything):
-                wait = event.at - await env.get_current_time()
-                if wait > timedelta(0):
-                    await env.sleep(wait)
-                await send_event(
-                    env.client,
-                    settings,
-                    customer,
-                    event.type,
-                    f"e-{index}",
-                    event.data,
-                    occurred_at=event.at,
-                )
-            await env.sleep(start + timedelta(days=DAYS) - await env.get_current_time())
+            await play(env, settings, customer, everything, start + timedelta(days=DAYS))
             handle = env.client.get_workflow_handle(customer_workflow_id(customer))
             first_run = (await handle.describe()).raw_description.workflow_execution_info
             lengths = await chain_lengths(

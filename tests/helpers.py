@@ -9,17 +9,19 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
 from temporalio.client import Client
 from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
 
 from api.routes.events import signal_with_start
 from sopflow.plan_store import PlanStore
 from sopflow.settings import Settings
+from sopflow.simulator import ScenarioEvent
 from workflows.contracts import DESCRIBE_QUERY, CustomerView, EventSignal, customer_workflow_id
 from workflows.state import CustomerEvent
 
@@ -65,6 +67,31 @@ async def send_event(
     )
     deployment = PlanStore(settings.plans_dir).deployment()
     await signal_with_start(client, settings, EventSignal(event=event, deployment=deployment))
+
+
+async def play(
+    env: WorkflowEnvironment,
+    settings: Settings,
+    customer_id: str,
+    events: list[ScenarioEvent],
+    until: datetime,
+) -> None:
+    """Send scenario events at their virtual times on the time-skipping server, then let
+    time run to `until` (a worker must be running)."""
+    for index, event in enumerate(events):
+        wait = event.at - await env.get_current_time()
+        if wait > timedelta(0):
+            await env.sleep(wait)
+        await send_event(
+            env.client,
+            settings,
+            customer_id,
+            event.type,
+            f"sim-{index}",
+            event.data,
+            occurred_at=event.at,
+        )
+    await env.sleep(until - await env.get_current_time())
 
 
 async def terminate(client: Client, *customer_ids: str) -> None:

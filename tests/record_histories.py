@@ -21,7 +21,7 @@ from sopflow.language import compile_paths
 from sopflow.language.compiler import plans_of_file
 from sopflow.plan_store import PlanStore
 from sopflow.settings import Settings
-from tests.helpers import send_event, terminate
+from tests.helpers import play, terminate
 from worker.main import build_worker
 from workflows.contracts import customer_workflow_id
 
@@ -48,20 +48,8 @@ async def record(env: WorkflowEnvironment, events: Path, home: Path) -> str:
     customer = f"history-{events.name.split('.')[0]}"
     start = await env.get_current_time()
     async with build_worker(env.client, settings):
-        for index, event in enumerate(simulator.load_events(events, start)):
-            wait = event.at - await env.get_current_time()
-            if wait > timedelta(0):
-                await env.sleep(wait)
-            await send_event(
-                env.client,
-                settings,
-                customer,
-                event.type,
-                f"sim-{index}",
-                event.data,
-                occurred_at=event.at,
-            )
-        await env.sleep(start + timedelta(days=DAYS) - await env.get_current_time())
+        scenario = simulator.load_events(events, start)
+        await play(env, settings, customer, scenario, start + timedelta(days=DAYS))
         handle = env.client.get_workflow_handle(customer_workflow_id(customer))
         history = await handle.fetch_history()
         await terminate(env.client, customer)

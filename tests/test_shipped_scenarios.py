@@ -19,7 +19,7 @@ from sopflow.language.compiler import plans_of_file
 from sopflow.plan_store import PlanStore
 from sopflow.settings import Settings
 from tests.conftest import REPO
-from tests.helpers import describe, send_event, terminate
+from tests.helpers import describe, play, terminate
 from tests.test_simulator_matches_runtime import comparable
 from worker.main import build_worker
 
@@ -87,20 +87,7 @@ async def test_scenario_runs_the_same_on_temporal(
     )
     client = env.client
     async with build_worker(client, settings):
-        for index, event in enumerate(scenario):
-            wait = event.at - await env.get_current_time()
-            if wait > timedelta(0):
-                await env.sleep(wait)
-            await send_event(
-                client,
-                settings,
-                customer,
-                event.type,
-                f"sim-{index}",
-                event.data,
-                occurred_at=event.at,
-            )
-        await env.sleep(start + timedelta(days=DAYS) - await env.get_current_time())
+        await play(env, settings, customer, scenario, start + timedelta(days=DAYS))
         actual = (await describe(client, customer)).timeline
         await terminate(client, customer)
     assert comparable(actual) == comparable(expected)

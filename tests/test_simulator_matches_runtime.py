@@ -12,7 +12,7 @@ from sopflow.language.compiler import compile_bundle
 from sopflow.language.loader import load_text
 from sopflow.plan_store import PlanStore
 from sopflow.settings import Settings
-from tests.helpers import describe, send_event, terminate
+from tests.helpers import describe, play, terminate
 from tests.test_readme_examples import EXAMPLES
 from worker.main import build_worker
 from workflows.state import TimelineEntry
@@ -59,20 +59,7 @@ async def test_simulator_and_temporal_agree(
 
     client = env.client
     async with build_worker(client, settings):
-        for index, event in enumerate(scenario):
-            wait = event.at - await env.get_current_time()
-            if wait > timedelta(0):
-                await env.sleep(wait)
-            await send_event(
-                client,
-                settings,
-                customer,
-                event.type,
-                f"sim-{index}",
-                event.data,
-                occurred_at=event.at,
-            )
-        await env.sleep(start + timedelta(days=days) - await env.get_current_time())
+        await play(env, settings, customer, scenario, start + timedelta(days=days))
         actual = (await describe(client, customer)).timeline
         await terminate(client, customer)
 

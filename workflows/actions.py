@@ -233,8 +233,7 @@ def deliver_message(
         step.state.sent_at = [t for t in step.state.sent_at if step.now - t < timedelta(days=8)] + [
             step.now
         ]
-    journey.seq += 1
-    key = f"{step.customer_id}/{journey.journey_id}/{journey.seq}"
+    key = next_key(step, journey)
     step.deliveries.append(
         Delivery(
             idempotency_key=key,
@@ -290,8 +289,7 @@ def create_task(step: Step, journey: JourneyState, plan: Plan, action: TaskStep)
     except TemplateError as e:
         step.record("send_failed", journey, channel="task", error=f"template: {e}")
         return
-    journey.seq += 1
-    task_id = f"{step.customer_id}/{journey.journey_id}/{journey.seq}"
+    task_id = next_key(step, journey)
     assignee = resolve_assignee(action.assignee, step)
     due_at = step.now + timedelta(seconds=action.due_seconds)
     journey.tasks[task_id] = TaskState(
@@ -305,22 +303,7 @@ def create_task(step: Step, journey: JourneyState, plan: Plan, action: TaskStep)
         escalate_to=action.escalate_to,
         on_complete=action.on_complete,
     )
-    step.deliveries.append(
-        Delivery(
-            idempotency_key=task_id,
-            kind="task",
-            customer_id=step.customer_id,
-            playbook=journey.playbook,
-            journey_id=journey.journey_id,
-            stage=journey.stage,
-            channel="task",
-            text=title,
-            scheduled_at=step.now,
-            assignee=assignee,
-            script=script,
-            due_at=due_at,
-        )
-    )
+    step.deliveries.append(task_delivery(step, journey, task_id, title, assignee, script, due_at))
     step.record(
         "task_created",
         journey,
@@ -337,28 +320,44 @@ def create_task(step: Step, journey: JourneyState, plan: Plan, action: TaskStep)
     )
 
 
+def next_key(step: Step, journey: JourneyState) -> str:
+    """The idempotency key of the journey's next effect: customer/journey#n/step."""
+    journey.seq += 1
+    return f"{step.customer_id}/{journey.journey_id}/{journey.seq}"
+
+
+def task_delivery(
+    step: Step,
+    journey: JourneyState,
+    key: str,
+    title: str,
+    assignee: str,
+    script: str | None = None,
+    due_at: datetime | None = None,
+) -> Delivery:
+    return Delivery(
+        idempotency_key=key,
+        kind="task",
+        customer_id=step.customer_id,
+        playbook=journey.playbook,
+        journey_id=journey.journey_id,
+        stage=journey.stage,
+        channel="task",
+        text=title,
+        scheduled_at=step.now,
+        assignee=assignee,
+        script=script,
+        due_at=due_at,
+    )
+
+
 def escalate_task(step: Step, journey: JourneyState, task: TaskState) -> None:
     task.status = "escalated"
     detail: dict[str, Any] = {"task": task.name, "task_id": task.task_id}
     if task.escalate_to:
-        journey.seq += 1
-        key = f"{step.customer_id}/{journey.journey_id}/{journey.seq}"
         lead = resolve_assignee(task.escalate_to, step)
         title = f"Overdue: {task.title} (assigned to {task.assignee})"
-        step.deliveries.append(
-            Delivery(
-                idempotency_key=key,
-                kind="task",
-                customer_id=step.customer_id,
-                playbook=journey.playbook,
-                journey_id=journey.journey_id,
-                stage=journey.stage,
-                channel="task",
-                text=title,
-                scheduled_at=step.now,
-                assignee=lead,
-            )
-        )
+        step.deliveries.append(task_delivery(step, journey, next_key(step, journey), title, lead))
         detail["escalated_to"] = lead
     step.record("task_escalated", journey, channel="task", text=task.title, detail=detail)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -155,26 +155,9 @@ def _model_keys() -> frozenset[str]:
 
 
 _ALL_KEYS = _model_keys()
+# The first keys that route `- kind: ...` items to a member of the Action/Trigger unions.
 _UNION_TAGS = frozenset(
-    {
-        "send",
-        "task",
-        "tag",
-        "set",
-        "set_journey",
-        "score",
-        "goto",
-        "enrol",
-        "end",
-        "event",
-        "after",
-        "at",
-        "day",
-        "every",
-        "cron",
-        "inactive_for",
-        "condition",
-        "countdown",
-        "wait_for",
-    }
+    str(get_args(member)[1].tag)
+    for union in (models.Action, models.Trigger)
+    for member in get_args(get_args(union)[0])
 )
