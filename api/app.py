@@ -12,12 +12,17 @@ from api.errors import install_error_handlers
 from api.routes import customers, events
 from sopflow import __version__
 from sopflow.plan_store import PlanStore
+from sopflow.readmodel.database import Database
 from sopflow.settings import Settings
 from sopflow.temporal_connection import connect
 
 
-def create_app(settings: Settings | None = None, temporal: Client | None = None) -> FastAPI:
-    """Build the API; connects to Temporal at start-up unless a client is handed in."""
+def create_app(
+    settings: Settings | None = None,
+    temporal: Client | None = None,
+    database: Database | None = None,
+) -> FastAPI:
+    """Build the API; connects to Temporal and the read model unless handed them."""
     settings = settings or Settings()
 
     @asynccontextmanager
@@ -32,6 +37,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.database = database or Database.from_settings(settings)
     app.state.plan_store = PlanStore(settings.plans_dir)
     install_error_handlers(app)
     app.include_router(events.router)

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from temporalio.client import Client
 
+from api.errors import ApiError
 from sopflow.plan_store import PlanStore
+from sopflow.readmodel.database import Database
+from sopflow.readmodel.keys import Principal, Role, authenticate
 from sopflow.settings import Settings
 
 
@@ -26,6 +32,55 @@ def get_plan_store(request: Request) -> PlanStore:
     return store
 
 
+def get_database(request: Request) -> Database:
+    database: Database = request.app.state.database
+    return database
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 TemporalDep = Annotated[Client, Depends(get_temporal)]
 PlanStoreDep = Annotated[PlanStore, Depends(get_plan_store)]
+DatabaseDep = Annotated[Database, Depends(get_database)]
+
+_bearer = HTTPBearer(auto_error=False, description="An API key from `sopflow keys create`.")
+
+
+async def get_principal(
+    database: DatabaseDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None:
+        raise ApiError(
+            401,
+            "unauthenticated",
+            "missing API key: send `Authorization: Bearer "
+            "<key>` (create one with `sopflow keys create --role ...`)",
+        )
+    principal = await asyncio.to_thread(authenticate, database, credentials.credentials)
+    if principal is None:
+        raise ApiError(401, "unauthenticated", "invalid or revoked API key")
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def require(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:
+    """A dependency that lets only these roles through (403 names what is needed)."""
+
+    async def check(principal: PrincipalDep) -> Principal:
+        if principal.role not in roles:
+            allowed = " or ".join(r.value for r in roles)
+            raise ApiError(
+                403,
+                "forbidden",
+                f"this API key has the role '{principal.role.value}'; this needs {allowed}",
+            )
+        return principal
+
+    return check
+
+
+IngestDep = Annotated[Principal, Depends(require(Role.INGEST, Role.OPERATOR))]
+StaffDep = Annotated[Principal, Depends(require(Role.STAFF, Role.OPERATOR))]
+OperatorDep = Annotated[Principal, Depends(require(Role.OPERATOR))]

@@ -239,6 +239,64 @@ def migrate_command(
         raise _fail(e) from e
 
 
+keys_app = typer.Typer(help="API keys with roles: ingest, staff, operator.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[str, typer.Option(help="ingest | staff | operator")],
+    name: Annotated[str, typer.Option(help="Who or what uses the key.")] = "unnamed",
+    staff: Annotated[str | None, typer.Option(help="For a staff key: the staff id.")] = None,
+    home: Home = None,
+) -> None:
+    """Create a key; it is printed once, only its hash is kept."""
+    from sopflow.readmodel.database import Database
+    from sopflow.readmodel.keys import Role, create_key
+
+    try:
+        chosen = Role(role)
+    except ValueError:
+        raise _fail(SopflowError(f"unknown role '{role}': use ingest, staff or operator")) from None
+    try:
+        token, principal = create_key(
+            Database.from_settings(_settings(home=home)), chosen, name, staff
+        )
+    except SopflowError as e:
+        raise _fail(e) from e
+    typer.echo(token)
+    typer.echo(
+        f"created key {principal.key_id} ({chosen.value}, {name}); store it now: "
+        "it is not shown again",
+        err=True,
+    )
+
+
+@keys_app.command("list")
+def keys_list(home: Home = None) -> None:
+    """The keys: id, role, name, staff id, created, revoked."""
+    from sopflow.readmodel.database import Database
+    from sopflow.readmodel.keys import list_keys
+
+    for key in list_keys(Database.from_settings(_settings(home=home))):
+        revoked = f" revoked {key.revoked_at:%Y-%m-%d}" if key.revoked_at else ""
+        typer.echo(
+            f"{key.key_id}  {key.role:<8} {key.name}  {key.staff_id or '-'}  "
+            f"created {key.created_at:%Y-%m-%d}{revoked}"
+        )
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str, home: Home = None) -> None:
+    """Revoke a key at once."""
+    from sopflow.readmodel.database import Database
+    from sopflow.readmodel.keys import revoke_key
+
+    if not revoke_key(Database.from_settings(_settings(home=home)), key_id):
+        raise _fail(SopflowError(f"no active key '{key_id}'"))
+    typer.echo(f"revoked {key_id}")
+
+
 @app.command()
 def schemas(
     check: Annotated[

@@ -20,6 +20,8 @@ from temporalio.client import Client
 from sopflow.binaries import temporal_cli
 from sopflow.deploy import deploy_folder
 from sopflow.errors import SopflowError
+from sopflow.readmodel.database import Database
+from sopflow.readmodel.keys import Role, authenticate, create_key
 from sopflow.serving import api_server, ensure_port_free
 from sopflow.settings import Settings
 from sopflow.temporal_connection import connect
@@ -126,6 +128,7 @@ async def run_dev(settings: Settings, announce: Callable[[str], None] = print) -
     ensure_port_free(host, settings.temporal_ui_port, "Temporal UI", "--ui-port")
     ensure_port_free(settings.api_host, settings.api_port, "API", "--api-port")
     deployed = deploy_folder(settings.playbooks_dir, settings)
+    operator_key = development_key(settings)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -144,6 +147,9 @@ async def run_dev(settings: Settings, announce: Callable[[str], None] = print) -
         while not api.started and not any(p.done() for p in parts):
             await asyncio.sleep(0.05)
         _announce_ready(settings, deployed, announce)
+        announce(
+            f"sopflow: operator key (development) in {settings.home / DEV_KEY_FILE}: {operator_key}"
+        )
         stopper = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([*parts, stopper], return_when=asyncio.FIRST_COMPLETED)
         announce("sopflow: stopping")
@@ -157,6 +163,23 @@ async def run_dev(settings: Settings, announce: Callable[[str], None] = print) -
     finally:
         stop_dev_server(server)
     announce("sopflow: stopped")
+
+
+DEV_KEY_FILE = "dev-operator.key"
+
+
+def development_key(settings: Settings) -> str:
+    """An operator key for the embedded default, kept in a 0600 file across restarts."""
+    database = Database.from_settings(settings)
+    path = settings.home / DEV_KEY_FILE
+    if path.exists():
+        token = path.read_text(encoding="utf-8").strip()
+        if authenticate(database, token) is not None:
+            return token
+    token, _ = create_key(database, Role.OPERATOR, "sopflow dev")
+    path.touch(mode=0o600)
+    path.write_text(token + "\n", encoding="utf-8")
+    return token
 
 
 def _announce_ready(

@@ -112,3 +112,41 @@ def test_validate_prints_warnings_and_exits_0_without_errors() -> None:
     result = runner.invoke(app, ["validate", str(REPO / "tests/broken/warnings.yaml")])
     assert result.exit_code == 0
     assert result.output.count(": warning: ") == 3
+
+
+def test_keys_create_list_and_revoke(tmp_path: Path) -> None:
+    from sopflow.readmodel.database import Database
+    from sopflow.readmodel.keys import Role, authenticate
+    from sopflow.settings import Settings
+
+    home = str(tmp_path / "home")
+    created = runner.invoke(
+        app,
+        [
+            "keys",
+            "create",
+            "--role",
+            "staff",
+            "--name",
+            "李雷",
+            "--staff",
+            "li_lei",
+            "--home",
+            home,
+        ],
+    )
+    assert created.exit_code == 0, created.output
+    token = created.output.splitlines()[0]
+    database = Database.from_settings(Settings(home=tmp_path / "home"))
+    principal = authenticate(database, token)
+    assert principal is not None
+    assert (principal.role, principal.staff_id) == (Role.STAFF, "li_lei")
+    listed = runner.invoke(app, ["keys", "list", "--home", home])
+    assert f"{principal.key_id}  staff    李雷  li_lei" in listed.output
+    assert token.split("_")[2] not in listed.output  # the secret is never shown again
+    revoked = runner.invoke(app, ["keys", "revoke", principal.key_id, "--home", home])
+    assert revoked.exit_code == 0 and authenticate(database, token) is None
+    again = runner.invoke(app, ["keys", "revoke", principal.key_id, "--home", home])
+    assert again.exit_code == 1 and "no active key" in again.output
+    no_staff = runner.invoke(app, ["keys", "create", "--role", "staff", "--home", home])
+    assert no_staff.exit_code == 1 and "needs --staff" in no_staff.output

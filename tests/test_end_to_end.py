@@ -12,6 +12,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from sopflow.language import Plan
 from sopflow.plan_store import PlanStore
+from sopflow.readmodel.database import Database
+from sopflow.readmodel.keys import Role, create_key, revoke_key
 from sopflow.serving import api_server
 from sopflow.settings import Settings
 from tests.conftest import free_port
@@ -26,6 +28,7 @@ class Running:
     client: Client
     settings: Settings
     receiver: WebhookReceiver
+    database: Database
 
 
 @pytest.fixture
@@ -42,13 +45,16 @@ async def running(
         }
     )
     PlanStore(settings.plans_dir).deploy(welcome_plan)
+    database = Database.from_settings(settings)
+    operator, _ = create_key(database, Role.OPERATOR, "tests")
     server = api_server(settings, dev_env.client)
     async with build_worker(dev_env.client, settings):
         serving = asyncio.create_task(server.serve())
         await eventually(lambda: _started(server))
         base = f"http://{settings.api_host}:{settings.api_port}"
-        async with httpx.AsyncClient(base_url=base, timeout=10) as http:
-            yield Running(http, dev_env.client, settings, receiver)
+        headers = {"Authorization": f"Bearer {operator}"}
+        async with httpx.AsyncClient(base_url=base, timeout=10, headers=headers) as http:
+            yield Running(http, dev_env.client, settings, receiver, database)
         server.should_exit = True
         await serving
     receiver.close()
@@ -185,3 +191,45 @@ async def test_tier_lifecycle_tags_and_versions_are_searchable(running: Running)
         "SopflowLifecycle = 'growth'",
     ):
         assert await eventually(lambda q=query: listed(q)) == ["customer/e2e-vip"], query
+
+
+async def test_keys_and_roles_guard_every_route(running: Running) -> None:
+    base = str(running.http.base_url)
+    event = {"customer_id": "e2e-auth", "type": "contact.added"}
+    async with httpx.AsyncClient(base_url=base, timeout=10) as anonymous:
+        missing = await anonymous.post("/v1/events", json=event)
+        assert missing.status_code == 401
+        assert missing.headers["WWW-Authenticate"] == "Bearer"
+        assert missing.json()["error"]["message"].startswith("missing API key")
+        forged = await anonymous.post(
+            "/v1/events", json=event, headers={"Authorization": "Bearer sf_abc_def"}
+        )
+        assert forged.status_code == 401
+        assert forged.json()["error"]["message"] == "invalid or revoked API key"
+
+    ingest, principal = create_key(running.database, Role.INGEST, "bridge")
+    staff, _ = create_key(running.database, Role.STAFF, "li", staff_id="li_lei")
+
+    def as_(key: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key}"}
+
+    accepted = await running.http.post("/v1/events", json=event, headers=as_(ingest))
+    assert accepted.status_code == 202
+    refused = await running.http.get("/v1/customers/e2e-auth", headers=as_(ingest))
+    assert refused.status_code == 403
+    assert refused.json()["error"]["message"] == (
+        "this API key has the role 'ingest'; this needs staff or operator"
+    )
+    staff_read = await eventually(lambda: _status(running, "/v1/customers/e2e-auth", staff))
+    assert staff_read == 200
+    assert (
+        await running.http.post("/v1/events", json=event, headers=as_(staff))
+    ).status_code == 403
+    revoke_key(running.database, principal.key_id)
+    revoked = await running.http.post("/v1/events", json=event, headers=as_(ingest))
+    assert revoked.status_code == 401
+
+
+async def _status(running: Running, path: str, key: str) -> int | None:
+    response = await running.http.get(path, headers={"Authorization": f"Bearer {key}"})
+    return response.status_code if response.status_code == 200 else None

@@ -38,6 +38,13 @@ def test_worker_and_api_run_apart_against_a_configured_temporal(
         check=True,
     )
     assert any(line.startswith("deployed welcome ") for line in deployed.stdout.splitlines())
+    key = subprocess.run(
+        [*SOPFLOW, "keys", "create", "--role", "ingest", "--name", "bridge"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     processes = [
         subprocess.Popen(
             [*SOPFLOW, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -50,7 +57,9 @@ def test_worker_and_api_run_apart_against_a_configured_temporal(
         base = f"http://127.0.0.1:{api_port}"
         _wait(lambda: _answers(f"{base}/healthz"))
         response = httpx.post(
-            f"{base}/v1/events", json={"customer_id": "split-1", "type": "contact.added"}
+            f"{base}/v1/events",
+            json={"customer_id": "split-1", "type": "contact.added"},
+            headers={"Authorization": f"Bearer {key}"},
         )
         assert response.status_code == 202
         log = tmp_path / "shared-home" / "deliveries.jsonl"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Path
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import TemporalDep
+from api.deps import StaffDep, TemporalDep
 from api.errors import ApiError
 from api.models import CUSTOMER_ID_PATTERN, ErrorResponse
 from workflows.contracts import DESCRIBE_QUERY, CustomerView, customer_workflow_id
@@ -16,10 +16,15 @@ router = APIRouter(prefix="/v1", tags=["customers"])
 @router.get(
     "/customers/{customer_id}",
     response_model=CustomerView,
-    responses={404: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
+    responses={
+        401: {"model": ErrorResponse},
+        403: {"model": ErrorResponse},
+        404: {"model": ErrorResponse},
+        503: {"model": ErrorResponse},
+    },
 )
 async def get_customer(
-    temporal: TemporalDep, customer_id: str = Path(pattern=CUSTOMER_ID_PATTERN)
+    temporal: TemporalDep, _: StaffDep, customer_id: str = Path(pattern=CUSTOMER_ID_PATTERN)
 ) -> CustomerView:
     """One customer: every journey with its stage, and the actions performed so far."""
     handle = temporal.get_workflow_handle(customer_workflow_id(customer_id))

@@ -9,7 +9,7 @@ from fastapi import APIRouter, status
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from api.deps import PlanStoreDep, SettingsDep, TemporalDep
+from api.deps import IngestDep, PlanStoreDep, SettingsDep, TemporalDep
 from api.errors import ApiError
 from api.models import ErrorResponse, EventAccepted, EventIn
 from sopflow.settings import Settings
@@ -30,10 +30,19 @@ router = APIRouter(prefix="/v1", tags=["events"])
     "/events",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=EventAccepted,
-    responses={422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
+    responses={
+        401: {"model": ErrorResponse},
+        403: {"model": ErrorResponse},
+        422: {"model": ErrorResponse},
+        503: {"model": ErrorResponse},
+    },
 )
 async def post_event(
-    event: EventIn, temporal: TemporalDep, plans: PlanStoreDep, settings: SettingsDep
+    event: EventIn,
+    temporal: TemporalDep,
+    plans: PlanStoreDep,
+    settings: SettingsDep,
+    _: IngestDep,
 ) -> EventAccepted:
     """Accept one customer event; the customer's journeys act on it asynchronously."""
     accepted = CustomerEvent(

@@ -92,3 +92,17 @@ class JourneyEvent(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
     __table_args__ = (Index("ix_journey_events_funnel", "playbook", "kind", "stage"),)
+
+
+class ApiKey(Base):
+    """An API key: `sf_<key_id>_<secret>`; only the secret's SHA-256 is stored."""
+
+    __tablename__ = "api_keys"
+
+    key_id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(20))
+    staff_id: Mapped[str | None] = mapped_column(String(100))
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
