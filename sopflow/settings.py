@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     # (postgresql://user@host/db for PostgreSQL).
     database_url: str | None = None
 
+    # Events dated further ahead than this are refused (a wrong clock or time zone).
+    max_event_skew_seconds: int = 300
+    max_batch_events: int = 1000
+
     api_host: str = "127.0.0.1"
     api_port: int = 8000
 

@@ -233,3 +233,75 @@ async def test_keys_and_roles_guard_every_route(running: Running) -> None:
 async def _status(running: Running, path: str, key: str) -> int | None:
     response = await running.http.get(path, headers={"Authorization": f"Bearer {key}"})
     return response.status_code if response.status_code == 200 else None
+
+
+async def test_a_batch_reaches_each_customer_in_order_in_one_signal(running: Running) -> None:
+    events = [
+        {"customer_id": "e2e-b1", "type": "contact.added", "idempotency_key": "b1-1"},
+        {"customer_id": "e2e-b2", "type": "contact.added", "idempotency_key": "b2-1"},
+        {"customer_id": "e2e-b1", "type": "message.received", "idempotency_key": "b1-2"},
+    ]
+    response = await running.http.post("/v1/events:batch", json={"events": events})
+    assert response.status_code == 202
+    body = response.json()
+    assert body["accepted"] == 3
+    assert [r["idempotency_key"] for r in body["results"]] == ["b1-1", "b2-1", "b1-2"]
+    first = await eventually(lambda: _customer_with(running.http, "e2e-b1", "engaged", "delivered"))
+    assert [e["kind"] for e in first["timeline"]][:3] == ["enrolled", "stage_entered", "message"]
+    second = await eventually(
+        lambda: _customer_with(running.http, "e2e-b2", "icebreak", "delivered")
+    )
+    assert second["journeys"][0]["status"] == "active"
+    history = await running.client.get_workflow_handle("customer/e2e-b1").fetch_history()
+    signals = [
+        e for e in history.events if e.HasField("workflow_execution_signaled_event_attributes")
+    ]
+    assert len(signals) == 1  # both of e2e-b1's events came in one signal
+
+
+async def test_a_repeated_event_answers_the_same_and_acts_once(running: Running) -> None:
+    event = {"customer_id": "e2e-rep", "type": "contact.added", "idempotency_key": "wecom-7"}
+    first = await running.http.post("/v1/events", json=event)
+    second = await running.http.post("/v1/events", json=event)
+    assert first.status_code == second.status_code == 202
+    assert first.json() == second.json()
+    await eventually(lambda: _customer_with(running.http, "e2e-rep", "icebreak", "delivered"))
+    await running.http.post(
+        "/v1/events", json={**event, "idempotency_key": "wecom-8", "type": "message.received"}
+    )
+    view = await eventually(lambda: _customer_with(running.http, "e2e-rep", "engaged", "delivered"))
+    assert [e["kind"] for e in view["timeline"]].count("enrolled") == 1
+
+
+async def test_unknown_types_future_dates_and_oversized_batches_are_refused(
+    running: Running,
+) -> None:
+    typo = await running.http.post("/v1/events", json={"customer_id": "x", "type": "contact.aded"})
+    assert typo.status_code == 422
+    assert typo.json()["error"]["message"].startswith(
+        "type: unknown event type 'contact.aded', did you mean 'contact.added'?"
+    )
+    future = await running.http.post(
+        "/v1/events",
+        json={"customer_id": "x", "type": "contact.added", "occurred_at": "2099-01-01T00:00:00Z"},
+    )
+    assert future.status_code == 422
+    assert "is in the future" in future.json()["error"]["message"]
+    mixed = await running.http.post(
+        "/v1/events:batch",
+        json={
+            "events": [
+                {"customer_id": "ok-1", "type": "contact.added"},
+                {"customer_id": "bad", "type": "nope"},
+            ]
+        },
+    )
+    assert mixed.status_code == 422
+    assert mixed.json()["error"]["message"].startswith("events.1.type: unknown event type")
+    # Every event is checked before any is sent: the valid one did not go out either.
+    assert (await running.http.get("/v1/customers/ok-1")).status_code == 404
+    too_many = [{"customer_id": f"c{i}", "type": "contact.added"} for i in range(1001)]
+    oversized = await running.http.post("/v1/events:batch", json={"events": too_many})
+    assert oversized.status_code == 413
+    catalogue = await running.http.get("/v1/event-types")
+    assert "order.paid" in catalogue.json()["standard"]

@@ -59,10 +59,18 @@ class Deployment(BaseModel):
 
 
 class EventSignal(BaseModel):
-    """An event plus the deployment current when the API accepted it."""
+    """Events of one customer, in order, plus the deployment current when accepted.
 
-    event: CustomerEvent
+    `event` is the one-event form (and what histories recorded before batches hold);
+    `events` carries a batch, so that many events of a customer cost one signal.
+    """
+
+    event: CustomerEvent | None = None
+    events: list[CustomerEvent] = Field(default_factory=list)
     deployment: Deployment = Field(default_factory=Deployment)
+
+    def all_events(self) -> list[CustomerEvent]:
+        return ([self.event] if self.event else []) + self.events
 
 
 class MigrationSignal(BaseModel):

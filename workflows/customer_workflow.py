@@ -118,9 +118,10 @@ class CustomerJourneyWorkflow:
                 signal = self._inbox.pop(0)
                 await self._load_missing_plans(signal.deployment)
                 self._deployment = self._loaded_part(signal.deployment)
-                self._apply(
-                    journey.apply_event(self._state, signal.event, self._catalog(), workflow.now())
-                )
+                for event in signal.all_events():
+                    self._apply(
+                        journey.apply_event(self._state, event, self._catalog(), workflow.now())
+                    )
             self._apply(journey.apply_due_timers(self._state, self._catalog(), workflow.now()))
             # Between steps is the safe point to move a journey to another version.
             while self._migrations:
