@@ -305,3 +305,72 @@ async def test_unknown_types_future_dates_and_oversized_batches_are_refused(
     assert oversized.status_code == 413
     catalogue = await running.http.get("/v1/event-types")
     assert "order.paid" in catalogue.json()["standard"]
+
+
+TASKS_PLAYBOOK = """\
+apiVersion: sopflow/v1
+kind: Playbook
+metadata: {name: callbacks}
+enrol: {event: form.submitted}
+stages:
+  calling:
+    on_enter:
+      - task: {id: call, title: "Call {{ customer.id }}", assignee: "staff:li_lei", due: 1d}
+    triggers:
+      - event: task.completed
+        goto: done
+  done: {end: true}
+"""
+
+
+async def test_staff_work_their_inbox_through_the_api(running: Running, make_plan) -> None:
+    PlanStore(running.settings.plans_dir).deploy(make_plan(TASKS_PLAYBOOK))
+    customers = [f"e2e-task-{i}" for i in range(3)]
+    for customer in customers:
+        await running.http.post(
+            "/v1/events", json={"customer_id": customer, "type": "form.submitted"}
+        )
+    li, _ = create_key(running.database, Role.STAFF, "李雷", staff_id="li_lei")
+    han, _ = create_key(running.database, Role.STAFF, "韩梅梅", staff_id="han_meimei")
+    as_li = {"Authorization": f"Bearer {li}"}
+
+    async def inbox() -> list[dict] | None:
+        page = (await running.http.get("/v1/tasks?status=open", headers=as_li)).json()
+        mine = [t for t in page["tasks"] if t["customer_id"].startswith("e2e-task-")]
+        return mine if len(mine) == 3 else None
+
+    tasks = await eventually(inbox)
+    assert {t["title"] for t in tasks} == {f"Call {c}" for c in customers}
+    first = (await running.http.get("/v1/tasks?limit=2", headers=as_li)).json()
+    second = (
+        await running.http.get(f"/v1/tasks?limit=2&cursor={first['next_cursor']}", headers=as_li)
+    ).json()
+    paged = [t["task_id"] for t in first["tasks"] + second["tasks"]]
+    assert len(paged) == len(set(paged)) >= 3
+
+    task_id = tasks[0]["task_id"]
+    url = f"/v1/tasks/{task_id.replace('#', '%23')}"
+    other = await running.http.post(f"{url}/complete", headers={"Authorization": f"Bearer {han}"})
+    assert other.status_code == 403
+    assert (
+        await running.http.get(
+            "/v1/tasks?assignee=li_lei", headers={"Authorization": f"Bearer {han}"}
+        )
+    ).status_code == 403
+    bad = await running.http.post(f"{url}/postpone", json={}, headers=as_li)
+    assert bad.status_code == 422
+    done = await running.http.post(f"{url}/complete", headers=as_li)
+    assert done.status_code == 202 and done.json() == {"task_id": task_id, "status": "completed"}
+    customer = tasks[0]["customer_id"]
+    await eventually(lambda: _in_stage(running.http, customer, "done"))
+    stats = (await running.http.get("/v1/tasks/stats", headers=as_li)).json()
+    [li_stats] = stats
+    assert li_stats["assignee"] == "li_lei" and li_stats["completed"] >= 1
+    assert li_stats["execution_rate"] == round(li_stats["completed"] / li_stats["total"], 4)
+    missing = await running.http.post("/v1/tasks/nope/complete", headers=as_li)
+    assert missing.status_code == 404
+
+
+async def _in_stage(http: httpx.AsyncClient, customer_id: str, stage: str) -> bool:
+    response = await http.get(f"/v1/customers/{customer_id}")
+    return response.status_code == 200 and response.json()["journeys"][0]["stage"] == stage
