@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from temporalio.client import Client
 
 from api.errors import install_error_handlers
-from api.routes import customers, events, tasks
+from api.routes import customer_lists, customers, events, tasks
 from sopflow import __version__
 from sopflow.plan_store import PlanStore
 from sopflow.readmodel.database import Database
@@ -42,6 +42,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(events.router)
     app.include_router(customers.router)
+    app.include_router(customer_lists.router)
     app.include_router(tasks.router)
 
     @app.get("/healthz", tags=["health"])

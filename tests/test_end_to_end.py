@@ -374,3 +374,40 @@ async def test_staff_work_their_inbox_through_the_api(running: Running, make_pla
 async def _in_stage(http: httpx.AsyncClient, customer_id: str, stage: str) -> bool:
     response = await http.get(f"/v1/customers/{customer_id}")
     return response.status_code == 200 and response.json()["journeys"][0]["stage"] == stage
+
+
+async def test_customer_lists_filter_page_and_follow_manual_tags(running: Running) -> None:
+    http = running.http
+    suffix = running.settings.temporal_task_queue[-6:]
+    ids = [f"e2e-list-{suffix}-{i}" for i in range(3)]
+    for customer in ids:
+        await http.post("/v1/events", json={"customer_id": customer, "type": "contact.added"})
+    tagged = await http.put(f"/v1/customers/{ids[0]}/tags/intent:hot")
+    assert tagged.status_code == 202
+
+    async def listed(query: str) -> set[str]:
+        body = (await http.get(f"/v1/customers?{query}&limit=500")).json()
+        return {c["customer_id"] for c in body["customers"]} & set(ids)
+
+    async def exactly(query: str, expected: set[str]) -> bool:
+        return await listed(query) == expected
+
+    await eventually(lambda: exactly("playbook=welcome&stage=icebreak", set(ids)), timeout=30)
+    await eventually(lambda: exactly("playbook=welcome", set(ids)))
+    await eventually(lambda: exactly("tag=intent:hot", {ids[0]}))
+    pages, cursor = [], None
+    while True:
+        query = "/v1/customers?playbook=welcome&stage=icebreak&limit=1"
+        body = (await http.get(query + (f"&cursor={cursor}" if cursor else ""))).json()
+        pages.append([c["customer_id"] for c in body["customers"]])
+        cursor = body["next_cursor"]
+        if not cursor:
+            break
+    assert all(len(page) <= 1 for page in pages)
+    assert set(ids) <= {c for page in pages for c in page}
+    assert (await http.delete(f"/v1/customers/{ids[0]}/tags/intent:hot")).status_code == 202
+    await eventually(lambda: exactly("tag=intent:hot", set()))
+    injected = await http.get("/v1/customers?tag=x' OR 1=1")
+    assert injected.status_code == 422
+    unknown = await http.get("/v1/customers?playbook=nope")
+    assert unknown.status_code == 404
