@@ -6,10 +6,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from temporalio.client import Client
 
 from api.errors import install_error_handlers
-from api.routes import customer_lists, customers, events, tasks
+from api.limits import BodySizeLimit
+from api.routes import customer_lists, customers, events, playbooks, tasks
 from sopflow import __version__
 from sopflow.plan_store import PlanStore
 from sopflow.readmodel.database import Database
@@ -40,10 +42,19 @@ def create_app(
     app.state.database = database or Database.from_settings(settings)
     app.state.plan_store = PlanStore(settings.plans_dir)
     install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    if settings.cors_origins:  # off unless origins are configured
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
     app.include_router(events.router)
     app.include_router(customers.router)
     app.include_router(customer_lists.router)
     app.include_router(tasks.router)
+    app.include_router(playbooks.router)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

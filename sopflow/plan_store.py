@@ -44,6 +44,17 @@ class PlanStore:
         path = self.folder / f"{prefix}{version}.json"
         return path.read_text(encoding="utf-8") if path.exists() else None
 
+    def versions_of(self, name: str) -> list[Plan]:
+        """Every stored version of a playbook (a folder scan: versions are few)."""
+        found = []
+        for path in sorted(self.folder.glob("*.json")):
+            if path.name.startswith(("profile-", "deployment", ".")):
+                continue
+            plan = Plan.model_validate_json(path.read_text(encoding="utf-8"))
+            if plan.name == name:
+                found.append(plan)
+        return found
+
     def deploy(self, plan: Plan) -> None:
         """Make `plan` the version new journeys of its playbook start on."""
         self.deploy_all([plan], profile=None, keep_profile=True)

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     # Events dated further ahead than this are refused (a wrong clock or time zone).
     max_event_skew_seconds: int = 300
     max_batch_events: int = 1000
+    max_request_bytes: int = 2_000_000
+    # Browsers may call the API only from these origins; none by default.
+    cors_origins: list[str] = []
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000

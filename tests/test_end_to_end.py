@@ -411,3 +411,58 @@ async def test_customer_lists_filter_page_and_follow_manual_tags(running: Runnin
     assert injected.status_code == 422
     unknown = await http.get("/v1/customers?playbook=nope")
     assert unknown.status_code == 404
+
+
+async def test_operators_deploy_inspect_and_simulate_playbooks(running: Running) -> None:
+    from tests.conftest import REPO
+
+    http = running.http
+    text = (REPO / "playbooks/welcome.yaml").read_text(encoding="utf-8")
+    yaml_headers = {"Content-Type": "application/yaml"}
+    broken = await http.post(
+        "/v1/playbooks",
+        content=text.replace("goto: dormant", "goto: dormnat"),
+        headers=yaml_headers,
+    )
+    assert broken.status_code == 422
+    error = broken.json()["error"]
+    assert error["code"] == "invalid_playbook"
+    assert error["details"][0]["message"] == "unknown stage 'dormnat', did you mean 'dormant'?"
+    assert error["details"][0]["field"].endswith("stages.reactivate.triggers.1.goto")
+
+    changed = text.replace("after: 14d", "after: 10d")
+    deployed = await http.post("/v1/playbooks", content=changed, headers=yaml_headers)
+    assert deployed.status_code == 201
+    [welcome] = deployed.json()["deployed"]
+    listed = {p["name"]: p for p in (await http.get("/v1/playbooks")).json()}
+    assert listed["welcome"]["version"] == welcome["version"]
+    versions = (await http.get("/v1/playbooks/welcome/versions")).json()
+    assert [v["deployed"] for v in versions if v["version"] == welcome["version"]] == [True]
+    assert len(versions) >= 2  # the fixture's version is still there for journeys in flight
+    graph = (await http.get("/v1/playbooks/welcome/graph")).json()
+    assert "    reactivate --> dormant : after 10d" in graph["mermaid"].splitlines()
+    timeline = (
+        await http.post(
+            "/v1/playbooks/welcome/simulate",
+            json={"start": "2026-11-23T09:00:00+08:00", "days": 20},
+        )
+    ).json()
+    ended = [e for e in timeline if e["kind"] == "journey_ended"]
+    assert [e["at"] for e in ended] == ["2026-12-06T01:00:00Z"]  # day 3 + 10 days
+    assert (await http.get("/v1/playbooks/nope/graph")).status_code == 404
+    as_ingest, _ = create_key(running.database, Role.INGEST, "bridge")
+    refused = await http.post(
+        "/v1/playbooks",
+        content=changed,
+        headers={**yaml_headers, "Authorization": f"Bearer {as_ingest}"},
+    )
+    assert refused.status_code == 403
+
+
+async def test_an_oversized_body_is_refused_before_it_is_read(running: Running) -> None:
+    huge = b'{"events": [' + b" " * 2_100_000 + b"]}"
+    response = await running.http.post(
+        "/v1/events:batch", content=huge, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
