@@ -11,7 +11,7 @@ from temporalio.client import Client
 
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
-from api.routes import customer_lists, customers, events, playbooks, tasks
+from api.routes import customer_lists, customers, events, metrics, playbooks, tasks
 from sopflow import __version__
 from sopflow.plan_store import PlanStore
 from sopflow.readmodel.database import Database
@@ -55,6 +55,7 @@ def create_app(
     app.include_router(customer_lists.router)
     app.include_router(tasks.router)
     app.include_router(playbooks.router)
+    app.include_router(metrics.router)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

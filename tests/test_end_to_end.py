@@ -466,3 +466,22 @@ async def test_an_oversized_body_is_refused_before_it_is_read(running: Running) 
     )
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "payload_too_large"
+
+
+@pytest.mark.timeout(240)
+async def test_the_funnel_of_100_customers_equals_the_simulators_prediction(
+    running: Running,
+) -> None:
+    from scripts.funnel_scenario import _comparable, run
+    from sopflow.language import compile_paths
+    from tests.conftest import REPO
+
+    bundle = compile_paths([REPO / "playbooks"])
+    PlanStore(running.settings.plans_dir).deploy_all(list(bundle.plans.values()), bundle.profile)
+    measured, predicted = await run(running.http, timeout=180)
+    assert _comparable(measured) == _comparable(predicted)
+    assert predicted.enrolled == 100
+    entered = {s.stage: s.entered for s in predicted.stages}
+    # A real shape: everyone enrolled, fewer at each later layer, some deposits.
+    assert entered["icebreak"] == 100 > entered["solution"] > entered["deposit"] > 0
+    assert 0 < predicted.goal_conversion_rate < 1

@@ -89,3 +89,51 @@ def test_the_journey_ledger_keeps_each_entry_once_and_moves_tasks(
         seqs = session.scalars(select(JourneyEvent.seq).order_by(JourneyEvent.seq)).all()
     assert seqs == [1, 2, 3]
     database.dispose()
+
+
+def test_the_funnel_counts_entries_transitions_times_and_goals(
+    database_settings: Settings,
+) -> None:
+    from sopflow.metrics import funnel
+
+    database = Database.from_settings(database_settings)
+    ledger = Ledger(database)
+
+    def entry(seq: int, hours: int, kind: str, stage: str, **extra: object) -> TimelineEntry:
+        return TimelineEntry(
+            at=T0 + timedelta(hours=hours), kind=kind, seq=seq, playbook="p", stage=stage, **extra
+        )  # type: ignore[arg-type]
+
+    ledger.record_timeline(
+        "a",
+        [
+            entry(1, 0, "enrolled", "new"),
+            entry(2, 0, "stage_entered", "new"),
+            entry(3, 0, "message", "new", channel="wecom.private"),
+            entry(4, 2, "stage_entered", "hot"),
+            entry(5, 5, "goal_reached", "hot"),
+            entry(6, 6, "stage_entered", "won"),
+            entry(7, 6, "journey_ended", "won"),
+        ],
+    )
+    ledger.record_timeline(
+        "b",
+        [
+            entry(1, 0, "enrolled", "new"),
+            entry(2, 0, "stage_entered", "new"),
+            entry(3, 4, "stage_entered", "hot"),
+        ],
+    )
+    result = funnel("p", ["new", "hot", "won"], ledger.funnel_rows("p"))
+    assert (result.enrolled, result.goal_reached, result.goal_conversion_rate) == (2, 1, 0.5)
+    assert [(s.stage, s.entered, s.median_seconds_in_stage) for s in result.stages] == [
+        ("new", 2, 3 * 3600.0),
+        ("hot", 2, 4 * 3600.0),
+        ("won", 1, 0.0),
+    ]
+    assert [(t.source, t.target, t.customers, t.rate) for t in result.transitions] == [
+        ("new", "hot", 2, 1.0),
+        ("hot", "won", 1, 0.5),
+    ]
+    assert result.messages_by_channel == {"wecom.private": 1}
+    database.dispose()

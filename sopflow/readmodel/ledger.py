@@ -14,6 +14,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from sopflow.metrics import FUNNEL_KINDS, LedgerRow
 from sopflow.readmodel.database import Database
 from sopflow.readmodel.tables import DeliveryRecord, JourneyEvent, TaskRecord
 from workflows.state import Delivery, TimelineEntry
@@ -132,6 +133,20 @@ class Ledger:
         elif isinstance(entry.detail.get("due_at"), str):
             values["due_at"] = datetime.fromisoformat(entry.detail["due_at"])
         session.execute(update(TaskRecord).where(TaskRecord.task_id == task_id).values(values))
+
+    def funnel_rows(self, playbook: str) -> list[LedgerRow]:
+        """The journey-ledger rows a playbook's funnel is computed from."""
+        query = select(
+            JourneyEvent.customer_id,
+            JourneyEvent.seq,
+            JourneyEvent.at,
+            JourneyEvent.kind,
+            JourneyEvent.playbook,
+            JourneyEvent.stage,
+            JourneyEvent.channel,
+        ).where(JourneyEvent.playbook == playbook, JourneyEvent.kind.in_(FUNNEL_KINDS))
+        with self.database.session() as session:
+            return [LedgerRow(*row) for row in session.execute(query)]
 
     def tasks_of(self, assignee: str) -> list[TaskRecord]:
         with self.database.session() as session:
