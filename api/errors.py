@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from temporalio.service import RPCError
 
 from api.models import ErrorBody, ErrorDetail, ErrorResponse
 
@@ -58,6 +59,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return error_response(exc.status_code, "http_error", str(exc.detail))
+
+    @app.exception_handler(RPCError)
+    async def temporal_error(_: Request, exc: RPCError) -> JSONResponse:
+        log.warning("Temporal call failed: %s", exc)
+        return error_response(503, "temporal_unavailable", "Temporal did not answer; retry shortly")
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:

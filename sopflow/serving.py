@@ -38,6 +38,9 @@ def api_server(settings: Settings, temporal: Client | None = None) -> EmbeddedAp
 def ensure_port_free(host: str, port: int, what: str, option: str) -> None:
     """Fail with a clear message (not a traceback) when something already listens there."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As the servers themselves bind: connections of a previous run lingering in
+        # TIME_WAIT must not count as "in use"; a listening socket still does.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as e:

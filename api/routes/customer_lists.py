@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, status
 from pydantic import BaseModel, Field
 from temporalio.common import SearchAttributeKey
+from temporalio.service import RPCError
 
 from api.deps import OperatorDep, PlanStoreDep, SettingsDep, StaffDep, TemporalDep
 from api.errors import ApiError
@@ -110,7 +111,12 @@ async def list_customers(
     except ValueError as e:
         raise ApiError(422, "invalid_request", "cursor: not a cursor from this API") from e
     executions = temporal.list_workflows(query, page_size=limit, next_page_token=token)
-    await executions.fetch_next_page()
+    try:
+        await executions.fetch_next_page()
+    except RPCError as e:
+        if token is not None:  # Temporal could not use the page token it is handed
+            raise ApiError(422, "invalid_request", "cursor: not a cursor from this API") from e
+        raise
     customers = []
     for execution in executions.current_page or []:
         attributes = execution.typed_search_attributes
