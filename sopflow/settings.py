@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     # Events dated further ahead than this are refused (a wrong clock or time zone).
     max_event_skew_seconds: int = 300
     max_batch_events: int = 1000
+    # Months of acquisition reports (new fans, cost per fan) are cut in this zone.
+    reporting_timezone: str = "Asia/Shanghai"
     max_request_bytes: int = 2_000_000
     # Browsers may call the API only from these origins; none by default.
     cors_origins: list[str] = []

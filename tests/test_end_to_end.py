@@ -3,6 +3,8 @@
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -485,3 +487,36 @@ async def test_the_funnel_of_100_customers_equals_the_simulators_prediction(
     # A real shape: everyone enrolled, fewer at each later layer, some deposits.
     assert entered["icebreak"] == 100 > entered["solution"] > entered["deposit"] > 0
     assert 0 < predicted.goal_conversion_rate < 1
+
+
+async def test_acquisition_costs_and_figures_through_the_api(running: Running) -> None:
+    http = running.http
+    period = datetime.now(UTC).astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m")
+    put = await http.put("/v1/metrics/costs", json={"period": period, "fixed_cost": 300})
+    assert put.status_code == 200
+    await http.put(
+        "/v1/metrics/costs", json={"period": period, "channel_code": "qr_door", "traffic_cost": 300}
+    )
+    await http.post(
+        "/v1/events:batch",
+        json={
+            "events": [
+                {
+                    "customer_id": "acq-1",
+                    "type": "contact.added",
+                    "data": {"channel_code": "qr_door"},
+                },
+                {
+                    "customer_id": "acq-2",
+                    "type": "contact.added",
+                    "data": {"channel_code": "qr_door"},
+                },
+                {"customer_id": "acq-1", "type": "order.paid", "data": {"amount": 1200}},
+            ]
+        },
+    )
+    figures = (await http.get(f"/v1/metrics/acquisition?period={period}")).json()
+    assert (figures["new_fans"], figures["cost_per_new_fan"]) == (2, 300.0)
+    assert (figures["conversion_rate"], figures["roi"]) == (50.0, 2.0)
+    bad = await http.put("/v1/metrics/costs", json={"period": "2026-13"})
+    assert bad.status_code == 422

@@ -137,3 +137,50 @@ def test_the_funnel_counts_entries_transitions_times_and_goals(
     ]
     assert result.messages_by_channel == {"wecom.private": 1}
     database.dispose()
+
+
+def test_the_domains_own_examples() -> None:
+    from sopflow.acquisition import conversion_rate, cost_per_new_fan, roi
+
+    # DOMAIN.md: 50,000 fixed + 200,000 ads, 10,000 new fans -> 25 per fan;
+    # 2,000 of 10,000 converted -> 20%.
+    assert cost_per_new_fan(50_000, 200_000, 10_000) == 25
+    assert conversion_rate(2_000, 10_000) == 20.0
+    assert roi(500_000, 250_000) == 2.0
+    assert cost_per_new_fan(1, 1, 0) is None and roi(1, 0) is None
+
+
+def test_acquisition_figures_per_channel_and_month(database_settings: Settings) -> None:
+    from sopflow.readmodel.acquisitions import figures, record_events, set_cost
+    from workflows.state import CustomerEvent
+
+    database = Database.from_settings(database_settings)
+
+    def event(customer: str, kind: str, key: str, **data: object) -> CustomerEvent:
+        return CustomerEvent(
+            customer_id=customer, type=kind, occurred_at=T0, data=data, idempotency_key=key
+        )
+
+    batch = [
+        event("a1", "contact.added", "k1", channel_code="qr_store"),
+        event("a2", "contact.added", "k2", channel_code="qr_store"),
+        event("b1", "contact.added", "k3", channel_code="ads_douyin"),
+        event("a1", "order.paid", "k4", amount=120),
+        event("a1", "order.paid", "k5", amount=80),
+    ]
+    record_events(database, batch, "Asia/Shanghai")
+    record_events(database, batch, "Asia/Shanghai")  # a retried request changes nothing
+    set_cost(database, "2026-11", "*", 50, 0)
+    set_cost(database, "2026-11", "qr_store", 0, 100)
+    set_cost(database, "2026-11", "ads_douyin", 0, 400)
+    set_cost(database, "2026-11", "ads_douyin", 0, 250)  # corrected: the last value counts
+    result = figures(database, "2026-11")
+    assert (result.new_fans, result.fixed_cost, result.traffic_cost) == (3, 50, 350)
+    assert result.cost_per_new_fan == 400 / 3
+    assert (result.converted, result.conversion_rate, result.revenue) == (1, 33.33, 200)
+    assert result.roi == 0.5
+    assert [
+        (c.channel_code, c.new_fans, c.converted, c.conversion_rate) for c in result.channels
+    ] == [("ads_douyin", 1, 0, 0.0), ("qr_store", 2, 1, 50.0)]
+    assert figures(database, "2026-12").new_fans == 0
+    database.dispose()

@@ -14,12 +14,13 @@ from pydantic import BaseModel, Field
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from api.deps import IngestDep, PlanStoreDep, SettingsDep, TemporalDep
+from api.deps import DatabaseDep, IngestDep, PlanStoreDep, SettingsDep, TemporalDep
 from api.errors import ApiError
 from api.models import ErrorResponse, EventAccepted, EventIn
 from sopflow.events import STANDARD_EVENT_TYPES, declared_event_types
 from sopflow.language.diagnostics import did_you_mean
 from sopflow.plan_store import PlanStore
+from sopflow.readmodel.acquisitions import record_events
 from sopflow.settings import Settings
 from workflows.contracts import (
     EVENT_SIGNAL,
@@ -58,7 +59,12 @@ class EventTypes(BaseModel):
     "/events", status_code=status.HTTP_202_ACCEPTED, response_model=EventAccepted, responses=ERRORS
 )
 async def post_event(
-    event: EventIn, temporal: TemporalDep, plans: PlanStoreDep, settings: SettingsDep, _: IngestDep
+    event: EventIn,
+    temporal: TemporalDep,
+    plans: PlanStoreDep,
+    settings: SettingsDep,
+    database: DatabaseDep,
+    _: IngestDep,
 ) -> EventAccepted:
     """Accept one customer event; the customer's journeys act on it asynchronously.
 
@@ -69,6 +75,7 @@ async def post_event(
     deployment = plans.deployment()
     accepted = accept(event, deployment, plans, settings, "")
     await signal_with_start(temporal, settings, EventSignal(event=accepted, deployment=deployment))
+    await asyncio.to_thread(record_events, database, [accepted], settings.reporting_timezone)
     return answer(accepted)
 
 
@@ -83,6 +90,7 @@ async def post_events(
     temporal: TemporalDep,
     plans: PlanStoreDep,
     settings: SettingsDep,
+    database: DatabaseDep,
     _: IngestDep,
 ) -> BatchAccepted:
     """Accept up to 1,000 events at once; each customer's events reach it in one signal,
@@ -109,6 +117,7 @@ async def post_events(
             )
 
     await asyncio.gather(*(send(events) for events in by_customer.values()))
+    await asyncio.to_thread(record_events, database, accepted, settings.reporting_timezone)
     return BatchAccepted(accepted=len(accepted), results=[answer(e) for e in accepted])
 
 

@@ -106,3 +106,34 @@ class ApiKey(Base):
     secret_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
+
+
+class Acquisition(Base):
+    """A new fan: the customer's first contact.added, with its channel QR code."""
+
+    __tablename__ = "acquisitions"
+
+    customer_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    channel_code: Mapped[str] = mapped_column(String(100))
+    added_at: Mapped[datetime]
+    period: Mapped[str] = mapped_column(String(7), index=True)
+
+
+class PaidOrder(Base):
+    __tablename__ = "orders"
+
+    idempotency_key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(128), index=True)
+    amount: Mapped[float]
+    paid_at: Mapped[datetime]
+
+
+class CostInput(Base):
+    """What a period cost: fixed costs (channel '*') and traffic cost per channel."""
+
+    __tablename__ = "cost_inputs"
+
+    period: Mapped[str] = mapped_column(String(7), primary_key=True)
+    channel_code: Mapped[str] = mapped_column(String(100), primary_key=True)
+    fixed_cost: Mapped[float]
+    traffic_cost: Mapped[float]
