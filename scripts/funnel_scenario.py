@@ -77,8 +77,8 @@ def as_json(customers: dict[str, list[simulator.ScenarioEvent]]) -> list[dict[st
     ]
 
 
-async def run(http: httpx.AsyncClient, timeout: float = 120.0) -> tuple[Funnel, Funnel]:
-    """Send the events, wait until the ledger has caught up, return (measured, predicted)."""
+async def run(http: httpx.AsyncClient, timeout: float = 120.0) -> tuple[Funnel, Funnel, list[str]]:
+    """Send the events, wait until the ledger has caught up; (measured, predicted, ids)."""
     run_id = f"fun{uuid.uuid4().hex[:5]}"
     now = datetime.now(UTC).replace(microsecond=0)
     start = now - timedelta(days=DAYS_AGO)
@@ -94,7 +94,7 @@ async def run(http: httpx.AsyncClient, timeout: float = 120.0) -> tuple[Funnel, 
     while True:
         measured = Funnel.model_validate((await http.get(f"/v1/metrics/funnel/{PLAYBOOK}")).json())
         if _comparable(measured) == _comparable(predicted) or time.monotonic() > deadline:
-            return measured, predicted
+            return measured, predicted, list(customers)
         await asyncio.sleep(1)
 
 
@@ -113,7 +113,7 @@ async def main() -> None:
     async with httpx.AsyncClient(
         base_url=base, timeout=60, headers={"Authorization": f"Bearer {key}"}
     ) as http:
-        measured, predicted = await run(http)
+        measured, predicted, _ = await run(http)
     print(f"{'stage':<20}{'measured':>10}{'predicted':>11}")
     for ours, theirs in zip(measured.stages, predicted.stages, strict=False):
         print(f"{ours.stage:<20}{ours.entered:>10}{theirs.entered:>11}")

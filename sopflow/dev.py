@@ -30,6 +30,7 @@ from workflows.contracts import SEARCH_ATTRIBUTES
 
 SERVER_START_TIMEOUT_SECONDS = 60.0
 SERVER_STOP_TIMEOUT_SECONDS = 15.0
+WORKER_STOP_TIMEOUT_SECONDS = 30.0
 
 
 def dev_server_command(settings: Settings) -> list[str]:
@@ -154,7 +155,11 @@ async def run_dev(settings: Settings, announce: Callable[[str], None] = print) -
         done, _ = await asyncio.wait([*parts, stopper], return_when=asyncio.FIRST_COMPLETED)
         announce("sopflow: stopping")
         api.should_exit = True
-        await worker.shutdown()
+        try:
+            # In-flight workflow tasks finish first; a stuck one must not block Ctrl-C.
+            await asyncio.wait_for(worker.shutdown(), WORKER_STOP_TIMEOUT_SECONDS)
+        except TimeoutError:
+            announce("sopflow: the worker did not stop in time; Temporal retries its tasks")
         await asyncio.gather(*parts, return_exceptions=True)
         stopper.cancel()
         for part in parts:

@@ -31,6 +31,8 @@ def api_server(settings: Settings, temporal: Client | None = None) -> EmbeddedAp
         log_level="warning",
         # Bound request bodies and connections so one client cannot exhaust the process.
         limit_concurrency=1000,
+        # A request stuck on Temporal must not hold a shutdown forever.
+        timeout_graceful_shutdown=5,
     )
     return EmbeddedApiServer(config)
 

@@ -1,6 +1,7 @@
 """Through HTTP on the real dev server: event in, stage change and a webhook delivery out."""
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,7 +20,7 @@ from sopflow.readmodel.keys import Role, create_key, revoke_key
 from sopflow.serving import api_server
 from sopflow.settings import Settings
 from tests.conftest import free_port
-from tests.helpers import WebhookReceiver, eventually, read_deliveries
+from tests.helpers import WebhookReceiver, eventually, read_deliveries, terminate
 from worker.channels.webhook import sign
 from worker.main import build_worker
 
@@ -50,15 +51,21 @@ async def running(
     database = Database.from_settings(settings)
     operator, _ = create_key(database, Role.OPERATOR, "tests")
     server = api_server(settings, dev_env.client)
-    async with build_worker(dev_env.client, settings):
-        serving = asyncio.create_task(server.serve())
-        await eventually(lambda: _started(server))
-        base = f"http://{settings.api_host}:{settings.api_port}"
-        headers = {"Authorization": f"Bearer {operator}"}
-        async with httpx.AsyncClient(base_url=base, timeout=10, headers=headers) as http:
-            yield Running(http, dev_env.client, settings, receiver, database)
-        server.should_exit = True
-        await serving
+    worker = build_worker(dev_env.client, settings)
+    working = asyncio.create_task(worker.run())
+    serving = asyncio.create_task(server.serve())
+    await eventually(lambda: _started(server))
+    base = f"http://{settings.api_host}:{settings.api_port}"
+    headers = {"Authorization": f"Bearer {operator}"}
+    async with httpx.AsyncClient(base_url=base, timeout=10, headers=headers) as http:
+        yield Running(http, dev_env.client, settings, receiver, database)
+    server.should_exit = True
+    await asyncio.wait_for(serving, 30)
+    # Bounded: a test's teardown must not hang on the shared server's load; Temporal
+    # retries whatever this worker leaves unfinished.
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(worker.shutdown(), 30)
+    working.cancel()
     receiver.close()
 
 
@@ -480,7 +487,8 @@ async def test_the_funnel_of_100_customers_equals_the_simulators_prediction(
 
     bundle = compile_paths([REPO / "playbooks"])
     PlanStore(running.settings.plans_dir).deploy_all(list(bundle.plans.values()), bundle.profile)
-    measured, predicted = await run(running.http, timeout=180)
+    measured, predicted, customers = await run(running.http, timeout=180)
+    await terminate(running.client, *customers)  # a hundred busy workflows, ended cleanly
     assert _comparable(measured) == _comparable(predicted)
     assert predicted.enrolled == 100
     entered = {s.stage: s.entered for s in predicted.stages}
