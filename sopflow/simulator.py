@@ -143,9 +143,16 @@ def simulate(
             idempotency_key=event.key or f"sim-{index}",
         )
         state = apply_event(
-            state, accepted, catalog, event.at, timeline_limit=SIMULATION_TIMELINE_LIMIT
+            state,
+            accepted,
+            catalog,
+            event.at,
+            timeline_limit=SIMULATION_TIMELINE_LIMIT,
+            owned=True,
         ).state
-    state = apply_due_timers(state, catalog, end, timeline_limit=SIMULATION_TIMELINE_LIMIT).state
+    state = apply_due_timers(
+        state, catalog, end, timeline_limit=SIMULATION_TIMELINE_LIMIT, owned=True
+    ).state
     return state.timeline
 
 

@@ -33,9 +33,18 @@ def compile_guard(source: str) -> Any:
 def evaluate_guard(source: str, context: dict[str, Any]) -> bool:
     """True only when the guard evaluates to true; an error (a missing attribute) is false."""
     try:
-        return compile_guard(source).execute(cel_values(context)) is True
+        program = compile_guard(source)
+        # Convert only the roots the guard reads: converting the whole context on every
+        # call cost more than evaluating the guard.
+        needed = {name: context[name] for name in _roots(source) if name in context}
+        return program.execute(cel_values(needed)) is True
     except Exception:  # any CEL failure (a missing attribute) means "condition not met"
         return False
+
+
+@lru_cache(maxsize=4096)
+def _roots(source: str) -> tuple[str, ...]:
+    return tuple(name for name in compile_guard(source).variables() if name in GUARD_ROOTS)
 
 
 def cel_values(value: Any) -> Any:
