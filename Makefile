@@ -59,3 +59,4 @@ histories: install
 ## Benchmarks: each prints its table and the command to repeat it (figures in bench/RESULTS.md).
 bench: install
 	$(BIN)/python -m bench.history
+	$(BIN)/python -m bench.simulation

@@ -119,10 +119,15 @@ class CustomerJourneyWorkflow:
                 await self._load_missing_plans(signal.deployment)
                 self._deployment = self._loaded_part(signal.deployment)
                 for event in signal.all_events():
+                    # The workflow drops its old state: hand it over rather than copy it.
                     self._apply(
-                        journey.apply_event(self._state, event, self._catalog(), workflow.now())
+                        journey.apply_event(
+                            self._state, event, self._catalog(), workflow.now(), owned=True
+                        )
                     )
-            self._apply(journey.apply_due_timers(self._state, self._catalog(), workflow.now()))
+            self._apply(
+                journey.apply_due_timers(self._state, self._catalog(), workflow.now(), owned=True)
+            )
             # Between steps is the safe point to move a journey to another version.
             while self._migrations:
                 migration = self._migrations.pop(0)

@@ -1,0 +1,117 @@
+"""Simulation speed: customer-days per second of each shipped scenario, on the pure core
+and on the time-skipping Temporal server with the real worker, in the same run.
+
+Run: `.venv/bin/python -m bench.simulation [--customers 10000] [--temporal-customers 200]`
+Target (issue 7): 10,000 customers x 90 days of a playbook in <= 10 s on one core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from sopflow import simulator
+from sopflow.binaries import temporal_test_server
+from sopflow.language import compile_paths
+from sopflow.language.compiler import plans_of_file
+from sopflow.plan_store import PlanStore
+from sopflow.settings import Settings
+from tests.helpers import play, terminate
+from tests.record_histories import SCENARIOS, playbook_of
+from worker.main import build_worker
+
+REPO = Path(__file__).resolve().parent.parent
+DAYS = 90
+
+
+def pure(events_file: Path, customers: int) -> float:
+    """Seconds to simulate `customers` customers for DAYS days."""
+    bundle = compile_paths([REPO / "playbooks"])
+    plans = simulator.reachable_plans(plans_of_file(bundle, playbook_of(events_file)), bundle.plans)
+    start = datetime(2026, 11, 23, 1, tzinfo=UTC)
+    events = simulator.load_events(events_file, start)
+    began = time.perf_counter()
+    for index in range(customers):
+        simulator.simulate(
+            plans, bundle.profile, events, start, DAYS, simulator.CustomerSpec(id=f"bench-{index}")
+        )
+    return time.perf_counter() - began
+
+
+async def on_temporal(env: WorkflowEnvironment, events_file: Path, customers: int) -> float:
+    """Seconds to run `customers` customers for DAYS days on the time-skipping server."""
+    bundle = compile_paths([REPO / "playbooks"])
+    plans = simulator.reachable_plans(plans_of_file(bundle, playbook_of(events_file)), bundle.plans)
+    with tempfile.TemporaryDirectory() as home:
+        settings = Settings(
+            home=Path(home),
+            temporal_task_queue=f"sim-{uuid.uuid4().hex}",
+            publish_search_attributes=False,
+        )
+        PlanStore(settings.plans_dir).deploy_all(list(plans.values()), bundle.profile)
+        began = time.perf_counter()
+        async with build_worker(env.client, settings):
+            ids = []
+            for index in range(customers):
+                customer = f"sim-{uuid.uuid4().hex[:8]}-{index}"
+                start = await env.get_current_time()
+                events = simulator.load_events(events_file, start)
+                await play(env, settings, customer, events, start + timedelta(days=DAYS))
+                ids.append(customer)
+            await terminate(env.client, *ids)
+        return time.perf_counter() - began
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--customers", type=int, default=1000)
+    parser.add_argument("--temporal-customers", type=int, default=20)
+    args = parser.parse_args()
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter,
+        test_server_existing_path=str(temporal_test_server()),
+    )
+    rows = []
+    async with env:
+        for events_file in SCENARIOS:
+            core = pure(events_file, args.customers)
+            durable = await on_temporal(env, events_file, args.temporal_customers)
+            core_rate = args.customers * DAYS / core
+            temporal_rate = args.temporal_customers * DAYS / durable
+            rows.append(
+                (
+                    events_file.name.split(".")[0],
+                    core_rate,
+                    temporal_rate,
+                    10_000 * DAYS / core_rate,
+                )
+            )
+    print(
+        f"{'scenario':<24}{'core c-days/s':>15}{'temporal c-days/s':>19}{'ratio':>8}"
+        f"{'10k x 90d (s)':>15}"
+    )
+    for name, core_rate, temporal_rate, full in rows:
+        print(
+            f"{name:<24}{core_rate:>15.0f}{temporal_rate:>19.0f}"
+            f"{core_rate / temporal_rate:>8.1f}{full:>15.1f}"
+        )
+    print(
+        f"\n{args.customers} customers per scenario on the core, {args.temporal_customers} "
+        "on the time-skipping server, 90 days each, one process."
+    )
+    print(
+        f"Repeat: .venv/bin/python -m bench.simulation --customers {args.customers} "
+        f"--temporal-customers {args.temporal_customers}"
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
