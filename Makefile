@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install dev test lint format typecheck schemas golden histories bench clean
+.PHONY: install dev test lint format typecheck schemas golden histories bench drills clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -60,3 +60,7 @@ histories: install
 bench: install
 	$(BIN)/python -m bench.history
 	$(BIN)/python -m bench.simulation
+
+## Fault drills at full size (a reduced size runs in `make test`).
+drills: install
+	SOPFLOW_DRILL_CUSTOMERS=1000 $(BIN)/pytest tests/test_drills.py -q
