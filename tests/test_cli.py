@@ -45,20 +45,29 @@ class DevProcess:
         self.api_port, self.temporal_port, self.ui_port = free_port(), free_port(), free_port()
         self.process: subprocess.Popen[str] | None = None
 
+    def command(self, playbooks: Path = REPO / "playbooks") -> list[str]:
+        return [
+            *SOPFLOW,
+            "dev",
+            "--api-port",
+            str(self.api_port),
+            "--temporal-port",
+            str(self.temporal_port),
+            "--ui-port",
+            str(self.ui_port),
+            "--playbooks",
+            str(playbooks),
+        ]
+
+    def run_to_end(self, playbooks: Path = REPO / "playbooks") -> subprocess.CompletedProcess[str]:
+        """Run `sopflow dev` expecting it to refuse to start."""
+        return subprocess.run(
+            self.command(playbooks), cwd=self.folder, capture_output=True, text=True, timeout=60
+        )
+
     def start(self) -> str:
         self.process = subprocess.Popen(
-            [
-                *SOPFLOW,
-                "dev",
-                "--api-port",
-                str(self.api_port),
-                "--temporal-port",
-                str(self.temporal_port),
-                "--ui-port",
-                str(self.ui_port),
-                "--playbooks",
-                str(REPO / "playbooks"),
-            ],
+            self.command(),
             cwd=self.folder,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -150,24 +159,7 @@ def test_dev_refuses_a_port_in_use_with_a_clear_message(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", dev.api_port))
         taken.listen()
-        done = subprocess.run(
-            [
-                *SOPFLOW,
-                "dev",
-                "--api-port",
-                str(dev.api_port),
-                "--temporal-port",
-                str(dev.temporal_port),
-                "--ui-port",
-                str(dev.ui_port),
-                "--playbooks",
-                str(REPO / "playbooks"),
-            ],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        done = dev.run_to_end()
     assert done.returncode == 1
     assert done.stderr == (
         f"sopflow: port {dev.api_port} on 127.0.0.1 is already in use, so the API cannot "
@@ -181,24 +173,7 @@ def test_dev_refuses_a_broken_playbook_before_starting_anything(tmp_path: Path) 
         (REPO / "playbooks/welcome.yaml").read_text().replace("goto: dormant", "goto: dormnat")
     )
     dev = DevProcess(tmp_path)
-    done = subprocess.run(
-        [
-            *SOPFLOW,
-            "dev",
-            "--api-port",
-            str(dev.api_port),
-            "--temporal-port",
-            str(dev.temporal_port),
-            "--ui-port",
-            str(dev.ui_port),
-            "--playbooks",
-            str(tmp_path),
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = dev.run_to_end(tmp_path)
     assert done.returncode == 1
     assert "unknown stage 'dormnat', did you mean 'dormant'?" in done.stderr
     assert not (tmp_path / ".sopflow" / "temporal.db").exists()
