@@ -18,6 +18,7 @@ from sopflow.readmodel.tables import DeliveryRecord
 from sopflow.settings import Settings
 from tests.conftest import REPO
 from tests.helpers import WebhookReceiver, send_event, terminate
+from tests.test_end_to_end import running  # noqa: F401 - the API-and-worker fixture
 
 CUSTOMERS = int(os.environ.get("SOPFLOW_DRILL_CUSTOMERS", "30"))
 MESSAGES_EACH = 3
@@ -109,3 +110,84 @@ async def test_kill_9_the_worker_mid_burst_and_every_delivery_arrives_once(
     repeats = len(posts) - len(set(posts))
     assert repeats <= 8, f"{repeats} repeated POSTs (killed at {killed_at} of {expected})"
     assert 0 < killed_at < expected  # the kill really fell mid-burst
+
+
+FLOOD = int(os.environ.get("SOPFLOW_DRILL_EVENTS", "600"))
+
+
+async def test_a_flood_of_bad_duplicate_and_out_of_order_events(running) -> None:  # noqa: F811
+    """No 5xx, no crash, no double effect; a batch's out-of-order events act in order."""
+    import asyncio
+    import random
+    from datetime import UTC, datetime, timedelta
+
+    from tests.helpers import eventually
+
+    http = running.http
+    rng = random.Random(7)
+    now = datetime.now(UTC)
+    good_customers = [f"flood-{i}" for i in range(10)]
+    # Each good customer is added, then replies; each pair comes reply-first in a batch.
+    good = [
+        {
+            "customer_id": c,
+            "type": kind,
+            "idempotency_key": f"{c}-{kind}",
+            "occurred_at": (now - timedelta(minutes=minutes)).isoformat(),
+        }
+        for c in good_customers
+        for kind, minutes in (("message.received", 5), ("contact.added", 10))
+    ]
+    batch = await http.post("/v1/events:batch", json={"events": good})
+    assert batch.status_code == 202
+    bad_bodies: list[bytes | dict] = [
+        b"{not json",
+        b"[]",
+        b"null",
+        b'{"customer_id": 1, "type": []}',
+        {"customer_id": "", "type": "contact.added"},
+        {"customer_id": "x" * 500, "type": "contact.added"},
+        {"customer_id": "ok", "type": "Contact Added"},
+        {"customer_id": "ok", "type": "contact.aded"},
+        {"customer_id": "ok", "type": "contact.added", "occurred_at": "yesterday"},
+        {"customer_id": "ok", "type": "contact.added", "occurred_at": "2099-01-01T00:00:00Z"},
+        {"customer_id": "ok", "type": "contact.added", "data": "not a map"},
+        {"customer_id": "ok", "type": "contact.added", "unexpected": True},
+        {"customer_id": "ok'; DROP TABLE tasks;--", "type": "contact.added"},
+    ]
+    requests: list[bytes | dict] = []
+    while len(requests) < FLOOD:
+        requests.append(rng.choice(bad_bodies))
+    requests += good * 3  # every good event three more times: duplicates
+    rng.shuffle(requests)
+    gate = asyncio.Semaphore(20)
+    statuses: list[int] = []
+
+    async def send(body: bytes | dict) -> None:
+        async with gate:
+            if isinstance(body, bytes):
+                response = await http.post(
+                    "/v1/events", content=body, headers={"Content-Type": "application/json"}
+                )
+            else:
+                response = await http.post("/v1/events", json=body)
+            statuses.append(response.status_code)
+
+    await asyncio.gather(*(send(body) for body in requests))
+    assert not [s for s in statuses if s >= 500]
+    assert statuses.count(202) == len(good) * 3
+    assert (await http.get("/healthz")).status_code == 200
+
+    async def settled(customer: str) -> dict | None:
+        response = await http.get(f"/v1/customers/{customer}")
+        body = response.json() if response.status_code == 200 else None
+        done = body and body["journeys"] and body["journeys"][0]["stage"] == "engaged"
+        return body if done else None
+
+    for customer in good_customers:
+        view = await eventually(lambda c=customer: settled(c), timeout=60)
+        kinds = [e["kind"] for e in view["timeline"]]
+        assert kinds.count("enrolled") == 1  # duplicates had no second effect
+        # Came reply-first in the batch, honoured add-first: icebreak, then engaged.
+        entered = [(e["stage"], e["at"]) for e in view["timeline"] if e["kind"] == "stage_entered"]
+        assert [stage for stage, _ in entered] == ["icebreak", "engaged"]

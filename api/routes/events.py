@@ -94,7 +94,7 @@ async def post_events(
     _: IngestDep,
 ) -> BatchAccepted:
     """Accept up to 1,000 events at once; each customer's events reach it in one signal,
-    in the order given. Every event is checked before any is sent."""
+    in the order they happened (by occurred_at). Every event is checked before any is sent."""
     if len(batch.events) > settings.max_batch_events:
         raise ApiError(
             413,
@@ -111,6 +111,9 @@ async def post_events(
     gate = asyncio.Semaphore(CONCURRENT_SIGNALS)
 
     async def send(events: list[CustomerEvent]) -> None:
+        # A customer's events act in the order they happened, whatever order they came in
+        # (stable: events of the same instant keep the order given).
+        events = sorted(events, key=lambda e: e.occurred_at)
         async with gate:
             await signal_with_start(
                 temporal, settings, EventSignal(events=events, deployment=deployment)
