@@ -60,6 +60,8 @@ histories: install
 bench: install
 	$(BIN)/python -m bench.history
 	$(BIN)/python -m bench.simulation
+	$(BIN)/python -m bench.throughput
+	$(BIN)/python -m bench.throughput --sqlite
 
 ## Fault drills at full size (a reduced size runs in `make test`).
 drills: install
