@@ -65,4 +65,5 @@ bench: install
 
 ## Fault drills at full size (a reduced size runs in `make test`).
 drills: install
-	SOPFLOW_DRILL_CUSTOMERS=1000 SOPFLOW_DRILL_EVENTS=10000 $(BIN)/pytest tests/test_drills.py -q
+	SOPFLOW_DRILL_CUSTOMERS=1000 SOPFLOW_DRILL_EVENTS=10000 SOPFLOW_DRILL_OUTAGE=120 \
+		$(BIN)/pytest tests/test_drills.py -q

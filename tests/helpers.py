@@ -119,6 +119,7 @@ def read_deliveries(settings: Settings) -> list[dict[str, Any]]:
 class ReceivedRequest:
     headers: dict[str, str]
     body: bytes
+    status: int = 200
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -134,6 +135,8 @@ class WebhookReceiver:
     default_status: int = 200
     statuses: list[int] = field(default_factory=list)
     received: list[ReceivedRequest] = field(default_factory=list)
+    # When set, decides each answer (an outage that ends at some time, say).
+    answer: Callable[[], int] | None = None
 
     def __post_init__(self) -> None:
         receiver = self
@@ -141,8 +144,13 @@ class WebhookReceiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                status = receiver.statuses.pop(0) if receiver.statuses else receiver.default_status
-                receiver.received.append(ReceivedRequest(dict(self.headers.items()), body))
+                if receiver.answer is not None:
+                    status = receiver.answer()
+                elif receiver.statuses:
+                    status = receiver.statuses.pop(0)
+                else:
+                    status = receiver.default_status
+                receiver.received.append(ReceivedRequest(dict(self.headers.items()), body, status))
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()

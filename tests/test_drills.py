@@ -1,6 +1,7 @@
 """Fault drills with exact counts. `make test` runs them small; `make drills` at full size
 (SOPFLOW_DRILL_CUSTOMERS=1000)."""
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -191,3 +192,49 @@ async def test_a_flood_of_bad_duplicate_and_out_of_order_events(running) -> None
         # Came reply-first in the batch, honoured add-first: icebreak, then engaged.
         entered = [(e["stage"], e["at"]) for e in view["timeline"] if e["kind"] == "stage_entered"]
         assert [stage for stage, _ in entered] == ["icebreak", "engaged"]
+
+
+OUTAGE_SECONDS = float(os.environ.get("SOPFLOW_DRILL_OUTAGE", "8"))
+
+
+@pytest.mark.timeout(900)
+async def test_a_webhook_down_for_a_while_then_back_gets_everything_once(
+    dev_env: WorkflowEnvironment, tmp_path: Path, make_plan
+) -> None:
+    """Deliveries retry with backoff through the outage; after it, each arrives once."""
+    receiver = WebhookReceiver()
+    recovers_at = time.monotonic() + OUTAGE_SECONDS
+    receiver.answer = lambda: 503 if time.monotonic() < recovers_at else 200
+    queue = f"outage-{tmp_path.name[-8:]}"
+    settings = Settings(
+        home=tmp_path / "home",
+        temporal_task_queue=queue,
+        publish_search_attributes=False,
+        webhook_url=receiver.url,
+    )
+    PlanStore(settings.plans_dir).deploy(make_plan(BURST))
+    customers = [f"{queue}-{i}" for i in range(max(CUSTOMERS // 3, 5))]
+    expected = {f"{c}/burst#1/{n}" for c in customers for n in range(1, MESSAGES_EACH + 1)}
+    from worker.main import build_worker
+
+    async with build_worker(dev_env.client, settings):
+        for customer in customers:
+            await send_event(dev_env.client, settings, customer, "contact.added", "add")
+
+        def delivered():
+            return {r.headers["Idempotency-Key"] for r in receiver.received if r.status == 200}
+
+        deadline = time.monotonic() + OUTAGE_SECONDS + 300
+        while len(delivered()) < len(expected):
+            assert time.monotonic() < deadline, "deliveries did not recover"
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(2)
+        await terminate(dev_env.client, *customers)
+    receiver.close()
+    assert any(r.status == 503 for r in receiver.received), "the outage refused nothing"
+    assert delivered() == expected
+    database = Database.from_settings(settings)
+    with database.session() as session:
+        recorded = session.scalar(select(func.count()).select_from(DeliveryRecord))
+    database.dispose()
+    assert recorded == len(expected)  # each once, whatever the retries
