@@ -238,3 +238,77 @@ async def test_a_webhook_down_for_a_while_then_back_gets_everything_once(
         recorded = session.scalar(select(func.count()).select_from(DeliveryRecord))
     database.dispose()
     assert recorded == len(expected)  # each once, whatever the retries
+
+
+SHORT_TIMER = """\
+apiVersion: sopflow/v1
+kind: Playbook
+metadata: {name: soon}
+enrol: {event: contact.added}
+stages:
+  waiting:
+    on_enter: [{send: {channel: log, text: "hello"}}]
+    triggers:
+      - after: 6s
+        actions: [{send: {channel: log, text: "six seconds later"}}]
+        goto: done
+  done: {end: true}
+"""
+
+
+@pytest.mark.timeout(300)
+def test_the_embedded_server_restarted_mid_journey_still_fires_its_timers(
+    tmp_path: Path,
+) -> None:
+    import json
+
+    import httpx
+
+    from tests.test_cli import DevProcess
+
+    playbooks = tmp_path / "playbooks"
+    playbooks.mkdir()
+    (playbooks / "soon.yaml").write_text(SHORT_TIMER)
+    dev = DevProcess(tmp_path)
+    dev.process = subprocess.Popen(
+        dev.command(playbooks),
+        cwd=tmp_path,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    _wait_ready(dev)
+    key = (tmp_path / ".sopflow" / "dev-operator.key").read_text().strip()
+    response = httpx.post(
+        f"http://127.0.0.1:{dev.api_port}/v1/events",
+        json={"customer_id": "restart-1", "type": "contact.added"},
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert response.status_code == 202
+    log = tmp_path / ".sopflow" / "deliveries.jsonl"
+    wait_until(lambda: log.exists() and "hello" in log.read_text(), timeout=30)
+    assert dev.stop()[0] == 0  # everything down, the timer still pending
+    time.sleep(7)  # the timer comes due while nothing runs
+    dev.process = subprocess.Popen(
+        dev.command(playbooks),
+        cwd=tmp_path,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    _wait_ready(dev)
+    try:
+        wait_until(lambda: "six seconds later" in log.read_text(), timeout=60)
+        time.sleep(1)
+    finally:
+        assert dev.stop()[0] == 0
+    texts = [json.loads(line)["text"] for line in log.read_text().splitlines()]
+    assert texts == ["hello", "six seconds later"]  # fired late, once, nothing lost
+
+
+def _wait_ready(dev) -> None:
+    assert dev.process is not None and dev.process.stdout is not None
+    for line in dev.process.stdout:
+        if "sopflow: ready" in line:
+            return
+    raise AssertionError("sopflow dev exited before it was ready")
