@@ -312,3 +312,72 @@ def _wait_ready(dev) -> None:
         if "sopflow: ready" in line:
             return
     raise AssertionError("sopflow dev exited before it was ready")
+
+
+V1_PINNED = """\
+apiVersion: sopflow/v1
+kind: Playbook
+metadata: {name: pinned}
+enrol: {event: contact.added}
+stages:
+  a:
+    on_enter: [{send: {channel: log, text: "v1 hello"}}]
+    triggers:
+      - event: content.read
+        actions: [{send: {channel: log, text: "v1 pong"}}]
+        goto: b
+  b: {end: true}
+"""
+# Breaking: the stage is renamed, the texts change, the reply ends the journey elsewhere.
+V2_PINNED = (
+    V1_PINNED.replace("  a:", "  first:")
+    .replace("v1 hello", "v2 hello")
+    .replace("v1 pong", "v2 pong")
+    .replace("goto: b", "goto: c")
+    .replace("  b: {end: true}", "  c: {end: true}")
+)
+
+
+@pytest.mark.timeout(900)
+async def test_a_breaking_redeploy_changes_no_journey_in_flight(
+    dev_env: WorkflowEnvironment, tmp_path: Path, make_plan
+) -> None:
+    import json
+
+    queue = f"redeploy-{tmp_path.name[-8:]}"
+    settings = Settings(
+        home=tmp_path / "home", temporal_task_queue=queue, publish_search_attributes=False
+    )
+    store = PlanStore(settings.plans_dir)
+    store.deploy(make_plan(V1_PINNED))
+    customers = [f"{queue}-{i}" for i in range(CUSTOMERS)]
+
+    def texts() -> list[str]:
+        log = settings.deliveries_log
+        lines = log.read_text().splitlines() if log.exists() else []
+        return [json.loads(line)["text"] for line in lines]
+
+    from worker.main import build_worker
+
+    async with build_worker(dev_env.client, settings):
+        for customer in customers:
+            await send_event(dev_env.client, settings, customer, "contact.added", "add")
+        deadline = time.monotonic() + 300
+        while texts().count("v1 hello") < len(customers):  # async: the worker shares the loop
+            assert time.monotonic() < deadline, "the customers were not all enrolled"
+            await asyncio.sleep(0.2)
+        store.deploy(make_plan(V2_PINNED))  # every customer is in flight on v1
+        newcomer = f"{queue}-new"
+        await send_event(dev_env.client, settings, newcomer, "contact.added", "add")
+        for customer in customers:
+            await send_event(dev_env.client, settings, customer, "content.read", "read")
+        deadline = time.monotonic() + 300
+        while texts().count("v1 pong") < len(customers) or "v2 hello" not in texts():
+            assert time.monotonic() < deadline, "the journeys did not finish"
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(1)
+        await terminate(dev_env.client, *customers, newcomer)
+    final = texts()
+    assert final.count("v1 hello") == final.count("v1 pong") == len(customers)
+    assert "v2 pong" not in final  # no journey in flight took the new behaviour
+    assert final.count("v2 hello") == 1  # the newcomer starts on the new version
