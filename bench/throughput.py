@@ -17,13 +17,13 @@ from pathlib import Path
 
 import httpx
 from sqlalchemy import func, select
-from temporalio import workflow
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from bench.history import CountSignals
 from sopflow.binaries import temporal_cli
 from sopflow.language import compile_playbook
 from sopflow.plan_store import PlanStore
@@ -50,21 +50,6 @@ stages:
         goto: done
   done: {end: true}
 """
-
-
-@workflow.defn(sandboxed=False)
-class CountSignals:
-    def __init__(self) -> None:
-        self.count = 0
-
-    @workflow.signal
-    def bump(self) -> None:
-        self.count += 1
-
-    @workflow.run
-    async def run(self, expected: int) -> int:
-        await workflow.wait_condition(lambda: self.count >= expected)
-        return self.count
 
 
 async def raw(client: Client, customers: int, events: int) -> float:

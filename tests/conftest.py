@@ -15,7 +15,6 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -112,7 +111,3 @@ def settings(tmp_path: Path) -> Settings:
         temporal_task_queue=f"test-{uuid.uuid4().hex}",
         publish_search_attributes=False,
     )
-
-
-def dev_client(env: WorkflowEnvironment) -> Client:
-    return env.client

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
-
-from croniter import croniter
 
 from sopflow.language import models
 from sopflow.language.diagnostics import Diagnostic, KeyPath, did_you_mean
@@ -39,7 +36,6 @@ def check_playbook(source: SourceDocument, context: BundleContext) -> list[Diagn
     playbook = source.model
     assert isinstance(playbook, models.Playbook)
     found: list[Diagnostic] = []
-    found += _check_timezone(source, playbook)
     found += _check_transitions(source, playbook)
     found += _check_actions(source, playbook, context)
     found += _check_triggers(source, playbook)
@@ -47,15 +43,6 @@ def check_playbook(source: SourceDocument, context: BundleContext) -> list[Diagn
     found += _check_policy(source, playbook)
     found += _check_shape(source, playbook)
     return found
-
-
-def _check_timezone(source: SourceDocument, playbook: models.Playbook) -> list[Diagnostic]:
-    try:
-        ZoneInfo(playbook.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        hint = did_you_mean(playbook.timezone, available_timezones())
-        return [source.at("error", f"unknown time zone '{playbook.timezone}'{hint}", ("timezone",))]
-    return []
 
 
 def _check_transitions(source: SourceDocument, playbook: models.Playbook) -> list[Diagnostic]:
@@ -189,11 +176,6 @@ def _check_send(
             hint = did_you_mean(send.window, playbook.windows)
             message = f"unknown window '{send.window}'{hint}" if hint else str(e)
             yield source.at("error", message, (*here, "window"))
-    for name, text in playbook.windows.items():
-        try:
-            parse_window(text)
-        except ValueError as e:
-            yield source.at("error", str(e), ("windows", name))
 
 
 def _valid_assignee(rule: str) -> bool:
@@ -223,13 +205,6 @@ def _check_triggers(source: SourceDocument, playbook: models.Playbook) -> Iterat
     for stage_name, stage in playbook.stages.items():
         for index, trigger in enumerate(stage.triggers):
             path: KeyPath = ("stages", stage_name, "triggers", index)
-            if isinstance(trigger, models.CronTrigger) and not croniter.is_valid(trigger.cron):
-                yield source.at(
-                    "error",
-                    f"'{trigger.cron}' is not a cron expression: write five "
-                    "fields, minute hour day month weekday",
-                    (*path, "cron"),
-                )
             if isinstance(trigger, models.CountdownTrigger):
                 yield from _check_countdown(source, path, trigger.countdown)
             if isinstance(trigger, models.WaitTrigger) and trigger.timeout is None:
@@ -302,12 +277,6 @@ def _check_policy(source: SourceDocument, playbook: models.Playbook) -> Iterator
             yield source.at(
                 "error", "an exit rule needs an event, a when, or both", ("exit", index)
             )
-    quiet = playbook.contact_policy.quiet_hours
-    if quiet is not None:
-        try:
-            parse_window(quiet)
-        except ValueError as e:
-            yield source.at("error", str(e), ("contact_policy", "quiet_hours"))
 
 
 def _check_shape(source: SourceDocument, playbook: models.Playbook) -> Iterator[Diagnostic]:

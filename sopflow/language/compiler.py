@@ -463,6 +463,3 @@ def content_hash(plan: Plan | ProfilePlan) -> str:
         separators=(",", ":"),
     )
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
-
-
-plan_hash = content_hash

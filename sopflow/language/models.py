@@ -11,7 +11,15 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from croniter import croniter
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+)
 
 from sopflow.language.diagnostics import did_you_mean
 from sopflow.language.durations import parse_duration
@@ -390,7 +398,9 @@ class Playbook(StrictModel):
     exit: list[ExitRule] = Field(default_factory=list, description="End from any stage.")
     goal: Goal | None = None
     contact_policy: ContactPolicy = Field(default_factory=ContactPolicy)
-    windows: dict[str, str] = Field(default_factory=dict, description="Named send windows.")
+    windows: dict[str, Annotated[str, AfterValidator(_check_window)]] = Field(
+        default_factory=dict, description="Named send windows."
+    )
     content: dict[str, Template] = Field(default_factory=dict, description="Local content items.")
     migrations: list[Migration] = Field(
         default_factory=list, description="Explicit moves of in-flight journeys (sopflow migrate)."

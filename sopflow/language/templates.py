@@ -57,8 +57,4 @@ def check_template(source: str, *, with_event: bool = True) -> str | None:
     return None
 
 
-class TemplateRenderError(Exception):
-    """Raised by render_template callers when a message cannot be produced."""
-
-
 __all__ = ["TemplateError", "check_template", "render_template"]
