@@ -15,13 +15,13 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
-from temporalio import workflow
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from bench.harness import CountSignals
 from sopflow import simulator
 from sopflow.binaries import temporal_test_server
 from sopflow.language import compile_paths
@@ -36,23 +36,6 @@ from workflows.contracts import customer_workflow_id
 REPO = Path(__file__).resolve().parent.parent
 DAYS = 365
 SUGGESTED_CONTINUE_AS_NEW = 4096  # Temporal's default suggestion (events)
-
-
-@workflow.defn(sandboxed=False)
-class CountSignals:
-    """The baseline: a workflow that does nothing but count signals."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    @workflow.signal
-    def bump(self) -> None:
-        self.count += 1
-
-    @workflow.run
-    async def run(self, expected: int) -> int:
-        await workflow.wait_condition(lambda: self.count >= expected)
-        return self.count
 
 
 async def chain_lengths(client: Client, workflow_id: str, first_run: str) -> list[int]:

@@ -1,8 +1,14 @@
-"""Event throughput: sopflow (HTTP batch -> customer workflows -> a state-only step) against
-raw Temporal (a trivial workflow counting signals, sent with the SDK), same server, same run.
+"""Event throughput (issue 7, benchmarks 1 and 2): sopflow against raw Temporal, same server,
+same run.
 
-Run: `.venv/bin/python -m bench.throughput [--customers 200] [--events 5] [--sqlite]`
-Target (issue 7): ratio >= 0.8; one signal per customer for a batch may beat 1.0.
+- state: `POST /v1/events:batch` -> customer workflows -> a journey step that changes state
+  only, measured until every step reached the journey ledger; raw: a trivial workflow per
+  customer counting the same number of signals, sent with the SDK.
+- delivery: every event causes one log-channel delivery, measured until the ledger holds
+  them all; raw: a workflow appending one line per signal from a local activity.
+
+Run: `.venv/bin/python -m bench.throughput [--customers 500] [--events 5] [--sqlite]`
+Target: ratio >= 0.8 (one signal per customer for a batch may beat 1.0).
 """
 
 from __future__ import annotations
@@ -10,161 +16,95 @@ from __future__ import annotations
 import argparse
 import asyncio
 import tempfile
-import time
-import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
-from sqlalchemy import func, select
-from temporalio.client import Client
-from temporalio.common import SearchAttributeKey
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
+from bench import report
+from bench.harness import (
+    ONE_DELIVERY,
+    STATE_ONLY,
+    dev_server,
+    raw_burst,
+    raw_worker,
+    sopflow_burst,
+    sopflow_stack,
+)
 
-from bench.history import CountSignals
-from sopflow.binaries import temporal_cli
-from sopflow.language import compile_playbook
-from sopflow.plan_store import PlanStore
-from sopflow.readmodel.database import Database
-from sopflow.readmodel.keys import Role, create_key
-from sopflow.readmodel.tables import JourneyEvent
-from sopflow.serving import api_server
-from sopflow.settings import Settings
-from tests.conftest import free_port
-from worker.main import build_worker
-from workflows.contracts import SEARCH_ATTRIBUTES
-
-STATE_ONLY = """\
-apiVersion: sopflow/v1
-kind: Playbook
-metadata: {name: counting}
-enrol: {event: contact.added}
-stages:
-  counting:
-    triggers:
-      - event: content.read
-        actions: [{score: {reads: 1}}]
-      - after: 30d
-        goto: done
-  done: {end: true}
-"""
+TARGET = 0.8
 
 
-async def raw(client: Client, customers: int, events: int) -> float:
-    queue = f"raw-{uuid.uuid4().hex}"
-    async with Worker(client, task_queue=queue, workflows=[CountSignals]):
-        began = time.perf_counter()
-        gate = asyncio.Semaphore(50)
-
-        async def one(index: int) -> None:
-            async with gate:
-                handle = await client.start_workflow(
-                    CountSignals.run,
-                    events,
-                    id=f"raw-{queue}-{index}",
-                    task_queue=queue,
-                    start_signal="bump",
+async def measure(customers: int, events: int, sqlite: bool) -> dict[str, tuple[float, float]]:
+    """Seconds, raw and sopflow, for each kind of step."""
+    results: dict[str, tuple[float, float]] = {}
+    with tempfile.TemporaryDirectory() as name:
+        folder = Path(name)
+        async with dev_server(folder, sqlite) as env:
+            async with raw_worker(env.client, folder / "raw.jsonl") as queue:
+                await raw_burst(env.client, queue, 20, events, deliver=True)  # warm up
+                raw_state = await raw_burst(env.client, queue, customers, events, deliver=False)
+                raw_delivery = await raw_burst(env.client, queue, customers, events, deliver=True)
+            async with sopflow_stack(env.client, folder / "state", STATE_ONLY) as stack:
+                steps = customers * (events - 1)
+                await sopflow_burst(stack, 20, events, "score_changed", 20 * (events - 1))
+                ours_state = await sopflow_burst(stack, customers, events, "score_changed", steps)
+            async with sopflow_stack(env.client, folder / "delivery", ONE_DELIVERY) as stack:
+                await sopflow_burst(stack, 20, events, "delivered", 20 * events)
+                ours_delivery = await sopflow_burst(
+                    stack, customers, events, "delivered", customers * events
                 )
-                for _ in range(events - 1):
-                    await handle.signal(CountSignals.bump)
-            await handle.result()
-
-        await asyncio.gather(*(one(i) for i in range(customers)))
-        return time.perf_counter() - began
+    results["state-only step"] = (raw_state, ours_state)
+    results["one delivery (log channel)"] = (raw_delivery, ours_delivery)
+    return results
 
 
-async def sopflow_batch(client: Client, customers: int, events: int, home: Path) -> float:
-    settings = Settings(
-        home=home, temporal_task_queue=f"tp-{uuid.uuid4().hex}", api_port=free_port()
-    )
-    PlanStore(settings.plans_dir).deploy(compile_playbook(STATE_ONLY))
-    database = Database.from_settings(settings)
-    key, _ = create_key(database, Role.OPERATOR, "bench")
-    server = api_server(settings, client)
-    async with build_worker(client, settings):
-        serving = asyncio.create_task(server.serve())
-        while not server.started:
-            await asyncio.sleep(0.05)
-        run = uuid.uuid4().hex[:6]
-        now = datetime.now(UTC).isoformat()
-        body = [
-            {
-                "customer_id": f"tp-{run}-{c}",
-                "type": "contact.added" if e == 0 else "content.read",
-                "idempotency_key": f"{run}-{c}-{e}",
-                "occurred_at": now,
-            }
-            for c in range(customers)
-            for e in range(events)
-        ]
-        async with httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{settings.api_port}",
-            headers={"Authorization": f"Bearer {key}"},
-            timeout=120,
-        ) as http:
-            began = time.perf_counter()
-            for offset in range(0, len(body), 1000):
-                (
-                    await http.post(
-                        "/v1/events:batch", json={"events": body[offset : offset + 1000]}
-                    )
-                ).raise_for_status()
-            expected = customers * (events - 1)
-            while True:  # done when every state-only step reached the journey ledger
-                with database.session() as session:
-                    done = session.scalar(
-                        select(func.count())
-                        .select_from(JourneyEvent)
-                        .where(JourneyEvent.kind == "score_changed")
-                    )
-                if done >= expected:
-                    break
-                await asyncio.sleep(0.1)
-            elapsed = time.perf_counter() - began
-        server.should_exit = True
-        await serving
-    return elapsed
-
-
-async def main() -> None:
+def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--customers", type=int, default=200)
+    parser.add_argument("--customers", type=int, default=500)
     parser.add_argument("--events", type=int, default=5)
     parser.add_argument("--sqlite", action="store_true", help="SQLite-backed dev server")
+    parser.add_argument("--no-record", action="store_true", help="print only")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as folder:
-        env = await WorkflowEnvironment.start_local(
-            data_converter=pydantic_data_converter,
-            dev_server_existing_path=str(temporal_cli()),
-            dev_server_database_filename=str(Path(folder) / "t.db") if args.sqlite else None,
-            search_attributes=[
-                SearchAttributeKey.for_keyword_list(n)
-                if k == "KeywordList"
-                else SearchAttributeKey.for_keyword(n)
-                for n, k in SEARCH_ATTRIBUTES.items()
-            ],
-        )
-        async with env:
-            raw_seconds = await raw(env.client, args.customers, args.events)
-            ours = await sopflow_batch(
-                env.client, args.customers, args.events, Path(folder) / "home"
-            )
+    results = asyncio.run(measure(args.customers, args.events, args.sqlite))
     total = args.customers * args.events
-    store = "SQLite" if args.sqlite else "in-memory"
-    print(f"{'':<34}{'seconds':>9}{'events/s':>10}")
-    print(f"{'raw Temporal (signals, SDK)':<34}{raw_seconds:>9.2f}{total / raw_seconds:>10.0f}")
-    print(f"{'sopflow (HTTP batch, state step)':<34}{ours:>9.2f}{total / ours:>10.0f}")
-    print(
-        f"ratio sopflow / raw: {raw_seconds / ours:.2f}  ({args.customers} customers x "
-        f"{args.events} events, {store} dev server)"
-    )
-    print(
-        f"Repeat: .venv/bin/python -m bench.throughput --customers {args.customers} "
-        f"--events {args.events}{' --sqlite' if args.sqlite else ''}"
-    )
+    store = "SQLite file" if args.sqlite else "in memory"
+    rows = []
+    for kind, (raw, ours) in results.items():
+        ratio = raw / ours
+        rows.append(
+            [
+                kind,
+                f"{total / raw:.0f}",
+                f"{total / ours:.0f}",
+                f"{ratio:.2f}",
+                report.verdict(ratio >= TARGET),
+            ]
+        )
+    headers = ["step", "raw events/s", "sopflow events/s", "ratio", f"target >= {TARGET}"]
+    body = report.table(headers, rows)
+    print(body)
+    print(f"Repeat: {report.command()}")
+    if args.no_record:
+        return
+    notes = f"""
+{args.customers} customers x {args.events} events ({total:,}), dev server {store}, after a
+warm-up of 20 customers on each side. Raw: one workflow per customer started with its first
+signal, the rest sent one by one with the SDK (50 customers in flight). sopflow: batches of
+1,000 events through `POST /v1/events:batch` (one signal per customer), the customer workflow
+steps the core, writes the journey ledger and upserts search attributes; timed until the
+read model holds every step (state) or every delivery (delivery).
+
+{body}
+
+What limits sopflow where a ratio is below the target: the work raw Temporal does not do.
+Per customer it validates the HTTP batch, loads and plans the deployment, runs the core,
+records the journey ledger (a local activity per step) and upserts search attributes; the
+workflow runs in the determinism sandbox, the raw one does not (the sandbox costs 10-40% of
+worker CPU, TEMPORAL-NOTES.md). In memory the Python worker's CPU is the limit; on SQLite
+the server's synchronous writes limit both sides, and one signal per customer batch makes
+up for sopflow's extra work.
+"""
+    key = "throughput-sqlite" if args.sqlite else "throughput-memory"
+    report.record(key, f"Event throughput against raw Temporal, {store} (benchmarks 1, 2)", notes)
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

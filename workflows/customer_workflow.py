@@ -24,6 +24,8 @@ with workflow.unsafe.imports_passed_through():
         EVENT_SIGNAL,
         LIFECYCLE_SEARCH_ATTRIBUTE,
         LOAD_PLANS_ACTIVITY,
+        LOCAL_DELIVERIES_PATCH,
+        LOCAL_DELIVERY_CHANNELS,
         MAX_PUBLISHED_TAGS,
         MIGRATE_SIGNAL,
         RECORD_TIMELINE_ACTIVITY,
@@ -204,14 +206,7 @@ class CustomerJourneyWorkflow:
             delivery = self._outbox.pop(0)
             self._delivering = True
             try:
-                outcome = await workflow.execute_activity(
-                    DELIVER_ACTIVITY,
-                    delivery,
-                    result_type=DeliveryOutcome,
-                    start_to_close_timeout=DELIVERY_START_TO_CLOSE,
-                    schedule_to_close_timeout=DELIVERY_SCHEDULE_TO_CLOSE,
-                    retry_policy=DELIVERY_RETRY,
-                )
+                outcome = await self._execute_delivery(delivery)
                 delivered, detail = outcome.delivered, outcome.detail
             except ActivityError as e:
                 # The cause is the adapter's own failure ("webhook refused with HTTP 404").
@@ -219,9 +214,33 @@ class CustomerJourneyWorkflow:
                 detail = cause.message if isinstance(cause, FailureError) else str(e)
                 delivered = False
             self._state = journey.record_delivery_outcome(
-                self._state, delivery.idempotency_key, delivered, detail
+                self._state, delivery.idempotency_key, delivered, detail, owned=True
             )
             self._delivering = False
+
+    async def _execute_delivery(self, delivery: Delivery) -> DeliveryOutcome:
+        # A channel that writes on this machine (a log line, a task row) runs as a local
+        # activity: a marker in history instead of a scheduled activity and the workflow
+        # task that records its result. Remote channels keep ordinary activities, whose
+        # retries for a day do not hold the workflow task. Histories from before this
+        # choice replay with ordinary activities (the patch).
+        if delivery.channel in LOCAL_DELIVERY_CHANNELS and workflow.patched(LOCAL_DELIVERIES_PATCH):
+            return await workflow.execute_local_activity(
+                DELIVER_ACTIVITY,
+                delivery,
+                result_type=DeliveryOutcome,
+                start_to_close_timeout=DELIVERY_START_TO_CLOSE,
+                schedule_to_close_timeout=DELIVERY_SCHEDULE_TO_CLOSE,
+                retry_policy=DELIVERY_RETRY,
+            )
+        return await workflow.execute_activity(
+            DELIVER_ACTIVITY,
+            delivery,
+            result_type=DeliveryOutcome,
+            start_to_close_timeout=DELIVERY_START_TO_CLOSE,
+            schedule_to_close_timeout=DELIVERY_SCHEDULE_TO_CLOSE,
+            retry_policy=DELIVERY_RETRY,
+        )
 
     async def _record_in_order(self) -> None:
         while True:

@@ -111,10 +111,18 @@ def next_due_at(state: CustomerState, catalog: Catalog) -> datetime | None:
 
 
 def record_delivery_outcome(
-    state: CustomerState, idempotency_key: str, delivered: bool, error: str | None = None
+    state: CustomerState,
+    idempotency_key: str,
+    delivered: bool,
+    error: str | None = None,
+    *,
+    owned: bool = False,
 ) -> CustomerState:
-    """Mark a message or task in the timeline delivered or failed, as the shell learned it."""
-    updated = state.model_copy(deep=True)
+    """Mark a message or task in the timeline delivered or failed, as the shell learned it.
+
+    `owned=True` hands the state over (the caller drops it): it is updated in place rather
+    than copied, which matters for a long timeline."""
+    updated = state if owned else state.model_copy(deep=True)
     for entry in reversed(updated.timeline):
         if entry.idempotency_key == idempotency_key:
             entry.status = "delivered" if delivered else "failed"
