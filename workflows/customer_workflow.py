@@ -225,7 +225,7 @@ class CustomerJourneyWorkflow:
         # retries for a day do not hold the workflow task. Histories from before this
         # choice replay with ordinary activities (the patch).
         if delivery.channel in LOCAL_DELIVERY_CHANNELS and workflow.patched(LOCAL_DELIVERIES_PATCH):
-            return await workflow.execute_local_activity(
+            outcome: DeliveryOutcome = await workflow.execute_local_activity(
                 DELIVER_ACTIVITY,
                 delivery,
                 result_type=DeliveryOutcome,
@@ -233,7 +233,8 @@ class CustomerJourneyWorkflow:
                 schedule_to_close_timeout=DELIVERY_SCHEDULE_TO_CLOSE,
                 retry_policy=DELIVERY_RETRY,
             )
-        return await workflow.execute_activity(
+            return outcome
+        outcome = await workflow.execute_activity(
             DELIVER_ACTIVITY,
             delivery,
             result_type=DeliveryOutcome,
@@ -241,6 +242,7 @@ class CustomerJourneyWorkflow:
             schedule_to_close_timeout=DELIVERY_SCHEDULE_TO_CLOSE,
             retry_policy=DELIVERY_RETRY,
         )
+        return outcome
 
     async def _record_in_order(self) -> None:
         while True:
