@@ -233,9 +233,14 @@ class Stack:
 
 
 @asynccontextmanager
-async def sopflow_stack(client: Client, home: Path, playbook: str) -> AsyncIterator[Stack]:
+async def sopflow_stack(
+    client: Client, home: Path, playbook: str, sandboxed: bool = True
+) -> AsyncIterator[Stack]:
     settings = Settings(
-        home=home, temporal_task_queue=f"bench-{uuid.uuid4().hex}", api_port=free_port()
+        home=home,
+        temporal_task_queue=f"bench-{uuid.uuid4().hex}",
+        api_port=free_port(),
+        workflow_sandbox=sandboxed,
     )
     PlanStore(settings.plans_dir).deploy(compile_playbook(playbook))
     database = Database.from_settings(settings)

@@ -30,6 +30,7 @@ LOCAL_DELIVERY_CHANNELS = frozenset(
     {"log", "task", "wecom.private", "wecom.group", "wecom.moments"}
 )
 LOCAL_DELIVERIES_PATCH = "local-deliveries"
+LOCAL_PLAN_LOADING_PATCH = "local-plan-loading"
 STAGES_SEARCH_ATTRIBUTE = "SopflowStages"
 VERSIONS_SEARCH_ATTRIBUTE = "SopflowVersions"
 TAGS_SEARCH_ATTRIBUTE = "SopflowTags"

@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
         LOAD_PLANS_ACTIVITY,
         LOCAL_DELIVERIES_PATCH,
         LOCAL_DELIVERY_CHANNELS,
+        LOCAL_PLAN_LOADING_PATCH,
         MAX_PUBLISHED_TAGS,
         MIGRATE_SIGNAL,
         RECORD_TIMELINE_ACTIVITY,
@@ -178,12 +179,23 @@ class CustomerJourneyWorkflow:
         missing_profiles = [profile] if profile and profile not in self._profiles else []
         if not missing and not missing_profiles:
             return
-        result = await workflow.execute_activity(
-            LOAD_PLANS_ACTIVITY,
-            LoadPlansInput(versions=missing, profile_versions=missing_profiles),
-            result_type=LoadPlansResult,
-            start_to_close_timeout=timedelta(seconds=30),
-        )
+        request = LoadPlansInput(versions=missing, profile_versions=missing_profiles)
+        # A read of the worker's plan store: a local activity (a marker, no round trip
+        # through the server's activity queue, which every new customer paid before).
+        if workflow.patched(LOCAL_PLAN_LOADING_PATCH):
+            result: LoadPlansResult = await workflow.execute_local_activity(
+                LOAD_PLANS_ACTIVITY,
+                request,
+                result_type=LoadPlansResult,
+                start_to_close_timeout=timedelta(seconds=30),
+            )
+        else:
+            result = await workflow.execute_activity(
+                LOAD_PLANS_ACTIVITY,
+                request,
+                result_type=LoadPlansResult,
+                start_to_close_timeout=timedelta(seconds=30),
+            )
         for plan in result.plans:
             self._plans[plan.version] = plan
         for rules in result.profiles:

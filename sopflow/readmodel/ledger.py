@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -26,11 +26,14 @@ TASK_STATUS_OF_KIND = {
 }
 
 
-def _insert_ignoring_duplicates(session: Session, table: Any, rows: list[dict[str, Any]]) -> int:
+def _insert_ignoring_duplicates(
+    session: Session | Connection, table: Any, rows: list[dict[str, Any]]
+) -> int:
     """Insert rows; rows whose key exists are skipped. Returns how many were new."""
     if not rows:
         return 0
-    dialect = session.get_bind().dialect.name
+    bind = session.get_bind() if isinstance(session, Session) else session
+    dialect = bind.dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     key = next(iter(table.primary_key.columns))
     # RETURNING counts the rows really inserted, on PostgreSQL and SQLite alike (a batched
@@ -45,14 +48,17 @@ class Ledger:
 
     def delivered(self, idempotency_key: str) -> bool:
         """Has this effect already reached its channel?"""
-        with self.database.session() as session:
-            found = session.get(DeliveryRecord, idempotency_key)
-            return found is not None
+        # A keyed lookup without the ORM's identity map: this runs before every delivery.
+        table = DeliveryRecord.__table__
+        query = select(table.c.idempotency_key).where(table.c.idempotency_key == idempotency_key)
+        with self.database.engine.connect() as connection:
+            return connection.execute(query).first() is not None
 
     def record_delivery(self, delivery: Delivery, detail: str | None) -> bool:
         """Record a delivered effect (and a task's inbox row); False if it was already there."""
         now = datetime.now(UTC)
-        with self.database.session() as session, session.begin():
+        # Core, not the ORM: two keyed inserts per delivery, on the hot path.
+        with self.database.engine.begin() as session:
             new = _insert_ignoring_duplicates(
                 session,
                 DeliveryRecord.__table__,

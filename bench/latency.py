@@ -1,0 +1,213 @@
+"""Latency (issue 7, benchmark 3): event sent -> its action delivered, p50 and p99, at a
+steady load of half the measured maximum, against raw Temporal at the same load.
+
+First the maximum: a burst of customers' events each causing one log delivery (as in
+bench.throughput). Then a steady stream at half that rate for `--seconds`, spread over
+already enrolled customers: sopflow through `POST /v1/events` (one request per event),
+raw Temporal through SDK signals to workflows that append a line per signal. Latency is
+from the moment the request is sent to the `delivered_at` the delivery line records.
+
+Run: `.venv/bin/python -m bench.latency [--seconds 30] [--customers 200]`
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+
+from temporalio.client import Client, WorkflowHandle
+
+from bench import report
+from bench.harness import (
+    ONE_DELIVERY,
+    DeliverPerSignal,
+    Stack,
+    delivered_lines,
+    dev_server,
+    event,
+    raw_worker,
+    sopflow_burst,
+    sopflow_stack,
+)
+
+
+async def steady(
+    rate: float, seconds: float, send: Callable[[int], Awaitable[None]]
+) -> dict[int, float]:
+    """Send event n at t0 + n / rate (open loop: a slow reply does not slow the schedule);
+    returns the wall-clock send time of each."""
+    sent: dict[int, float] = {}
+    tasks = []
+    began = time.monotonic()
+    count = int(rate * seconds)
+    for n in range(count):
+        delay = began + n / rate - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        sent[n] = time.time()
+        tasks.append(asyncio.create_task(send(n)))
+    await asyncio.gather(*tasks)
+    return sent
+
+
+async def wait_for_lines(path: Path, marker: str, expected: int, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = await asyncio.to_thread(delivered_lines, path)
+        if sum(1 for line in lines if str(line["text"]).startswith(marker)) >= expected:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"fewer than {expected} deliveries marked {marker}")
+        await asyncio.sleep(0.2)
+
+
+def latencies(path: Path, marker: str, sent: dict[int, float]) -> list[float]:
+    """Milliseconds from send to delivery, for the lines whose text is `marker<n>`."""
+    found = []
+    for line in delivered_lines(path):
+        text = str(line["text"])
+        if text.startswith(marker):
+            n = int(text.removeprefix(marker))
+            at = datetime.fromisoformat(str(line["delivered_at"])).timestamp()
+            found.append((at - sent[n]) * 1000)
+    return found
+
+
+async def enrol(stack: Stack, customers: int) -> list[str]:
+    run = uuid.uuid4().hex[:6]
+    ids = [f"l-{run}-{c}" for c in range(customers)]
+    body = [event(c, "contact.added", f"{c}-add", -1) for c in ids]
+    already = stack.count("delivered")
+    (await stack.http.post("/v1/events:batch", json={"events": body})).raise_for_status()
+    await stack.wait_for("delivered", already + customers)
+    return ids
+
+
+def single(ids: list[str], marker: str, n: int) -> dict[str, object]:
+    body = event(ids[n % len(ids)], "content.read", f"{marker}{n}", 0)
+    body["data"] = {"n": f"{marker}{n}"}
+    return body
+
+
+async def sopflow_maximum(stack: Stack, customers: int, events: int) -> float:
+    """Events/s with one request per event (50 in flight), each causing one delivery."""
+    ids = await enrol(stack, customers)
+    marker = f"m{uuid.uuid4().hex[:6]}:"
+    gate = asyncio.Semaphore(50)
+
+    async def send(n: int) -> None:
+        async with gate:
+            reply = await stack.http.post("/v1/events", json=single(ids, marker, n))
+            reply.raise_for_status()
+
+    began = time.perf_counter()
+    await asyncio.gather(*(send(n) for n in range(events)))
+    await wait_for_lines(stack.settings.deliveries_log, marker, events)
+    return events / (time.perf_counter() - began)
+
+
+async def sopflow_steady(stack: Stack, customers: int, rate: float, seconds: float) -> list[float]:
+    ids = await enrol(stack, customers)
+    marker = f"s{uuid.uuid4().hex[:6]}:"
+
+    async def send(n: int) -> None:
+        reply = await stack.http.post("/v1/events", json=single(ids, marker, n))
+        reply.raise_for_status()
+
+    sent = await steady(rate, seconds, send)
+    await wait_for_lines(stack.settings.deliveries_log, marker, len(sent))
+    return latencies(stack.settings.deliveries_log, marker, sent)
+
+
+async def raw_steady(
+    client: Client, log: Path, customers: int, rate: float, seconds: float
+) -> list[float]:
+    marker = f"r{uuid.uuid4().hex[:6]}:"
+    async with raw_worker(client, log) as queue:
+        handles: list[WorkflowHandle[DeliverPerSignal, int]] = [
+            await client.start_workflow(
+                DeliverPerSignal.run, 10**9, id=f"{queue}-{c}", task_queue=queue
+            )
+            for c in range(customers)
+        ]
+
+        async def send(n: int) -> None:
+            await handles[n % customers].signal(DeliverPerSignal.bump, f"{marker}{n}")
+
+        sent = await steady(rate, seconds, send)
+        await wait_for_lines(log, marker, len(sent))
+        for handle in handles:
+            await handle.terminate()
+    return latencies(log, marker, sent)
+
+
+def percentiles(values: list[float]) -> tuple[float, float]:
+    cuts = statistics.quantiles(values, n=100, method="inclusive")
+    return cuts[49], cuts[98]
+
+
+async def measure(
+    customers: int, seconds: float, burst: int
+) -> tuple[float, float, list[float], list[float]]:
+    with tempfile.TemporaryDirectory() as name:
+        folder = Path(name)
+        async with dev_server(folder, sqlite=False) as env:
+            async with sopflow_stack(env.client, folder / "s", ONE_DELIVERY) as stack:
+                await sopflow_burst(stack, 20, 5, "delivered", 100)  # warm up
+                maximum = await sopflow_maximum(stack, customers, burst)
+                rate = maximum / 2
+                ours = await sopflow_steady(stack, customers, rate, seconds)
+            raw = await raw_steady(env.client, folder / "raw.jsonl", customers, rate, seconds)
+    return maximum, rate, ours, raw
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--customers", type=int, default=200, help="customers under load")
+    parser.add_argument("--burst", type=int, default=1000, help="events in the max burst")
+    parser.add_argument("--no-record", action="store_true", help="print only")
+    args = parser.parse_args()
+    maximum, rate, ours, raw = asyncio.run(measure(args.customers, args.seconds, args.burst))
+    rows = []
+    for side, values in (("raw Temporal (SDK signal)", raw), ("sopflow (HTTP event)", ours)):
+        p50, p99 = percentiles(values)
+        rows.append([side, len(values), f"{p50:.0f}", f"{p99:.0f}", f"{max(values):.0f}"])
+    raw50, raw99 = percentiles(raw)
+    ours50, ours99 = percentiles(ours)
+    body = report.table(["", "events", "p50 ms", "p99 ms", "max ms"], rows)
+    ratios = f"sopflow / raw: p50 {ours50 / raw50:.2f}, p99 {ours99 / raw99:.2f}"
+    print(f"max {maximum:.0f} events/s with one delivery each; steady load {rate:.0f}/s")
+    print(body)
+    print(ratios)
+    print(f"Repeat: {report.command()}")
+    if args.no_record:
+        return
+    notes = f"""
+In-memory dev server. Measured maximum: {maximum:.0f} events/s, each with one log delivery
+({args.burst} events, one HTTP request each, 50 in flight, sandboxed workflow). Steady
+load: {rate:.0f} events/s, half of it, for {args.seconds:.0f} s over {args.customers} enrolled
+customers, on both sides at the same rate. From the request sent (HTTP for sopflow, an
+SDK signal for raw) to the delivery line's `delivered_at` (same machine clock).
+
+{body}
+
+{ratios}. The issue sets no latency target; what sopflow adds is the HTTP request and its
+validation, the deployment lookup, the core's step, and the delivery ledger's read and
+write before and after the log line. One request per event costs a signal and a workflow
+task per event: a client with more than a few dozen events a second sends batches
+(`POST /v1/events:batch`, bench.throughput), which carry each customer's events in one
+signal.
+"""
+    report.record("latency", "Latency at half the maximum load (benchmark 3)", notes)
+
+
+if __name__ == "__main__":
+    main()
