@@ -16,7 +16,7 @@ from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ActivityError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from sopflow.language.plan import Plan, ProfilePlan
+    from sopflow.language.plan import Plan, ProfilePlan, shared_plan, shared_profile
     from workflows import journey
     from workflows.contracts import (
         DELIVER_ACTIVITY,
@@ -77,8 +77,10 @@ class CustomerJourneyWorkflow:
     @workflow.init
     def __init__(self, input: CustomerWorkflowInput) -> None:
         self._state = input.state or CustomerState(customer_id=input.customer_id)
-        self._plans: dict[str, Plan] = dict(input.plans)
-        self._profiles: dict[str, ProfilePlan] = dict(input.profiles)
+        self._plans: dict[str, Plan] = {v: shared_plan(p) for v, p in input.plans.items()}
+        self._profiles: dict[str, ProfilePlan] = {
+            v: shared_profile(p) for v, p in input.profiles.items()
+        }
         self._deployment: Deployment = input.deployment
         self._inbox: list[EventSignal] = list(input.inbox)
         self._migrations: list[MigrationSignal] = list(input.migrations)
@@ -197,9 +199,9 @@ class CustomerJourneyWorkflow:
                 start_to_close_timeout=timedelta(seconds=30),
             )
         for plan in result.plans:
-            self._plans[plan.version] = plan
+            self._plans[plan.version] = shared_plan(plan)
         for rules in result.profiles:
-            self._profiles[rules.version] = rules
+            self._profiles[rules.version] = shared_profile(rules)
         if result.missing:
             workflow.logger.warning("plan versions not found, not used: %s", result.missing)
 

@@ -7,6 +7,7 @@ journey pinned to a version behaves the same for as long as it lives.
 
 from __future__ import annotations
 
+import weakref
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -221,3 +222,18 @@ class ProfilePlan(FrozenModel):
 
 
 Branch.model_rebuild()
+
+
+# One object per plan version in a process. Versions are content hashes and plans are
+# frozen, so every customer's workflow in a worker can hold the same object instead of
+# its own deserialised copy (thousands of cached customers, a handful of plans).
+_SHARED_PLANS: weakref.WeakValueDictionary[str, Plan] = weakref.WeakValueDictionary()
+_SHARED_PROFILES: weakref.WeakValueDictionary[str, ProfilePlan] = weakref.WeakValueDictionary()
+
+
+def shared_plan(plan: Plan) -> Plan:
+    return _SHARED_PLANS.setdefault(plan.version, plan)
+
+
+def shared_profile(profile: ProfilePlan) -> ProfilePlan:
+    return _SHARED_PROFILES.setdefault(profile.version, profile)
