@@ -75,8 +75,13 @@ async def test_day_n_timers_pass_without_waiting(
     assert len(texts) == 2 and texts[1].startswith("新人礼包")
 
 
+# The webhook tests run on the dev server, in real time: they send two events back to
+# back, and the time-skipping test server may skip the welcome journey's days between them
+# while a local activity runs (seen after another test skipped time in the same server).
+
+
 async def test_a_reply_moves_the_customer_and_a_refused_webhook_is_recorded_failed(
-    time_skipping_env: WorkflowEnvironment,
+    dev_env: WorkflowEnvironment,
     settings: Settings,
     welcome_plan: Plan,
     receiver: WebhookReceiver,
@@ -84,7 +89,7 @@ async def test_a_reply_moves_the_customer_and_a_refused_webhook_is_recorded_fail
     receiver.default_status = 404
     settings = settings.model_copy(update={"webhook_url": receiver.url})
     deploy(settings, welcome_plan)
-    client = time_skipping_env.client
+    client = dev_env.client
     async with build_worker(client, settings):
         await send_event(client, settings, "c-reply", "contact.added", "k1")
         await send_event(client, settings, "c-reply", "message.received", "k2")
@@ -97,7 +102,7 @@ async def test_a_reply_moves_the_customer_and_a_refused_webhook_is_recorded_fail
 
 
 async def test_a_failing_webhook_is_retried_until_delivered_once(
-    time_skipping_env: WorkflowEnvironment,
+    dev_env: WorkflowEnvironment,
     settings: Settings,
     welcome_plan: Plan,
     receiver: WebhookReceiver,
@@ -105,7 +110,7 @@ async def test_a_failing_webhook_is_retried_until_delivered_once(
     receiver.statuses = [503, 503]
     settings = settings.model_copy(update={"webhook_url": receiver.url})
     deploy(settings, welcome_plan)
-    client = time_skipping_env.client
+    client = dev_env.client
     async with build_worker(client, settings):
         await send_event(client, settings, "c-retry", "contact.added", "k1")
         await send_event(client, settings, "c-retry", "message.received", "k2")
@@ -200,7 +205,7 @@ async def _ended(client, customer_id: str):
 
 
 async def test_a_retry_after_the_remote_received_the_webhook_delivers_nothing_twice(
-    time_skipping_env: WorkflowEnvironment,
+    dev_env: WorkflowEnvironment,
     settings: Settings,
     welcome_plan: Plan,
     receiver: WebhookReceiver,
@@ -217,7 +222,7 @@ async def test_a_retry_after_the_remote_received_the_webhook_delivers_nothing_tw
             raise RuntimeError("worker lost after the webhook was received")
         return outcome
 
-    client = time_skipping_env.client
+    client = dev_env.client
     replace = {DELIVER_ACTIVITY: deliver_then_lose_the_worker}
     async with build_worker(client, settings, real, replace=replace):
         await send_event(client, settings, "c-lost", "contact.added", "k1")
@@ -247,11 +252,12 @@ stages:
 
 
 async def test_tasks_and_the_journey_ledger_reach_the_read_model(
-    time_skipping_env: WorkflowEnvironment, settings: Settings, make_plan
+    dev_env: WorkflowEnvironment, settings: Settings, make_plan
 ) -> None:
+    # Real time (dev server): the task is due in a day, and nothing here should skip it.
     deploy(settings, make_plan(TASK_PLAYBOOK))
     activities = build_activities(settings)
-    client = time_skipping_env.client
+    client = dev_env.client
     async with build_worker(client, settings, activities):
         await send_event(client, settings, "c-task", "contact.added", "k1")
         [task] = await eventually(lambda: _tasks(activities, "li"))
