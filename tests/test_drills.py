@@ -240,6 +240,72 @@ async def test_a_webhook_down_for_a_while_then_back_gets_everything_once(
     assert recorded == len(expected)  # each once, whatever the retries
 
 
+REFUSED = """\
+apiVersion: sopflow/v1
+kind: Playbook
+metadata: {name: refused}
+enrol: {event: contact.added}
+stages:
+  notify:
+    on_enter:
+      - send: {channel: webhook, text: "to a CRM that refuses it"}
+    triggers:
+      - after: 2s
+        goto: followed_up
+  followed_up:
+    on_enter:
+      - send: {channel: log, text: "the follow-up still goes out"}
+    end: true
+"""
+
+
+@pytest.mark.timeout(900)
+async def test_a_4xx_endpoint_is_recorded_failed_once_and_the_journey_goes_on(
+    dev_env: WorkflowEnvironment, tmp_path: Path, make_plan
+) -> None:
+    """A 404 is permanent: one POST per message, no retry, the message marked failed with
+    the endpoint's answer, and the journey follows its playbook (the next stage's send)."""
+    receiver = WebhookReceiver()
+    receiver.default_status = 404
+    queue = f"refused-{tmp_path.name[-8:]}"
+    settings = Settings(
+        home=tmp_path / "home",
+        temporal_task_queue=queue,
+        publish_search_attributes=False,
+        webhook_url=receiver.url,
+    )
+    PlanStore(settings.plans_dir).deploy(make_plan(REFUSED))
+    customers = [f"{queue}-{i}" for i in range(CUSTOMERS)]
+    from tests.helpers import describe, read_deliveries
+    from worker.main import build_worker
+
+    async with build_worker(dev_env.client, settings):
+        for customer in customers:
+            await send_event(dev_env.client, settings, customer, "contact.added", "add")
+        deadline = time.monotonic() + 300
+        while len(read_deliveries(settings)) < len(customers):
+            assert time.monotonic() < deadline, "the journeys did not go on"
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(2)  # a retry of a refused POST would show by now
+        views = [await describe(dev_env.client, c) for c in customers]
+        await terminate(dev_env.client, *customers)
+    receiver.close()
+    posts = [r.headers["Idempotency-Key"] for r in receiver.received]
+    assert sorted(posts) == sorted(f"{c}/refused#1/1" for c in customers)  # once each
+    for view in views:
+        [webhook] = [e for e in view.timeline if e.channel == "webhook"]
+        assert (webhook.status, webhook.error) == ("failed", "webhook refused with HTTP 404")
+        [journey] = view.journeys
+        assert (journey.stage, journey.status) == ("followed_up", "ended")
+    followups = read_deliveries(settings)
+    assert sorted(d["customer_id"] for d in followups) == sorted(customers)
+    database = Database.from_settings(settings)
+    with database.session() as session:
+        recorded = session.scalar(select(func.count()).select_from(DeliveryRecord))
+    database.dispose()
+    assert recorded == len(customers)  # the follow-ups; a refused message is not delivered
+
+
 SHORT_TIMER = """\
 apiVersion: sopflow/v1
 kind: Playbook
