@@ -56,12 +56,15 @@ golden: install
 histories: install
 	$(BIN)/python -m tests.record_histories
 
-## Benchmarks: each prints its table and the command to repeat it (figures in bench/RESULTS.md).
+## Benchmarks: each prints its table and the command to repeat it, and writes its section of
+## bench/RESULTS.md. About an hour in all, most of it the memory run (100,000 customers).
 bench: install
 	$(BIN)/python -m bench.history
 	$(BIN)/python -m bench.simulation
 	$(BIN)/python -m bench.throughput
 	$(BIN)/python -m bench.throughput --sqlite
+	$(BIN)/python -m bench.latency
+	$(BIN)/python -m bench.memory --customers 100000
 
 ## Fault drills at full size (a reduced size runs in `make test`).
 drills: install
