@@ -19,7 +19,14 @@ from tests.helpers import (
     terminate,
 )
 from worker.main import build_activities, build_worker
-from workflows.contracts import DELIVER_ACTIVITY, DeliveryOutcome, customer_workflow_id
+from workflows.contracts import (
+    DELIVER_ACTIVITY,
+    DELIVER_BATCH_ACTIVITY,
+    DeliveryBatch,
+    DeliveryBatchOutcome,
+    DeliveryOutcome,
+    customer_workflow_id,
+)
 from workflows.state import Delivery
 
 PING_PLAYBOOK = """\
@@ -292,3 +299,47 @@ async def _ledger_complete(activities, customer_id: str, expected: int) -> bool:
         query = select(JourneyEvent.seq).where(JourneyEvent.customer_id == customer_id)
         seqs = list(session.scalars(query.order_by(JourneyEvent.seq)))
     return seqs == list(range(1, expected + 1))
+
+
+THREE_SENDS = """\
+apiVersion: sopflow/v1
+kind: Playbook
+metadata: {name: trio}
+enrol: {event: contact.added}
+stages:
+  greeting:
+    on_enter:
+      - send: {channel: log, text: one}
+      - send: {channel: wecom.private, text: two}
+      - send: {channel: log, text: three}
+    end: true
+"""
+
+
+async def test_a_steps_local_messages_go_out_in_one_batch_and_a_retry_skips_what_got_through(
+    dev_env: WorkflowEnvironment, settings: Settings, make_plan
+) -> None:
+    deploy(settings, make_plan(THREE_SENDS))
+    real = build_activities(settings)
+    calls: list[list[str]] = []
+
+    @activity.defn(name=DELIVER_BATCH_ACTIVITY)
+    async def lose_the_worker_after_the_first(batch: DeliveryBatch) -> DeliveryBatchOutcome:
+        calls.append([d.idempotency_key for d in batch.deliveries])
+        if len(calls) == 1:
+            # The first message reached its channel and the ledger; then the worker dies.
+            await real.deliver_message(batch.deliveries[0])
+            raise RuntimeError("worker lost mid-batch")
+        return await real.deliver_messages(batch)
+
+    client = dev_env.client
+    replace = {DELIVER_BATCH_ACTIVITY: lose_the_worker_after_the_first}
+    async with build_worker(client, settings, real, replace=replace):
+        await send_event(client, settings, "c-trio", "contact.added", "k1")
+        view = await eventually(lambda: _ended(client, "c-trio"), timeout=30)
+    keys = [f"c-trio/trio#1/{n}" for n in (1, 2, 3)]
+    assert calls == [keys, keys]  # one batch for the step, retried whole
+    lines = read_deliveries(settings)
+    assert [line["text"] for line in lines] == ["one", "two", "three"]  # each once, in order
+    assert real.ledger.delivered_keys(keys) == set(keys)
+    assert [e.status for e in view.timeline if e.kind == "message"] == ["delivered"] * 3

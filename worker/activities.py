@@ -12,8 +12,11 @@ from sopflow.readmodel.ledger import Ledger
 from worker.channels.base import ChannelAdapter, PermanentDeliveryError
 from workflows.contracts import (
     DELIVER_ACTIVITY,
+    DELIVER_BATCH_ACTIVITY,
     LOAD_PLANS_ACTIVITY,
     RECORD_TIMELINE_ACTIVITY,
+    DeliveryBatch,
+    DeliveryBatchOutcome,
     DeliveryOutcome,
     LoadPlansInput,
     LoadPlansResult,
@@ -59,6 +62,44 @@ class SopflowActivities:
             raise ApplicationError(str(e), type="PermanentDeliveryError", non_retryable=True) from e
         await asyncio.to_thread(self.ledger.record_delivery, delivery, detail)
         return DeliveryOutcome(idempotency_key=key, delivered=True, detail=detail)
+
+    @activity.defn(name=DELIVER_BATCH_ACTIVITY)
+    async def deliver_messages(self, batch: DeliveryBatch) -> DeliveryBatchOutcome:
+        """Deliver a customer's local messages in order, each once (run as a local activity).
+
+        One ledger query finds what a previous attempt already delivered; the rest go out
+        in order and each is recorded as it goes. A permanent refusal is that message's
+        outcome; anything else fails the attempt, and the retry skips what got through.
+        """
+        keys = [d.idempotency_key for d in batch.deliveries]
+        done = await asyncio.to_thread(self.ledger.delivered_keys, keys)
+        outcomes = []
+        for delivery in batch.deliveries:
+            key = delivery.idempotency_key
+            if key in done:
+                outcomes.append(
+                    DeliveryOutcome(
+                        idempotency_key=key, delivered=True, detail="already delivered (ledger)"
+                    )
+                )
+                continue
+            adapter = self.channels.get(delivery.channel)
+            if adapter is None:
+                refused = f"no adapter for channel '{delivery.channel}'"
+                outcomes.append(
+                    DeliveryOutcome(idempotency_key=key, delivered=False, detail=refused)
+                )
+                continue
+            try:
+                detail = await adapter.deliver(delivery)
+            except PermanentDeliveryError as e:
+                outcomes.append(
+                    DeliveryOutcome(idempotency_key=key, delivered=False, detail=str(e))
+                )
+                continue
+            await asyncio.to_thread(self.ledger.record_delivery, delivery, detail)
+            outcomes.append(DeliveryOutcome(idempotency_key=key, delivered=True, detail=detail))
+        return DeliveryBatchOutcome(outcomes=outcomes)
 
     @activity.defn(name=RECORD_TIMELINE_ACTIVITY)
     async def record_timeline(self, request: RecordTimelineInput) -> int:

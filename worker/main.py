@@ -22,7 +22,12 @@ from worker.activities import SopflowActivities
 from worker.channels.base import ChannelAdapter
 from worker.channels.log import LogChannel
 from worker.channels.webhook import WebhookChannel
-from workflows.contracts import DELIVER_ACTIVITY, LOAD_PLANS_ACTIVITY, RECORD_TIMELINE_ACTIVITY
+from workflows.contracts import (
+    DELIVER_ACTIVITY,
+    DELIVER_BATCH_ACTIVITY,
+    LOAD_PLANS_ACTIVITY,
+    RECORD_TIMELINE_ACTIVITY,
+)
 from workflows.customer_workflow import CustomerJourneyWorkflow
 
 # The pure core and the plan models are deterministic; passing them through the sandbox
@@ -95,6 +100,7 @@ def build_worker(
     activities = activities or build_activities(settings)
     registered: dict[str, Callable[..., Any]] = {
         DELIVER_ACTIVITY: activities.deliver_message,
+        DELIVER_BATCH_ACTIVITY: activities.deliver_messages,
         LOAD_PLANS_ACTIVITY: activities.load_plans,
         RECORD_TIMELINE_ACTIVITY: activities.record_timeline,
         **(replace or {}),

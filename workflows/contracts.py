@@ -10,6 +10,7 @@ from sopflow.language.plan import Plan, ProfilePlan
 from workflows.state import (
     CustomerEvent,
     CustomerState,
+    Delivery,
     JourneyState,
     MigrationOrder,
     Profile,
@@ -31,6 +32,11 @@ LOCAL_DELIVERY_CHANNELS = frozenset(
 )
 LOCAL_DELIVERIES_PATCH = "local-deliveries"
 LOCAL_PLAN_LOADING_PATCH = "local-plan-loading"
+DELIVER_BATCH_ACTIVITY = "deliver_messages"
+BATCHED_LOCAL_DELIVERIES_PATCH = "batched-local-deliveries"
+# A step that sends several local messages (a batch of events, an on_enter with three
+# sends) delivers them in one local activity, up to this many at a time.
+MAX_DELIVERY_BATCH = 50
 STAGES_SEARCH_ATTRIBUTE = "SopflowStages"
 VERSIONS_SEARCH_ATTRIBUTE = "SopflowVersions"
 TAGS_SEARCH_ATTRIBUTE = "SopflowTags"
@@ -140,3 +146,11 @@ class DeliveryOutcome(BaseModel):
     idempotency_key: str
     delivered: bool
     detail: str | None = None
+
+
+class DeliveryBatch(BaseModel):
+    deliveries: list[Delivery]
+
+
+class DeliveryBatchOutcome(BaseModel):
+    outcomes: list[DeliveryOutcome]

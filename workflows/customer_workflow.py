@@ -19,7 +19,9 @@ with workflow.unsafe.imports_passed_through():
     from sopflow.language.plan import Plan, ProfilePlan, shared_plan, shared_profile
     from workflows import journey
     from workflows.contracts import (
+        BATCHED_LOCAL_DELIVERIES_PATCH,
         DELIVER_ACTIVITY,
+        DELIVER_BATCH_ACTIVITY,
         DESCRIBE_QUERY,
         EVENT_SIGNAL,
         LIFECYCLE_SEARCH_ATTRIBUTE,
@@ -27,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
         LOCAL_DELIVERIES_PATCH,
         LOCAL_DELIVERY_CHANNELS,
         LOCAL_PLAN_LOADING_PATCH,
+        MAX_DELIVERY_BATCH,
         MAX_PUBLISHED_TAGS,
         MIGRATE_SIGNAL,
         RECORD_TIMELINE_ACTIVITY,
@@ -37,6 +40,8 @@ with workflow.unsafe.imports_passed_through():
         WORKFLOW_NAME,
         CustomerView,
         CustomerWorkflowInput,
+        DeliveryBatch,
+        DeliveryBatchOutcome,
         DeliveryOutcome,
         Deployment,
         EventSignal,
@@ -217,6 +222,11 @@ class CustomerJourneyWorkflow:
     async def _deliver_in_order(self) -> None:
         while True:
             await workflow.wait_condition(lambda: bool(self._outbox))
+            if self._outbox[0].channel in LOCAL_DELIVERY_CHANNELS and workflow.patched(
+                BATCHED_LOCAL_DELIVERIES_PATCH
+            ):
+                await self._deliver_local_batch()
+                continue
             delivery = self._outbox.pop(0)
             self._delivering = True
             try:
@@ -231,6 +241,41 @@ class CustomerJourneyWorkflow:
                 self._state, delivery.idempotency_key, delivered, detail, owned=True
             )
             self._delivering = False
+
+    async def _deliver_local_batch(self) -> None:
+        """The local messages at the head of the outbox, in one local activity: a step that
+        sends several (a batch of events, three sends on entering a stage) costs one
+        marker and one ledger query instead of one of each per message."""
+        batch: list[Delivery] = []
+        while (
+            self._outbox
+            and self._outbox[0].channel in LOCAL_DELIVERY_CHANNELS
+            and len(batch) < MAX_DELIVERY_BATCH
+        ):
+            batch.append(self._outbox.pop(0))
+        self._delivering = True
+        try:
+            result: DeliveryBatchOutcome = await workflow.execute_local_activity(
+                DELIVER_BATCH_ACTIVITY,
+                DeliveryBatch(deliveries=batch),
+                result_type=DeliveryBatchOutcome,
+                start_to_close_timeout=DELIVERY_START_TO_CLOSE,
+                schedule_to_close_timeout=DELIVERY_SCHEDULE_TO_CLOSE,
+                retry_policy=DELIVERY_RETRY,
+            )
+            outcomes = result.outcomes
+        except ActivityError as e:
+            cause = e.cause
+            failure = cause.message if isinstance(cause, FailureError) else str(e)
+            outcomes = [
+                DeliveryOutcome(idempotency_key=d.idempotency_key, delivered=False, detail=failure)
+                for d in batch
+            ]
+        for outcome in outcomes:
+            self._state = journey.record_delivery_outcome(
+                self._state, outcome.idempotency_key, outcome.delivered, outcome.detail, owned=True
+            )
+        self._delivering = False
 
     async def _execute_delivery(self, delivery: Delivery) -> DeliveryOutcome:
         # A channel that writes on this machine (a log line, a task row) runs as a local

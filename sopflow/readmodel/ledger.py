@@ -54,6 +54,15 @@ class Ledger:
         with self.database.engine.connect() as connection:
             return connection.execute(query).first() is not None
 
+    def delivered_keys(self, keys: Sequence[str]) -> set[str]:
+        """Which of these effects already reached their channel (one query)."""
+        if not keys:
+            return set()
+        table = DeliveryRecord.__table__
+        query = select(table.c.idempotency_key).where(table.c.idempotency_key.in_(list(keys)))
+        with self.database.engine.connect() as connection:
+            return {row[0] for row in connection.execute(query)}
+
     def record_delivery(self, delivery: Delivery, detail: str | None) -> bool:
         """Record a delivered effect (and a task's inbox row); False if it was already there."""
         now = datetime.now(UTC)
