@@ -353,15 +353,16 @@ def _evaluate_conditions(step: Step) -> None:
         changed = False
         for journey in active_journeys(step.state):
             plan = step.catalog.plan_of(journey)
+            exits = [rule.when for rule in plan.exit if rule.event is None and rule.when]
+            triggers = plan.stages[journey.stage].triggers
+            if not exits and not any(t.kind == "condition" and t.condition for t in triggers):
+                continue  # nothing to evaluate: skip building the guard context
             context = context_for(step, journey, plan)
-            if any(
-                rule.event is None and rule.when and evaluate_guard(rule.when, context)
-                for rule in plan.exit
-            ):
+            if any(evaluate_guard(when, context) for when in exits):
                 end_journey(step, journey, "exit condition met")
                 changed = True
                 continue
-            for index, trigger in enumerate(plan.stages[journey.stage].triggers):
+            for index, trigger in enumerate(triggers):
                 if trigger.kind != "condition" or not trigger.condition:
                     continue
                 key = str(index)
