@@ -10,6 +10,7 @@ worker poller settings (`worker.main.POLLER`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -104,7 +105,7 @@ class CountSignals:
         self.count = 0
 
     @workflow.signal
-    def bump(self) -> None:
+    def bump(self, text: str = "") -> None:  # the same signal as DeliverPerSignal's
         self.count += 1
 
     @workflow.run
@@ -173,29 +174,20 @@ async def raw_burst(
     began = time.perf_counter()
     gate = asyncio.Semaphore(50)
 
+    run = DeliverPerSignal.run if deliver else CountSignals.run
+
     async def one(index: int) -> None:
         async with gate:
-            if deliver:
-                handle = await client.start_workflow(
-                    DeliverPerSignal.run,
-                    events,
-                    id=f"{queue}-{index}",
-                    task_queue=queue,
-                    start_signal="bump",
-                    start_signal_args=["0"],
-                )
-                for n in range(1, events):
-                    await handle.signal(DeliverPerSignal.bump, str(n))
-            else:
-                handle = await client.start_workflow(
-                    CountSignals.run,
-                    events,
-                    id=f"{queue}-{index}",
-                    task_queue=queue,
-                    start_signal="bump",
-                )
-                for _ in range(events - 1):
-                    await handle.signal(CountSignals.bump)
+            handle = await client.start_workflow(
+                run,
+                events,
+                id=f"{queue}-{index}",
+                task_queue=queue,
+                start_signal="bump",
+                start_signal_args=["0"],
+            )
+            for n in range(1, events):
+                await handle.signal("bump", str(n))
         await handle.result()
 
     await asyncio.gather(*(one(i) for i in range(customers)))
@@ -234,11 +226,15 @@ class Stack:
 
 @asynccontextmanager
 async def sopflow_stack(
-    client: Client, home: Path, playbook: str, sandboxed: bool = True
+    client: Client, home: Path, playbook: str, sandboxed: bool = True, worker: bool = True
 ) -> AsyncIterator[Stack]:
+    """The API (and, unless `worker=False`, a worker in this process) with `playbook`
+    deployed and an operator key; a benchmark that runs its worker in another process
+    points it at `stack.settings`."""
     settings = Settings(
         home=home,
         temporal_task_queue=f"bench-{uuid.uuid4().hex}",
+        temporal_address=client.service_client.config.target_host,
         api_port=free_port(),
         workflow_sandbox=sandboxed,
     )
@@ -246,7 +242,7 @@ async def sopflow_stack(
     database = Database.from_settings(settings)
     key, _ = create_key(database, Role.OPERATOR, "bench")
     server = api_server(settings, client)
-    async with build_worker(client, settings):
+    async with build_worker(client, settings) if worker else contextlib.nullcontext():
         serving = asyncio.create_task(server.serve())
         while not server.started:
             await asyncio.sleep(0.05)
@@ -254,7 +250,7 @@ async def sopflow_stack(
             async with httpx.AsyncClient(
                 base_url=f"http://127.0.0.1:{settings.api_port}",
                 headers={"Authorization": f"Bearer {key}"},
-                timeout=120,
+                timeout=300,
             ) as http:
                 yield Stack(settings, database, http)
         finally:

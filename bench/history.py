@@ -9,8 +9,8 @@ an event into Temporal. Run: `.venv/bin/python -m bench.history`
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-import sys
 import tempfile
 import uuid
 from datetime import timedelta
@@ -18,20 +18,14 @@ from pathlib import Path
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from bench import report
 from bench.harness import CountSignals
 from sopflow import simulator
-from sopflow.binaries import temporal_test_server
-from sopflow.language import compile_paths
-from sopflow.language.compiler import plans_of_file
-from sopflow.plan_store import PlanStore
-from sopflow.settings import Settings
 from tests.helpers import play, terminate
-from tests.record_histories import SCENARIOS, playbook_of
+from tests.record_histories import SCENARIOS, scenario_settings, start_time_skipping
 from worker.main import build_worker
 from workflows.contracts import customer_workflow_id
 
@@ -59,16 +53,7 @@ async def chain_lengths(client: Client, workflow_id: str, first_run: str) -> lis
 
 async def one_year(env: WorkflowEnvironment, events_file: Path) -> tuple[int, list[int]]:
     with tempfile.TemporaryDirectory() as home:
-        settings = Settings(
-            home=Path(home),
-            temporal_task_queue=f"bench-{uuid.uuid4().hex}",
-            publish_search_attributes=False,
-        )
-        bundle = compile_paths([REPO / "playbooks"])
-        plans = simulator.reachable_plans(
-            plans_of_file(bundle, playbook_of(events_file)), bundle.plans
-        )
-        PlanStore(settings.plans_dir).deploy_all(list(plans.values()), bundle.profile)
+        settings = scenario_settings(events_file, Path(home), "bench")
         customer = f"bench-{events_file.name.split('.')[0]}-{uuid.uuid4().hex[:6]}"
         start = await env.get_current_time()
         scenario = simulator.load_events(events_file, start)
@@ -103,13 +88,9 @@ async def baseline(env: WorkflowEnvironment, signals: int) -> int:
         return len((await handle.fetch_history()).events)
 
 
-async def main() -> None:
-    env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
-        test_server_existing_path=str(temporal_test_server()),
-    )
+async def main(record: bool) -> None:
     rows = []
-    async with env:
+    async with await start_time_skipping() as env:
         for events_file in SCENARIOS:
             count, lengths = await one_year(env, events_file)
             raw = await baseline(env, count)
@@ -134,7 +115,7 @@ async def main() -> None:
     body = report.table(headers, table)
     print(body)
     print(f"Repeat: {report.command()}")
-    if "--no-record" in sys.argv:
+    if not record:
         return
     met = sum(1 for row in table if "**met**" in str(row[-1]))
     notes = f"""
@@ -162,4 +143,6 @@ of signals, one a day, in the same run.
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--no-record", action="store_true", help="print only")
+    asyncio.run(main(record=not parser.parse_args().no_record))

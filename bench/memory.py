@@ -23,24 +23,13 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
-from sqlalchemy import func, select
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from bench import report
-from bench.harness import STATE_ONLY, CountSignals, dev_server
-from sopflow.language import compile_playbook
-from sopflow.plan_store import PlanStore
-from sopflow.readmodel.database import Database
-from sopflow.readmodel.keys import Role, create_key
-from sopflow.readmodel.tables import JourneyEvent
-from sopflow.serving import api_server
-from sopflow.settings import Settings
-from tests.conftest import free_port
+from bench.harness import STATE_ONLY, CountSignals, dev_server, event, sopflow_stack
 from worker.main import POLLER
 
 CACHE = 1000  # temporalio's default max_cached_workflows, which neither side changes
@@ -133,74 +122,43 @@ async def raw_side(client: Client, address: str, count: int) -> tuple[float, flo
 
 
 async def sopflow_side(
-    client: Client, address: str, home: Path, checkpoints: list[int], sandboxed: bool
+    client: Client, home: Path, checkpoints: list[int], sandboxed: bool
 ) -> tuple[float, list[tuple[int, float]]]:
     """Idle RSS, then RSS at each number of open customers, of a `sopflow worker`."""
-    queue = f"mem-{uuid.uuid4().hex}"
-    settings = Settings(
-        home=home, temporal_address=address, temporal_task_queue=queue, api_port=free_port()
-    )
-    PlanStore(settings.plans_dir).deploy(compile_playbook(STATE_ONLY))
-    database = Database.from_settings(settings)
-    key, _ = create_key(database, Role.OPERATOR, "bench")
-    process = start_process(
-        [str(Path(sys.executable).parent / "sopflow"), "worker"],
-        {
-            "SOPFLOW_HOME": str(home),
-            "SOPFLOW_TEMPORAL_ADDRESS": address,
-            "SOPFLOW_TEMPORAL_TASK_QUEUE": queue,
-            "SOPFLOW_WORKFLOW_SANDBOX": "true" if sandboxed else "false",
-        },
-    )
-    server = api_server(settings, client)
-    serving = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(3)
-        idle = await settle(process.pid)
-        rows: list[tuple[int, float]] = []
-        async with httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{settings.api_port}",
-            headers={"Authorization": f"Bearer {key}"},
-            timeout=300,
-        ) as http:
+    async with sopflow_stack(client, home, STATE_ONLY, sandboxed, worker=False) as stack:
+        settings = stack.settings
+        process = start_process(
+            [str(Path(sys.executable).parent / "sopflow"), "worker"],
+            {
+                "SOPFLOW_HOME": str(settings.home),
+                "SOPFLOW_TEMPORAL_ADDRESS": settings.temporal_address,
+                "SOPFLOW_TEMPORAL_TASK_QUEUE": settings.temporal_task_queue,
+                "SOPFLOW_WORKFLOW_SANDBOX": "true" if sandboxed else "false",
+            },
+        )
+        try:
+            await asyncio.sleep(3)
+            idle = await settle(process.pid)
+            rows: list[tuple[int, float]] = []
             sent = 0
             for target in checkpoints:
                 while sent < target:
                     size = min(1000, target - sent)
-                    now = datetime.now(UTC).isoformat()
                     body = [
-                        {
-                            "customer_id": f"m-{c}",
-                            "type": "contact.added",
-                            "idempotency_key": f"m-{c}",
-                            "occurred_at": now,
-                        }
+                        event(f"m-{c}", "contact.added", f"m-{c}", c)
                         for c in range(sent, sent + size)
                     ]
-                    (await http.post("/v1/events:batch", json={"events": body})).raise_for_status()
+                    reply = await stack.http.post("/v1/events:batch", json={"events": body})
+                    reply.raise_for_status()
                     sent += size
-                await _wait_enrolled(database, target)
+                await stack.wait_for("enrolled", target, timeout=3 * 3600)
                 rows.append((target, await settle(process.pid)))
                 print(
                     f"  {target:>7,} open customers: worker RSS {rows[-1][1]:.0f} MiB", flush=True
                 )
-        return idle, rows
-    finally:
-        stop_process(process)
-        server.should_exit = True
-        await serving
-
-
-async def _wait_enrolled(database: Database, count: int) -> None:
-    def enrolled() -> int:
-        with database.session() as session:
-            query = select(func.count()).select_from(JourneyEvent)
-            return session.scalar(query.where(JourneyEvent.kind == "enrolled")) or 0
-
-    while await asyncio.to_thread(enrolled) < count:
-        await asyncio.sleep(1)
+            return idle, rows
+        finally:
+            stop_process(process)
 
 
 # -------------------------------------------------------------------------------- main
@@ -216,9 +174,7 @@ async def measure(
         async with dev_server(folder, sqlite=False) as env:
             address = env.client.service_client.config.target_host
             raw_idle, raw_full = await raw_side(env.client, address, 2 * CACHE)
-            idle, rows = await sopflow_side(
-                env.client, address, folder / "home", checkpoints, sandboxed
-            )
+            idle, rows = await sopflow_side(env.client, folder / "home", checkpoints, sandboxed)
     return raw_idle, raw_full, idle, rows
 
 

@@ -15,18 +15,12 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from bench import report
 from sopflow import simulator
-from sopflow.binaries import temporal_test_server
-from sopflow.language import compile_paths
-from sopflow.language.compiler import plans_of_file
-from sopflow.plan_store import PlanStore
-from sopflow.settings import Settings
 from tests.helpers import play, terminate
-from tests.record_histories import SCENARIOS, playbook_of
+from tests.record_histories import SCENARIOS, scenario_plans, scenario_settings, start_time_skipping
 from worker.main import build_worker
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,29 +29,21 @@ DAYS = 90
 
 def pure(events_file: Path, customers: int) -> float:
     """Seconds to simulate `customers` customers for DAYS days."""
-    bundle = compile_paths([REPO / "playbooks"])
-    plans = simulator.reachable_plans(plans_of_file(bundle, playbook_of(events_file)), bundle.plans)
+    plans, profile = scenario_plans(events_file)
     start = datetime(2026, 11, 23, 1, tzinfo=UTC)
     events = simulator.load_events(events_file, start)
     began = time.perf_counter()
     for index in range(customers):
         simulator.simulate(
-            plans, bundle.profile, events, start, DAYS, simulator.CustomerSpec(id=f"bench-{index}")
+            plans, profile, events, start, DAYS, simulator.CustomerSpec(id=f"bench-{index}")
         )
     return time.perf_counter() - began
 
 
 async def on_temporal(env: WorkflowEnvironment, events_file: Path, customers: int) -> float:
     """Seconds to run `customers` customers for DAYS days on the time-skipping server."""
-    bundle = compile_paths([REPO / "playbooks"])
-    plans = simulator.reachable_plans(plans_of_file(bundle, playbook_of(events_file)), bundle.plans)
     with tempfile.TemporaryDirectory() as home:
-        settings = Settings(
-            home=Path(home),
-            temporal_task_queue=f"sim-{uuid.uuid4().hex}",
-            publish_search_attributes=False,
-        )
-        PlanStore(settings.plans_dir).deploy_all(list(plans.values()), bundle.profile)
+        settings = scenario_settings(events_file, Path(home), "sim")
         began = time.perf_counter()
         async with build_worker(env.client, settings):
             ids = []
@@ -80,12 +66,8 @@ async def main() -> None:
     parser.add_argument("--temporal-customers", type=int, default=50)
     parser.add_argument("--no-record", action="store_true", help="print only")
     args = parser.parse_args()
-    env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
-        test_server_existing_path=str(temporal_test_server()),
-    )
     rows = []
-    async with env:
+    async with await start_time_skipping() as env:
         for events_file in SCENARIOS:
             core = pure(events_file, args.customers)
             durable = await on_temporal(env, events_file, args.temporal_customers)

@@ -19,6 +19,7 @@ from sopflow import simulator
 from sopflow.binaries import temporal_test_server
 from sopflow.language import compile_paths
 from sopflow.language.compiler import plans_of_file
+from sopflow.language.plan import Plan, ProfilePlan
 from sopflow.plan_store import PlanStore
 from sopflow.settings import Settings
 from tests.helpers import play, terminate
@@ -38,13 +39,35 @@ def playbook_of(events: Path) -> Path:
     raise ValueError(f"{events} names no playbook")
 
 
-async def record(env: WorkflowEnvironment, events: Path, home: Path) -> str:
-    settings = Settings(
-        home=home, temporal_task_queue=f"record-{uuid.uuid4().hex}", publish_search_attributes=False
-    )
+def scenario_plans(events: Path) -> tuple[dict[str, Plan], ProfilePlan | None]:
+    """The plans a scenario's playbook can enrol a customer in, and the profile rules."""
     bundle = compile_paths([REPO / "playbooks"])
     plans = simulator.reachable_plans(plans_of_file(bundle, playbook_of(events)), bundle.plans)
-    PlanStore(settings.plans_dir).deploy_all(list(plans.values()), bundle.profile)
+    return plans, bundle.profile
+
+
+def scenario_settings(events: Path, home: Path, prefix: str) -> Settings:
+    """Settings on a fresh task queue with the scenario's plans deployed (the time-skipping
+    server registers no search attributes)."""
+    settings = Settings(
+        home=home,
+        temporal_task_queue=f"{prefix}-{uuid.uuid4().hex}",
+        publish_search_attributes=False,
+    )
+    plans, profile = scenario_plans(events)
+    PlanStore(settings.plans_dir).deploy_all(list(plans.values()), profile)
+    return settings
+
+
+async def start_time_skipping() -> WorkflowEnvironment:
+    return await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter,
+        test_server_existing_path=str(temporal_test_server()),
+    )
+
+
+async def record(env: WorkflowEnvironment, events: Path, home: Path) -> str:
+    settings = scenario_settings(events, home, "record")
     customer = f"history-{events.name.split('.')[0]}"
     start = await env.get_current_time()
     async with build_worker(env.client, settings):
@@ -58,11 +81,7 @@ async def record(env: WorkflowEnvironment, events: Path, home: Path) -> str:
 
 async def main() -> None:
     HISTORIES.mkdir(exist_ok=True)
-    env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
-        test_server_existing_path=str(temporal_test_server()),
-    )
-    async with env:
+    async with await start_time_skipping() as env:
         for events in SCENARIOS:
             with tempfile.TemporaryDirectory() as home:
                 text = await record(env, events, Path(home))

@@ -39,6 +39,29 @@ stages:
 """
 
 
+def drill_settings(
+    tmp_path: Path, prefix: str, webhook_url: str | None = None
+) -> tuple[str, Settings]:
+    """A drill's own task queue and home (and webhook endpoint), without search attributes."""
+    queue = f"{prefix}-{tmp_path.name[-8:]}"
+    settings = Settings(
+        home=tmp_path / "home",
+        temporal_task_queue=queue,
+        publish_search_attributes=False,
+        webhook_url=webhook_url,
+    )
+    return queue, settings
+
+
+def ledger_rows(settings: Settings) -> int:
+    """Rows in the delivery ledger: each effect that reached its channel, once."""
+    database = Database.from_settings(settings)
+    with database.session() as session:
+        recorded = session.scalar(select(func.count()).select_from(DeliveryRecord))
+    database.dispose()
+    return recorded or 0
+
+
 def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "sopflow", "worker"],
@@ -60,13 +83,7 @@ async def test_kill_9_the_worker_mid_burst_and_every_delivery_arrives_once(
     dev_env: WorkflowEnvironment, tmp_path: Path, make_plan
 ) -> None:
     receiver = WebhookReceiver()
-    queue = f"drill-{tmp_path.name[-8:]}"
-    settings = Settings(
-        home=tmp_path / "home",
-        temporal_task_queue=queue,
-        publish_search_attributes=False,
-        webhook_url=receiver.url,
-    )
+    queue, settings = drill_settings(tmp_path, "drill", receiver.url)
     PlanStore(settings.plans_dir).deploy(make_plan(BURST))
     env = {
         **os.environ,
@@ -101,11 +118,7 @@ async def test_kill_9_the_worker_mid_burst_and_every_delivery_arrives_once(
     assert set(posts) == {
         f"{c}/burst#1/{n}" for c in customers for n in range(1, MESSAGES_EACH + 1)
     }
-    database = Database.from_settings(settings)
-    with database.session() as session:
-        recorded = session.scalar(select(func.count()).select_from(DeliveryRecord))
-    database.dispose()
-    assert recorded == expected  # the ledger holds each effect once
+    assert ledger_rows(settings) == expected  # the ledger holds each effect once
     # A POST the remote answered just before the kill, whose ledger write never happened,
     # is sent again with the same Idempotency-Key: receivers drop it. Only those repeat.
     repeats = len(posts) - len(set(posts))
@@ -205,13 +218,7 @@ async def test_a_webhook_down_for_a_while_then_back_gets_everything_once(
     receiver = WebhookReceiver()
     recovers_at = time.monotonic() + OUTAGE_SECONDS
     receiver.answer = lambda: 503 if time.monotonic() < recovers_at else 200
-    queue = f"outage-{tmp_path.name[-8:]}"
-    settings = Settings(
-        home=tmp_path / "home",
-        temporal_task_queue=queue,
-        publish_search_attributes=False,
-        webhook_url=receiver.url,
-    )
+    queue, settings = drill_settings(tmp_path, "outage", receiver.url)
     PlanStore(settings.plans_dir).deploy(make_plan(BURST))
     customers = [f"{queue}-{i}" for i in range(max(CUSTOMERS // 3, 5))]
     expected = {f"{c}/burst#1/{n}" for c in customers for n in range(1, MESSAGES_EACH + 1)}
@@ -233,11 +240,7 @@ async def test_a_webhook_down_for_a_while_then_back_gets_everything_once(
     receiver.close()
     assert any(r.status == 503 for r in receiver.received), "the outage refused nothing"
     assert delivered() == expected
-    database = Database.from_settings(settings)
-    with database.session() as session:
-        recorded = session.scalar(select(func.count()).select_from(DeliveryRecord))
-    database.dispose()
-    assert recorded == len(expected)  # each once, whatever the retries
+    assert ledger_rows(settings) == len(expected)  # each once, whatever the retries
 
 
 REFUSED = """\
@@ -267,13 +270,7 @@ async def test_a_4xx_endpoint_is_recorded_failed_once_and_the_journey_goes_on(
     the endpoint's answer, and the journey follows its playbook (the next stage's send)."""
     receiver = WebhookReceiver()
     receiver.default_status = 404
-    queue = f"refused-{tmp_path.name[-8:]}"
-    settings = Settings(
-        home=tmp_path / "home",
-        temporal_task_queue=queue,
-        publish_search_attributes=False,
-        webhook_url=receiver.url,
-    )
+    queue, settings = drill_settings(tmp_path, "refused", receiver.url)
     PlanStore(settings.plans_dir).deploy(make_plan(REFUSED))
     customers = [f"{queue}-{i}" for i in range(CUSTOMERS)]
     from tests.helpers import describe, read_deliveries
@@ -299,11 +296,9 @@ async def test_a_4xx_endpoint_is_recorded_failed_once_and_the_journey_goes_on(
         assert (journey.stage, journey.status) == ("followed_up", "ended")
     followups = read_deliveries(settings)
     assert sorted(d["customer_id"] for d in followups) == sorted(customers)
-    database = Database.from_settings(settings)
-    with database.session() as session:
-        recorded = session.scalar(select(func.count()).select_from(DeliveryRecord))
-    database.dispose()
-    assert recorded == len(customers)  # the follow-ups; a refused message is not delivered
+    assert ledger_rows(settings) == len(
+        customers
+    )  # the follow-ups; a refused message is not delivered
 
 
 SHORT_TIMER = """\
@@ -410,10 +405,7 @@ async def test_a_breaking_redeploy_changes_no_journey_in_flight(
 ) -> None:
     import json
 
-    queue = f"redeploy-{tmp_path.name[-8:]}"
-    settings = Settings(
-        home=tmp_path / "home", temporal_task_queue=queue, publish_search_attributes=False
-    )
+    queue, settings = drill_settings(tmp_path, "redeploy")
     store = PlanStore(settings.plans_dir)
     store.deploy(make_plan(V1_PINNED))
     customers = [f"{queue}-{i}" for i in range(CUSTOMERS)]

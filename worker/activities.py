@@ -46,22 +46,11 @@ class SopflowActivities:
         """
         key = delivery.idempotency_key
         if await asyncio.to_thread(self.ledger.delivered, key):
-            return DeliveryOutcome(
-                idempotency_key=key, delivered=True, detail="already delivered (ledger)"
-            )
-        adapter = self.channels.get(delivery.channel)
-        if adapter is None:
-            raise ApplicationError(
-                f"no adapter for channel '{delivery.channel}'",
-                type="PermanentDeliveryError",
-                non_retryable=True,
-            )
+            return _already_delivered(key)
         try:
-            detail = await adapter.deliver(delivery)
+            return await self._send(delivery)
         except PermanentDeliveryError as e:
             raise ApplicationError(str(e), type="PermanentDeliveryError", non_retryable=True) from e
-        await asyncio.to_thread(self.ledger.record_delivery, delivery, detail)
-        return DeliveryOutcome(idempotency_key=key, delivered=True, detail=detail)
 
     @activity.defn(name=DELIVER_BATCH_ACTIVITY)
     async def deliver_messages(self, batch: DeliveryBatch) -> DeliveryBatchOutcome:
@@ -77,29 +66,27 @@ class SopflowActivities:
         for delivery in batch.deliveries:
             key = delivery.idempotency_key
             if key in done:
-                outcomes.append(
-                    DeliveryOutcome(
-                        idempotency_key=key, delivered=True, detail="already delivered (ledger)"
-                    )
-                )
-                continue
-            adapter = self.channels.get(delivery.channel)
-            if adapter is None:
-                refused = f"no adapter for channel '{delivery.channel}'"
-                outcomes.append(
-                    DeliveryOutcome(idempotency_key=key, delivered=False, detail=refused)
-                )
+                outcomes.append(_already_delivered(key))
                 continue
             try:
-                detail = await adapter.deliver(delivery)
+                outcomes.append(await self._send(delivery))
             except PermanentDeliveryError as e:
                 outcomes.append(
                     DeliveryOutcome(idempotency_key=key, delivered=False, detail=str(e))
                 )
-                continue
-            await asyncio.to_thread(self.ledger.record_delivery, delivery, detail)
-            outcomes.append(DeliveryOutcome(idempotency_key=key, delivered=True, detail=detail))
         return DeliveryBatchOutcome(outcomes=outcomes)
+
+    async def _send(self, delivery: Delivery) -> DeliveryOutcome:
+        """Hand a delivery to its channel's adapter and record it in the ledger; a refusal
+        (or a channel without an adapter) raises PermanentDeliveryError."""
+        adapter = self.channels.get(delivery.channel)
+        if adapter is None:
+            raise PermanentDeliveryError(f"no adapter for channel '{delivery.channel}'")
+        detail = await adapter.deliver(delivery)
+        await asyncio.to_thread(self.ledger.record_delivery, delivery, detail)
+        return DeliveryOutcome(
+            idempotency_key=delivery.idempotency_key, delivered=True, detail=detail
+        )
 
     @activity.defn(name=RECORD_TIMELINE_ACTIVITY)
     async def record_timeline(self, request: RecordTimelineInput) -> int:
@@ -124,3 +111,7 @@ class SopflowActivities:
             else:
                 result.profiles.append(rules)
         return result
+
+
+def _already_delivered(key: str) -> DeliveryOutcome:
+    return DeliveryOutcome(idempotency_key=key, delivered=True, detail="already delivered (ledger)")

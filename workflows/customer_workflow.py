@@ -222,30 +222,40 @@ class CustomerJourneyWorkflow:
     async def _deliver_in_order(self) -> None:
         while True:
             await workflow.wait_condition(lambda: bool(self._outbox))
-            if self._outbox[0].channel in LOCAL_DELIVERY_CHANNELS and workflow.patched(
+            batched = self._outbox[0].channel in LOCAL_DELIVERY_CHANNELS and workflow.patched(
                 BATCHED_LOCAL_DELIVERIES_PATCH
-            ):
-                await self._deliver_local_batch()
-                continue
-            delivery = self._outbox.pop(0)
+            )
+            batch = self._take_local_batch() if batched else [self._outbox.pop(0)]
             self._delivering = True
             try:
-                outcome = await self._execute_delivery(delivery)
-                delivered, detail = outcome.delivered, outcome.detail
+                if batched:
+                    outcomes = await self._execute_batch(batch)
+                else:
+                    outcomes = [await self._execute_delivery(batch[0])]
             except ActivityError as e:
                 # The cause is the adapter's own failure ("webhook refused with HTTP 404").
                 cause = e.cause
                 detail = cause.message if isinstance(cause, FailureError) else str(e)
-                delivered = False
-            self._state = journey.record_delivery_outcome(
-                self._state, delivery.idempotency_key, delivered, detail, owned=True
-            )
+                outcomes = [
+                    DeliveryOutcome(
+                        idempotency_key=d.idempotency_key, delivered=False, detail=detail
+                    )
+                    for d in batch
+                ]
+            for outcome in outcomes:
+                self._state = journey.record_delivery_outcome(
+                    self._state,
+                    outcome.idempotency_key,
+                    outcome.delivered,
+                    outcome.detail,
+                    owned=True,
+                )
             self._delivering = False
 
-    async def _deliver_local_batch(self) -> None:
-        """The local messages at the head of the outbox, in one local activity: a step that
-        sends several (a batch of events, three sends on entering a stage) costs one
-        marker and one ledger query instead of one of each per message."""
+    def _take_local_batch(self) -> list[Delivery]:
+        """The local messages at the head of the outbox: a step that sends several (a batch
+        of events, three sends on entering a stage) delivers them in one local activity,
+        one marker and one ledger query instead of one of each per message."""
         batch: list[Delivery] = []
         while (
             self._outbox
@@ -253,47 +263,30 @@ class CustomerJourneyWorkflow:
             and len(batch) < MAX_DELIVERY_BATCH
         ):
             batch.append(self._outbox.pop(0))
-        self._delivering = True
-        try:
-            result: DeliveryBatchOutcome = await workflow.execute_local_activity(
-                DELIVER_BATCH_ACTIVITY,
-                DeliveryBatch(deliveries=batch),
-                result_type=DeliveryBatchOutcome,
-                start_to_close_timeout=DELIVERY_START_TO_CLOSE,
-                schedule_to_close_timeout=DELIVERY_SCHEDULE_TO_CLOSE,
-                retry_policy=DELIVERY_RETRY,
-            )
-            outcomes = result.outcomes
-        except ActivityError as e:
-            cause = e.cause
-            failure = cause.message if isinstance(cause, FailureError) else str(e)
-            outcomes = [
-                DeliveryOutcome(idempotency_key=d.idempotency_key, delivered=False, detail=failure)
-                for d in batch
-            ]
-        for outcome in outcomes:
-            self._state = journey.record_delivery_outcome(
-                self._state, outcome.idempotency_key, outcome.delivered, outcome.detail, owned=True
-            )
-        self._delivering = False
+        return batch
+
+    async def _execute_batch(self, batch: list[Delivery]) -> list[DeliveryOutcome]:
+        result: DeliveryBatchOutcome = await workflow.execute_local_activity(
+            DELIVER_BATCH_ACTIVITY,
+            DeliveryBatch(deliveries=batch),
+            result_type=DeliveryBatchOutcome,
+            start_to_close_timeout=DELIVERY_START_TO_CLOSE,
+            schedule_to_close_timeout=DELIVERY_SCHEDULE_TO_CLOSE,
+            retry_policy=DELIVERY_RETRY,
+        )
+        return result.outcomes
 
     async def _execute_delivery(self, delivery: Delivery) -> DeliveryOutcome:
-        # A channel that writes on this machine (a log line, a task row) runs as a local
-        # activity: a marker in history instead of a scheduled activity and the workflow
-        # task that records its result. Remote channels keep ordinary activities, whose
-        # retries for a day do not hold the workflow task. Histories from before this
-        # choice replay with ordinary activities (the patch).
-        if delivery.channel in LOCAL_DELIVERY_CHANNELS and workflow.patched(LOCAL_DELIVERIES_PATCH):
-            outcome: DeliveryOutcome = await workflow.execute_local_activity(
-                DELIVER_ACTIVITY,
-                delivery,
-                result_type=DeliveryOutcome,
-                start_to_close_timeout=DELIVERY_START_TO_CLOSE,
-                schedule_to_close_timeout=DELIVERY_SCHEDULE_TO_CLOSE,
-                retry_policy=DELIVERY_RETRY,
-            )
-            return outcome
-        outcome = await workflow.execute_activity(
+        # One delivery: what remote channels use, and what histories recorded before the
+        # batches replay. A local channel ran as a local activity (a marker in history
+        # instead of a scheduled activity and the workflow task that records its result);
+        # remote ones keep ordinary activities, whose retries for a day do not hold the
+        # workflow task. Histories from before that choice replay with ordinary ones.
+        local = delivery.channel in LOCAL_DELIVERY_CHANNELS and workflow.patched(
+            LOCAL_DELIVERIES_PATCH
+        )
+        execute = workflow.execute_local_activity if local else workflow.execute_activity
+        outcome: DeliveryOutcome = await execute(
             DELIVER_ACTIVITY,
             delivery,
             result_type=DeliveryOutcome,

@@ -48,14 +48,11 @@ class Ledger:
 
     def delivered(self, idempotency_key: str) -> bool:
         """Has this effect already reached its channel?"""
-        # A keyed lookup without the ORM's identity map: this runs before every delivery.
-        table = DeliveryRecord.__table__
-        query = select(table.c.idempotency_key).where(table.c.idempotency_key == idempotency_key)
-        with self.database.engine.connect() as connection:
-            return connection.execute(query).first() is not None
+        return idempotency_key in self.delivered_keys([idempotency_key])
 
     def delivered_keys(self, keys: Sequence[str]) -> set[str]:
-        """Which of these effects already reached their channel (one query)."""
+        """Which of these effects already reached their channel (one keyed query, without
+        the ORM's identity map: it runs before every delivery)."""
         if not keys:
             return set()
         table = DeliveryRecord.__table__
