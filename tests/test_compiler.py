@@ -66,6 +66,18 @@ def test_plan_is_immutable() -> None:
         plan.entry_stage = "done"  # type: ignore[misc]
 
 
+def test_plans_of_one_version_are_shared_within_a_process() -> None:
+    from sopflow.language.plan import Plan, shared_plan
+
+    text = WELCOME.read_text(encoding="utf-8")
+    plan = compile_playbook(text)
+    copy = Plan.model_validate_json(plan.model_dump_json())  # as a workflow receives it
+    assert copy is not plan and shared_plan(plan) is plan
+    assert shared_plan(copy) is plan  # every customer holds the one object of the version
+    other = compile_playbook(text.replace("icebreak", "hello"))
+    assert shared_plan(other) is other
+
+
 def test_shipped_example_compiles() -> None:
     plan = compile_playbook_file(WELCOME)
     assert plan.name == "welcome" and plan.entry_stage == "icebreak"
