@@ -28,13 +28,14 @@ test: install lint typecheck
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
 typecheck: install
-	$(BIN)/mypy sopflow workflows worker api
+	$(BIN)/mypy sopflow workflows worker api cli
 
 schemas: install
 	$(BIN)/sopflow schemas

@@ -13,10 +13,10 @@ from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
 from api.routes import customer_lists, customers, events, metrics, playbooks, tasks
 from sopflow import __version__
-from sopflow.plan_store import PlanStore
-from sopflow.readmodel.database import Database
 from sopflow.settings import Settings
-from sopflow.temporal_connection import connect
+from sopflow.store.database import Database
+from sopflow.store.plans import PlanStore
+from workflows.client import connect
 
 
 def create_app(

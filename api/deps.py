@@ -11,10 +11,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from temporalio.client import Client
 
 from api.errors import ApiError
-from sopflow.plan_store import PlanStore
-from sopflow.readmodel.database import Database
-from sopflow.readmodel.keys import Principal, Role, authenticate
 from sopflow.settings import Settings
+from sopflow.store.database import Database
+from sopflow.store.keys import Principal, Role, authenticate
+from sopflow.store.plans import PlanStore
 
 
 def get_settings(request: Request) -> Settings:

@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError
 
 from api.models import ErrorBody, ErrorDetail, ErrorResponse
+from workflows.client import TemporalUnavailable
 
 log = logging.getLogger("sopflow.api")
 
@@ -59,6 +60,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return error_response(exc.status_code, "http_error", str(exc.detail))
+
+    @app.exception_handler(TemporalUnavailable)
+    async def temporal_unavailable(_: Request, exc: TemporalUnavailable) -> JSONResponse:
+        log.warning("%s", exc)
+        return error_response(503, "temporal_unavailable", str(exc))
 
     @app.exception_handler(RPCError)
     async def temporal_error(_: Request, exc: RPCError) -> JSONResponse:

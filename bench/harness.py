@@ -29,14 +29,14 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from sopflow.binaries import temporal_cli
+from cli.binaries import temporal_cli
+from cli.serving import api_server
 from sopflow.language import compile_playbook
-from sopflow.plan_store import PlanStore
-from sopflow.readmodel.database import Database
-from sopflow.readmodel.keys import Role, create_key
-from sopflow.readmodel.tables import DeliveryRecord, JourneyEvent
-from sopflow.serving import api_server
 from sopflow.settings import Settings
+from sopflow.store.database import Database
+from sopflow.store.keys import Role, create_key
+from sopflow.store.plans import PlanStore
+from sopflow.store.tables import DeliveryRecord, JourneyEvent
 from tests.conftest import free_port
 from worker.main import POLLER, build_worker
 from workflows.contracts import SEARCH_ATTRIBUTES

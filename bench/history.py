@@ -23,7 +23,7 @@ from temporalio.worker import Worker
 
 from bench import report
 from bench.harness import CountSignals
-from sopflow import simulator
+from sopflow.core import simulator
 from tests.helpers import play, terminate
 from tests.record_histories import SCENARIOS, scenario_settings, start_time_skipping
 from worker.main import build_worker

@@ -18,7 +18,7 @@ from pathlib import Path
 from temporalio.testing import WorkflowEnvironment
 
 from bench import report
-from sopflow import simulator
+from sopflow.core import simulator
 from tests.helpers import play, terminate
 from tests.record_histories import SCENARIOS, scenario_plans, scenario_settings, start_time_skipping
 from worker.main import build_worker

@@ -24,10 +24,10 @@ from typing import Any
 
 import httpx
 
-from sopflow import simulator
+from sopflow.core import simulator
+from sopflow.core.state import TimelineEntry
 from sopflow.language import compile_paths
-from sopflow.metrics import Funnel, LedgerRow, funnel
-from workflows.state import TimelineEntry
+from sopflow.reports.funnel import Funnel, LedgerRow, funnel
 
 REPO = Path(__file__).resolve().parent.parent
 SCENARIO = REPO / "playbooks/scenarios/auto_high_ticket.events.yaml"

@@ -19,7 +19,7 @@ from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from sopflow.binaries import temporal_cli, temporal_test_server
+from cli.binaries import temporal_cli, temporal_test_server
 from sopflow.language import Plan, compile_playbook, compile_playbook_file
 from sopflow.settings import Settings
 from workflows.contracts import SEARCH_ATTRIBUTES

@@ -18,12 +18,12 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from api.routes.events import signal_with_start
-from sopflow.plan_store import PlanStore
+from sopflow.core.simulator import ScenarioEvent
+from sopflow.core.state import CustomerEvent
 from sopflow.settings import Settings
-from sopflow.simulator import ScenarioEvent
+from sopflow.store.plans import PlanStore
+from workflows.client import signal_with_start
 from workflows.contracts import DESCRIBE_QUERY, CustomerView, EventSignal, customer_workflow_id
-from workflows.state import CustomerEvent
 
 T = TypeVar("T")
 

@@ -15,13 +15,13 @@ from pathlib import Path
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from sopflow import simulator
-from sopflow.binaries import temporal_test_server
+from cli.binaries import temporal_test_server
+from sopflow.core import simulator
 from sopflow.language import compile_paths
 from sopflow.language.compiler import plans_of_file
 from sopflow.language.plan import Plan, ProfilePlan
-from sopflow.plan_store import PlanStore
 from sopflow.settings import Settings
+from sopflow.store.plans import PlanStore
 from tests.helpers import play, terminate
 from worker.main import build_worker
 from workflows.contracts import customer_workflow_id

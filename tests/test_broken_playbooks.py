@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from sopflow.cli import app
+from cli.main import app
 from tests.conftest import REPO
 
 BROKEN = sorted((REPO / "tests" / "broken").glob("*.yaml"))

@@ -8,11 +8,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from sopflow.core.state import Delivery
 from tests.helpers import WebhookReceiver
 from worker.channels.base import PermanentDeliveryError
 from worker.channels.log import LogChannel
 from worker.channels.webhook import WebhookChannel, sign
-from workflows.state import Delivery
 
 DELIVERY = Delivery(
     idempotency_key="c1/welcome#1/1",

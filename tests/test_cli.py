@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import REPO, free_port
 
-SOPFLOW = [sys.executable, "-m", "sopflow"]
+SOPFLOW = [sys.executable, "-m", "cli"]
 
 
 def readme_shell_commands() -> list[str]:

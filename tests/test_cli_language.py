@@ -5,7 +5,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from sopflow.cli import app
+from cli.main import app
 from tests.conftest import REPO, WELCOME
 
 runner = CliRunner()
@@ -115,9 +115,9 @@ def test_validate_prints_warnings_and_exits_0_without_errors() -> None:
 
 
 def test_keys_create_list_and_revoke(tmp_path: Path) -> None:
-    from sopflow.readmodel.database import Database
-    from sopflow.readmodel.keys import Role, authenticate
     from sopflow.settings import Settings
+    from sopflow.store.database import Database
+    from sopflow.store.keys import Role, authenticate
 
     home = str(tmp_path / "home")
     created = runner.invoke(

@@ -2,13 +2,13 @@
 
 from datetime import UTC, datetime, timedelta
 
-from sopflow import simulator
+from sopflow.core import simulator
+from sopflow.core.journey import apply_event
+from sopflow.core.state import CustomerEvent, CustomerState, TimelineEntry
+from sopflow.core.step import Catalog
 from sopflow.language.compiler import compile_bundle
 from sopflow.language.loader import load_text
 from tests.conftest import WELCOME
-from workflows.journey import apply_event
-from workflows.state import CustomerEvent, CustomerState, TimelineEntry
-from workflows.step import Catalog
 
 START = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)  # 09:00 in Asia/Shanghai, a Monday
 
@@ -328,8 +328,8 @@ def test_a_wait_that_got_its_event_never_times_out() -> None:
 
 
 def test_a_migration_keeps_the_place_and_never_refires_a_past_moment() -> None:
-    from workflows.migration import apply_migration
-    from workflows.state import MigrationOrder
+    from sopflow.core.migration import apply_migration
+    from sopflow.core.state import MigrationOrder
 
     v1_text = playbook(
         "seq",
@@ -356,7 +356,7 @@ def test_a_migration_keeps_the_place_and_never_refires_a_past_moment() -> None:
         customer_id="c", type="contact.added", occurred_at=START, idempotency_key="a"
     )
     state = apply_event(CustomerState(customer_id="c"), added, catalog, START).state
-    from workflows.journey import apply_due_timers
+    from sopflow.core.journey import apply_due_timers
 
     state = apply_due_timers(state, catalog, START + timedelta(days=2)).state  # day 1 sent
     order = MigrationOrder(playbook="seq", from_version=v1.version, to_version=v2.version)

@@ -7,9 +7,10 @@ import pytest
 from temporalio import activity
 from temporalio.testing import WorkflowEnvironment
 
+from sopflow.core.state import Delivery
 from sopflow.language import Plan
-from sopflow.plan_store import PlanStore
 from sopflow.settings import Settings
+from sopflow.store.plans import PlanStore
 from tests.helpers import (
     WebhookReceiver,
     describe,
@@ -27,7 +28,6 @@ from workflows.contracts import (
     DeliveryOutcome,
     customer_workflow_id,
 )
-from workflows.state import Delivery
 
 PING_PLAYBOOK = """\
 apiVersion: sopflow/v1
@@ -149,13 +149,13 @@ async def test_state_survives_continue_as_new_and_no_event_is_lost(
     # does not.
     import asyncio
 
-    from api.routes import events
+    from workflows import client as workflow_client
 
     deploy(settings, make_plan(PING_PLAYBOOK))
     client = dev_env.client
     # Continue-as-new every ~40 history events instead of thousands, to exercise it here.
-    original = events.WorkflowOptions
-    events.WorkflowOptions = lambda **kw: original(continue_as_new_after_events=40, **kw)  # type: ignore[assignment,misc]
+    original = workflow_client.WorkflowOptions
+    workflow_client.WorkflowOptions = lambda **kw: original(continue_as_new_after_events=40, **kw)  # type: ignore[assignment,misc]
     try:
         async with build_worker(client, settings):
             await send_event(client, settings, "c-flood", "contact.added", "add")
@@ -172,7 +172,7 @@ async def test_state_survives_continue_as_new_and_no_event_is_lost(
                 await client.get_workflow_handle(customer_workflow_id("c-flood")).describe()
             ).run_id
     finally:
-        events.WorkflowOptions = original  # type: ignore[misc]
+        workflow_client.WorkflowOptions = original  # type: ignore[misc]
     assert last_run != first_run
     assert sum(1 for e in view.timeline if e.kind == "message") == 60
     pongs = read_deliveries(settings)
@@ -293,7 +293,7 @@ async def _task_done(activities) -> bool:
 async def _ledger_complete(activities, customer_id: str, expected: int) -> bool:
     from sqlalchemy import select
 
-    from sopflow.readmodel.tables import JourneyEvent
+    from sopflow.store.tables import JourneyEvent
 
     with activities.ledger.database.session() as session:
         query = select(JourneyEvent.seq).where(JourneyEvent.customer_id == customer_id)

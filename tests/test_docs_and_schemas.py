@@ -9,13 +9,13 @@ import jsonschema
 import pytest
 import yaml
 
+from cli.schemas import drifted_schemas, generated_schemas, render
+from sopflow.core.journey import apply_due_timers, apply_event
+from sopflow.core.state import CustomerEvent, CustomerState
+from sopflow.core.step import Catalog
 from sopflow.language import compile_paths, compile_playbook
 from sopflow.language.compiler import yaml_files
-from sopflow.schemas import drifted_schemas, generated_schemas, render
 from tests.conftest import REPO, T0
-from workflows.journey import apply_due_timers, apply_event
-from workflows.state import CustomerEvent, CustomerState
-from workflows.step import Catalog
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
 SCHEMAS = REPO / "schemas"

@@ -13,10 +13,10 @@ import pytest
 from sqlalchemy import func, select
 from temporalio.testing import WorkflowEnvironment
 
-from sopflow.plan_store import PlanStore
-from sopflow.readmodel.database import Database
-from sopflow.readmodel.tables import DeliveryRecord
 from sopflow.settings import Settings
+from sopflow.store.database import Database
+from sopflow.store.plans import PlanStore
+from sopflow.store.tables import DeliveryRecord
 from tests.conftest import REPO
 from tests.helpers import WebhookReceiver, send_event, terminate
 from tests.test_end_to_end import running  # noqa: F401 - the API-and-worker fixture
@@ -64,7 +64,7 @@ def ledger_rows(settings: Settings) -> int:
 
 def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "sopflow", "worker"],
+        [sys.executable, "-m", "cli", "worker"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

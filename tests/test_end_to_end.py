@@ -13,12 +13,12 @@ from pydantic import SecretStr
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from cli.serving import api_server
 from sopflow.language import Plan
-from sopflow.plan_store import PlanStore
-from sopflow.readmodel.database import Database
-from sopflow.readmodel.keys import Role, create_key, revoke_key
-from sopflow.serving import api_server
 from sopflow.settings import Settings
+from sopflow.store.database import Database
+from sopflow.store.keys import Role, create_key, revoke_key
+from sopflow.store.plans import PlanStore
 from tests.conftest import free_port
 from tests.helpers import WebhookReceiver, eventually, read_deliveries, terminate
 from worker.channels.webhook import sign

@@ -4,12 +4,12 @@ import subprocess
 import sys
 from datetime import datetime, timedelta
 
+from sopflow.core.journey import apply_due_timers, apply_event, next_due_at, record_delivery_outcome
+from sopflow.core.state import CustomerEvent, CustomerState, StepResult
+from sopflow.core.step import Catalog
 from sopflow.language import Plan
 from sopflow.language.plan import EnrolPlan, StagePlan, TriggerPlan
 from tests.conftest import REPO, T0
-from workflows.journey import apply_due_timers, apply_event, next_due_at, record_delivery_outcome
-from workflows.state import CustomerEvent, CustomerState, StepResult
-from workflows.step import Catalog
 
 
 def catalog(*plans: Plan, deployed: bool = True) -> Catalog:
@@ -196,7 +196,7 @@ def test_delivery_outcome_is_recorded_on_the_message(welcome_plan: Plan) -> None
 
 
 def test_timeline_and_seen_keys_stay_bounded(welcome_plan: Plan) -> None:
-    from workflows.state import SEEN_EVENT_KEYS_LIMIT
+    from sopflow.core.state import SEEN_EVENT_KEYS_LIMIT
 
     plans = catalog(welcome_plan)
     state = CustomerState(customer_id="c1")
@@ -208,7 +208,7 @@ def test_timeline_and_seen_keys_stay_bounded(welcome_plan: Plan) -> None:
 
 def test_core_imports_nothing_from_temporal() -> None:
     code = (
-        "import sys, workflows.journey, sopflow.language; "
+        "import sys, sopflow.core.journey, sopflow.language; "
         "bad = [m for m in sys.modules if m.startswith('temporalio')]; "
         "assert not bad, bad"
     )

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from sopflow.cli import app
+from cli.main import app
 from tests.conftest import REPO
 
 README = (REPO / "README.md").read_text(encoding="utf-8")

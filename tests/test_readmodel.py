@@ -4,11 +4,11 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, inspect, select
 
-from sopflow.readmodel.database import Database, upgrade
-from sopflow.readmodel.ledger import Ledger
-from sopflow.readmodel.tables import DeliveryRecord, JourneyEvent, TaskRecord
+from sopflow.core.state import Delivery, TimelineEntry
 from sopflow.settings import Settings
-from workflows.state import Delivery, TimelineEntry
+from sopflow.store.database import Database, upgrade
+from sopflow.store.ledger import Ledger
+from sopflow.store.tables import DeliveryRecord, JourneyEvent, TaskRecord
 
 T0 = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
 
@@ -94,7 +94,7 @@ def test_the_journey_ledger_keeps_each_entry_once_and_moves_tasks(
 def test_the_funnel_counts_entries_transitions_times_and_goals(
     database_settings: Settings,
 ) -> None:
-    from sopflow.metrics import funnel
+    from sopflow.reports.funnel import funnel
 
     database = Database.from_settings(database_settings)
     ledger = Ledger(database)
@@ -140,7 +140,7 @@ def test_the_funnel_counts_entries_transitions_times_and_goals(
 
 
 def test_the_domains_own_examples() -> None:
-    from sopflow.acquisition import conversion_rate, cost_per_new_fan, roi
+    from sopflow.reports.acquisition import conversion_rate, cost_per_new_fan, roi
 
     # DOMAIN.md: 50,000 fixed + 200,000 ads, 10,000 new fans -> 25 per fan;
     # 2,000 of 10,000 converted -> 20%.
@@ -151,8 +151,8 @@ def test_the_domains_own_examples() -> None:
 
 
 def test_acquisition_figures_per_channel_and_month(database_settings: Settings) -> None:
-    from sopflow.readmodel.acquisitions import figures, record_events, set_cost
-    from workflows.state import CustomerEvent
+    from sopflow.core.state import CustomerEvent
+    from sopflow.store.acquisitions import figures, record_events, set_cost
 
     database = Database.from_settings(database_settings)
 

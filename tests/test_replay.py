@@ -8,11 +8,10 @@ import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from tests.conftest import REPO
-from worker.main import PASSTHROUGH_MODULES
 from workflows.customer_workflow import CustomerJourneyWorkflow
+from workflows.sandbox import workflow_runner
 
 HISTORIES_DIR = REPO / "tests" / "histories"
 # Today's recordings, plus those of earlier workflow code kept in sub-folders named after
@@ -33,9 +32,7 @@ async def test_recorded_history_replays_deterministically(path: Path) -> None:
     replayer = Replayer(
         workflows=[CustomerJourneyWorkflow],
         data_converter=pydantic_data_converter,
-        workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
-        ),
+        workflow_runner=workflow_runner(sandboxed=True),
     )
     history = WorkflowHistory.from_json(f"customer/history-{path.stem}", path.read_text())
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)

@@ -12,12 +12,12 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner
 
-from sopflow import simulator
-from sopflow.cli import app
+from cli.main import app
+from sopflow.core import simulator
 from sopflow.language import compile_paths
 from sopflow.language.compiler import plans_of_file
-from sopflow.plan_store import PlanStore
 from sopflow.settings import Settings
+from sopflow.store.plans import PlanStore
 from tests.conftest import REPO
 from tests.helpers import describe, play, terminate
 from tests.test_simulator_matches_runtime import comparable

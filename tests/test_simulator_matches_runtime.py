@@ -7,15 +7,15 @@ from pathlib import Path
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from sopflow import simulator
+from sopflow.core import simulator
+from sopflow.core.state import TimelineEntry
 from sopflow.language.compiler import compile_bundle
 from sopflow.language.loader import load_text
-from sopflow.plan_store import PlanStore
 from sopflow.settings import Settings
+from sopflow.store.plans import PlanStore
 from tests.helpers import describe, play, terminate
 from tests.test_readme_examples import EXAMPLES
 from worker.main import build_worker
-from workflows.state import TimelineEntry
 
 
 def comparable(entries: list[TimelineEntry]) -> list[tuple]:

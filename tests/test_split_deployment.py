@@ -14,7 +14,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from tests.conftest import REPO, free_port
 
-SOPFLOW = [sys.executable, "-m", "sopflow"]
+SOPFLOW = [sys.executable, "-m", "cli"]
 
 
 @pytest.mark.timeout(120)

@@ -5,9 +5,9 @@ from datetime import timedelta
 
 from temporalio.testing import WorkflowEnvironment
 
-from sopflow.migrate import migrate
-from sopflow.plan_store import PlanStore
+from cli.migrate import migrate
 from sopflow.settings import Settings
+from sopflow.store.plans import PlanStore
 from tests.helpers import describe, eventually, read_deliveries, send_event, terminate
 from worker.main import build_worker
 

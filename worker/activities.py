@@ -7,8 +7,9 @@ import asyncio
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from sopflow.plan_store import PlanStore
-from sopflow.readmodel.ledger import Ledger
+from sopflow.core.state import Delivery
+from sopflow.store.ledger import Ledger
+from sopflow.store.plans import PlanStore
 from worker.channels.base import ChannelAdapter, PermanentDeliveryError
 from workflows.contracts import (
     DELIVER_ACTIVITY,
@@ -22,7 +23,6 @@ from workflows.contracts import (
     LoadPlansResult,
     RecordTimelineInput,
 )
-from workflows.state import Delivery
 
 
 class SopflowActivities:

@@ -6,18 +6,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.worker import (
-    PollerBehaviorAutoscaling,
-    UnsandboxedWorkflowRunner,
-    Worker,
-    WorkflowRunner,
-)
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+from temporalio.worker import PollerBehaviorAutoscaling, Worker
 
-from sopflow.plan_store import PlanStore
-from sopflow.readmodel.database import Database
-from sopflow.readmodel.ledger import Ledger
 from sopflow.settings import Settings
+from sopflow.store.database import Database
+from sopflow.store.ledger import Ledger
+from sopflow.store.plans import PlanStore
 from worker.activities import SopflowActivities
 from worker.channels.base import ChannelAdapter
 from worker.channels.log import LogChannel
@@ -29,32 +23,7 @@ from workflows.contracts import (
     RECORD_TIMELINE_ACTIVITY,
 )
 from workflows.customer_workflow import CustomerJourneyWorkflow
-
-# The pure core and the plan models are deterministic; passing them through the sandbox
-# avoids re-importing pydantic for every workflow run (and the deadlock detector with it).
-PASSTHROUGH_MODULES = (
-    "pydantic",
-    "pydantic_core",
-    "annotated_types",
-    "sopflow.language",
-    "cel",
-    "jinja2",
-    "markupsafe",
-    "croniter",
-    "dateutil",
-    "zoneinfo",
-    "workflows.actions",
-    "workflows.clock",
-    "workflows.context",
-    "workflows.profile",
-    "workflows.step",
-    "workflows.triggers",
-    "workflows.contracts",
-    "workflows.journey",
-    "workflows.migration",
-    "workflows.state",
-)
-
+from workflows.sandbox import workflow_runner
 
 # Pollers scale with the backlog: with the default fixed pollers a burst of new customers
 # waits on a handful of polls (measured: about twice the first-task throughput).
@@ -113,17 +82,4 @@ def build_worker(
         workflow_runner=workflow_runner(settings.workflow_sandbox),
         workflow_task_poller_behavior=POLLER,
         activity_task_poller_behavior=POLLER,
-    )
-
-
-def workflow_runner(sandboxed: bool) -> WorkflowRunner:
-    """The sandbox (default) re-imports the workflow module per customer and routes every
-    payload through it, and refuses non-deterministic calls in the shell. Without it a
-    worker spends about a third less CPU per event (bench/throughput.py); determinism
-    then rests on the pure core and the replayed histories, which the tests check with
-    the sandbox on."""
-    if not sandboxed:
-        return UnsandboxedWorkflowRunner()
-    return SandboxedWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
     )

@@ -6,8 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from sopflow.language.plan import Plan, ProfilePlan
-from workflows.state import (
+from sopflow.core.deployment import Deployment
+from sopflow.core.state import (
     CustomerEvent,
     CustomerState,
     Delivery,
@@ -16,6 +16,7 @@ from workflows.state import (
     Profile,
     TimelineEntry,
 )
+from sopflow.language.plan import Plan, ProfilePlan
 
 WORKFLOW_NAME = "CustomerJourneyWorkflow"
 EVENT_SIGNAL = "event"
@@ -60,16 +61,6 @@ MAX_PUBLISHED_TAGS = 100
 def customer_workflow_id(customer_id: str) -> str:
     """One workflow per customer: `customer/<customer_id>`."""
     return f"customer/{customer_id}"
-
-
-class Deployment(BaseModel):
-    """What is deployed: playbook name -> plan version, and the profile rules' version."""
-
-    playbooks: dict[str, str] = Field(default_factory=dict)
-    profile: str | None = None
-
-    def versions(self) -> set[str]:
-        return set(self.playbooks.values())
 
 
 class EventSignal(BaseModel):

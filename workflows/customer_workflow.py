@@ -2,7 +2,7 @@
 
 One workflow per customer. It waits for an event signal or the earliest due time, steps
 the core, hands deliveries to activities and carries its whole state across
-continue-as-new. Everything that decides *what* happens lives in workflows.journey.
+continue-as-new. Everything that decides *what* happens lives in sopflow.core.journey.
 """
 
 from __future__ import annotations
@@ -16,8 +16,12 @@ from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ActivityError, FailureError
 
 with workflow.unsafe.imports_passed_through():
+    from sopflow.core import journey
+    from sopflow.core.deployment import Deployment
+    from sopflow.core.migration import apply_migration
+    from sopflow.core.state import CustomerState, Delivery, StepResult
+    from sopflow.core.step import Catalog
     from sopflow.language.plan import Plan, ProfilePlan, shared_plan, shared_profile
-    from workflows import journey
     from workflows.contracts import (
         BATCHED_LOCAL_DELIVERIES_PATCH,
         DELIVER_ACTIVITY,
@@ -43,16 +47,12 @@ with workflow.unsafe.imports_passed_through():
         DeliveryBatch,
         DeliveryBatchOutcome,
         DeliveryOutcome,
-        Deployment,
         EventSignal,
         LoadPlansInput,
         LoadPlansResult,
         MigrationSignal,
         RecordTimelineInput,
     )
-    from workflows.migration import apply_migration
-    from workflows.state import CustomerState, Delivery, StepResult
-    from workflows.step import Catalog
 
 STAGES = SearchAttributeKey.for_keyword_list(STAGES_SEARCH_ATTRIBUTE)
 VERSIONS = SearchAttributeKey.for_keyword_list(VERSIONS_SEARCH_ATTRIBUTE)

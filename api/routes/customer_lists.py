@@ -16,8 +16,9 @@ from temporalio.service import RPCError
 from api.deps import OperatorDep, PlanStoreDep, SettingsDep, StaffDep, TemporalDep
 from api.errors import ApiError
 from api.models import CUSTOMER_ID_PATTERN, ErrorResponse
-from api.routes.events import signal_with_start
+from sopflow.core.state import CustomerEvent
 from sopflow.language.models import NAME_PATTERN
+from workflows.client import signal_with_start
 from workflows.contracts import (
     LIFECYCLE_SEARCH_ATTRIBUTE,
     STAGES_SEARCH_ATTRIBUTE,
@@ -26,7 +27,6 @@ from workflows.contracts import (
     WORKFLOW_NAME,
     EventSignal,
 )
-from workflows.state import CustomerEvent
 
 router = APIRouter(prefix="/v1", tags=["customers"])
 ERRORS: dict[int | str, dict[str, Any]] = {

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Path
-from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import StaffDep, TemporalDep
 from api.errors import ApiError
 from api.models import CUSTOMER_ID_PATTERN, ErrorResponse
-from workflows.contracts import DESCRIBE_QUERY, CustomerView, customer_workflow_id
+from workflows.client import describe_customer
+from workflows.contracts import CustomerView
 
 router = APIRouter(prefix="/v1", tags=["customers"])
 
@@ -27,15 +27,9 @@ async def get_customer(
     temporal: TemporalDep, _: StaffDep, customer_id: str = Path(pattern=CUSTOMER_ID_PATTERN)
 ) -> CustomerView:
     """One customer: every journey with its stage, and the actions performed so far."""
-    handle = temporal.get_workflow_handle(customer_workflow_id(customer_id))
-    try:
-        view: CustomerView = await handle.query(DESCRIBE_QUERY, result_type=CustomerView)
-    except RPCError as e:
-        if e.status == RPCStatusCode.NOT_FOUND:
-            raise ApiError(
-                404,
-                "customer_not_found",
-                f"no customer '{customer_id}': send an event for it first",
-            ) from e
-        raise ApiError(503, "temporal_unavailable", f"cannot read the customer: {e}") from e
+    view = await describe_customer(temporal, customer_id)
+    if view is None:
+        raise ApiError(
+            404, "customer_not_found", f"no customer '{customer_id}': send an event for it first"
+        )
     return view

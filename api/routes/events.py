@@ -11,27 +11,19 @@ from typing import Any
 
 from fastapi import APIRouter, status
 from pydantic import BaseModel, Field
-from temporalio.client import Client
-from temporalio.service import RPCError
 
 from api.deps import DatabaseDep, IngestDep, PlanStoreDep, SettingsDep, TemporalDep
 from api.errors import ApiError
 from api.models import ErrorResponse, EventAccepted, EventIn
-from sopflow.events import STANDARD_EVENT_TYPES, declared_event_types
+from sopflow.core.deployment import Deployment
+from sopflow.core.state import CustomerEvent
 from sopflow.language.diagnostics import did_you_mean
-from sopflow.plan_store import PlanStore
-from sopflow.readmodel.acquisitions import record_events
+from sopflow.language.events import STANDARD_EVENT_TYPES, declared_event_types
 from sopflow.settings import Settings
-from workflows.contracts import (
-    EVENT_SIGNAL,
-    WORKFLOW_NAME,
-    CustomerWorkflowInput,
-    Deployment,
-    EventSignal,
-    WorkflowOptions,
-    customer_workflow_id,
-)
-from workflows.state import CustomerEvent
+from sopflow.store.acquisitions import record_events
+from sopflow.store.plans import PlanStore
+from workflows.client import signal_with_start
+from workflows.contracts import EventSignal, customer_workflow_id
 
 router = APIRouter(prefix="/v1", tags=["events"])
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -184,27 +176,3 @@ def _declared(plans: PlanStore, deployment_json: str) -> frozenset[str]:
     loaded = [plans.load(v) for v in deployment.playbooks.values()]
     profile = plans.load_profile(deployment.profile) if deployment.profile else None
     return frozenset(declared_event_types([p for p in loaded if p], profile))
-
-
-async def signal_with_start(client: Client, settings: Settings, signal: EventSignal) -> str:
-    """Signal the customer's workflow, starting it on the customer's first event."""
-    customer_id = signal.all_events()[0].customer_id
-    workflow_id = customer_workflow_id(customer_id)
-    start_input = CustomerWorkflowInput(
-        customer_id=customer_id,
-        options=WorkflowOptions(publish_search_attributes=settings.publish_search_attributes),
-    )
-    try:
-        await client.start_workflow(
-            WORKFLOW_NAME,
-            start_input,
-            id=workflow_id,
-            task_queue=settings.temporal_task_queue,
-            start_signal=EVENT_SIGNAL,
-            start_signal_args=[signal],
-        )
-    except RPCError as e:
-        raise ApiError(
-            503, "temporal_unavailable", f"Temporal did not accept the event: {e}"
-        ) from e
-    return workflow_id

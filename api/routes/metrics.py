@@ -11,10 +11,10 @@ from pydantic import BaseModel, Field
 from api.deps import DatabaseDep, OperatorDep, PlanStoreDep
 from api.errors import ApiError
 from api.models import ErrorResponse
-from sopflow.acquisition import Acquisition
-from sopflow.metrics import Funnel, funnel
-from sopflow.readmodel.acquisitions import figures, set_cost
-from sopflow.readmodel.ledger import Ledger
+from sopflow.reports.acquisition import Acquisition
+from sopflow.reports.funnel import Funnel, funnel
+from sopflow.store.acquisitions import figures, set_cost
+from sopflow.store.ledger import Ledger
 
 router = APIRouter(prefix="/v1", tags=["metrics"])
 ERRORS: dict[int | str, dict[str, Any]] = {

@@ -12,14 +12,14 @@ from pydantic import AwareDatetime, BaseModel, Field
 from api.deps import OperatorDep, PlanStoreDep
 from api.errors import ApiError
 from api.models import ErrorDetail, ErrorResponse
-from sopflow import simulator
+from sopflow.core import simulator
 from sopflow.errors import SopflowError
 from sopflow.language.compiler import compile_bundle
 from sopflow.language.graph import mermaid
 from sopflow.language.loader import load_text
 from sopflow.language.models import NAME_PATTERN
 from sopflow.language.plan import Plan
-from sopflow.plan_store import PlanStore
+from sopflow.store.plans import PlanStore
 
 router = APIRouter(prefix="/v1", tags=["playbooks"])
 ERRORS: dict[int | str, dict[str, Any]] = {

@@ -15,12 +15,12 @@ from sqlalchemy import and_, case, func, or_, select, update
 from api.deps import DatabaseDep, PlanStoreDep, SettingsDep, StaffDep, TemporalDep
 from api.errors import ApiError
 from api.models import ErrorResponse
-from api.routes.events import signal_with_start
+from sopflow.core.state import CustomerEvent
 from sopflow.language.durations import parse_duration
-from sopflow.readmodel.keys import Principal, Role
-from sopflow.readmodel.tables import TaskRecord
+from sopflow.store.keys import Principal, Role
+from sopflow.store.tables import TaskRecord
+from workflows.client import signal_with_start
 from workflows.contracts import EventSignal
-from workflows.state import CustomerEvent
 
 router = APIRouter(prefix="/v1", tags=["tasks"])
 ERRORS: dict[int | str, dict[str, Any]] = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from workflows.state import Delivery
+from sopflow.core.state import Delivery
 
 
 class PermanentDeliveryError(Exception):

@@ -7,7 +7,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from workflows.state import Delivery
+from sopflow.core.state import Delivery
 
 
 class LogChannel:

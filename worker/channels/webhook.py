@@ -9,8 +9,8 @@ import time
 
 import httpx
 
+from sopflow.core.state import Delivery
 from worker.channels.base import PermanentDeliveryError
-from workflows.state import Delivery
 
 SIGNATURE_HEADER = "X-Sopflow-Signature"
 TIMESTAMP_HEADER = "X-Sopflow-Timestamp"

@@ -14,10 +14,10 @@ from sqlalchemy import Connection, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from sopflow.metrics import FUNNEL_KINDS, LedgerRow
-from sopflow.readmodel.database import Database
-from sopflow.readmodel.tables import DeliveryRecord, JourneyEvent, TaskRecord
-from workflows.state import Delivery, TimelineEntry
+from sopflow.core.state import Delivery, TimelineEntry
+from sopflow.reports.funnel import FUNNEL_KINDS, LedgerRow
+from sopflow.store.database import Database
+from sopflow.store.tables import DeliveryRecord, JourneyEvent, TaskRecord
 
 TASK_STATUS_OF_KIND = {
     "task_completed": "completed",

@@ -7,8 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sopflow.language.plan import Plan, ProfilePlan
-from workflows.state import (
+from sopflow.core.state import (
     TIMELINE_LIMIT,
     CustomerEvent,
     CustomerState,
@@ -17,6 +16,7 @@ from workflows.state import (
     StepResult,
     TimelineEntry,
 )
+from sopflow.language.plan import Plan, ProfilePlan
 
 # A playbook whose stages jump to each other with no wait could loop forever inside one
 # step; the compiler rejects such cycles, and this bound keeps the runtime safe anyway.

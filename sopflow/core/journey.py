@@ -10,11 +10,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sopflow.language.durations import parse_duration
-from sopflow.language.guards import evaluate_guard
-from sopflow.language.plan import TagStep
-from workflows import profile as profile_rules
-from workflows.actions import (
+from sopflow.core import profile as profile_rules
+from sopflow.core.actions import (
     RUNAWAY_REASON,
     change_tags,
     complete_task,
@@ -25,8 +22,8 @@ from workflows.actions import (
     run_branch,
     try_enrol,
 )
-from workflows.clock import parse_moment, zone
-from workflows.state import (
+from sopflow.core.clock import parse_moment, zone
+from sopflow.core.state import (
     SEEN_EVENT_KEYS_LIMIT,
     TIMELINE_LIMIT,
     CustomerEvent,
@@ -36,8 +33,11 @@ from workflows.state import (
     StepResult,
     TaskState,
 )
-from workflows.step import MAX_TRANSITIONS_PER_STEP, Catalog, Step, active_journeys
-from workflows.triggers import countdown_deadline, countdown_remaining, next_due
+from sopflow.core.step import MAX_TRANSITIONS_PER_STEP, Catalog, Step, active_journeys
+from sopflow.core.triggers import countdown_deadline, countdown_remaining, next_due
+from sopflow.language.durations import parse_duration
+from sopflow.language.guards import evaluate_guard
+from sopflow.language.plan import TagStep
 
 __all__ = ["Catalog", "apply_due_timers", "apply_event", "next_due_at", "record_delivery_outcome"]
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from workflows.state import CustomerState, MigrationOrder, StepResult
-from workflows.step import Catalog, Step
-from workflows.triggers import next_due
+from sopflow.core.state import CustomerState, MigrationOrder, StepResult
+from sopflow.core.step import Catalog, Step
+from sopflow.core.triggers import next_due
 
 
 def apply_migration(

@@ -6,6 +6,11 @@ import zlib
 from datetime import datetime, timedelta
 from typing import Any
 
+from sopflow.core import profile as profile_rules
+from sopflow.core.clock import quiet_until, window, zone
+from sopflow.core.context import build_context
+from sopflow.core.state import Delivery, JourneyState, ScheduledSend, TaskState
+from sopflow.core.step import MAX_TRANSITIONS_PER_STEP, Step
 from sopflow.language.guards import evaluate_guard
 from sopflow.language.plan import (
     ActionStep,
@@ -21,11 +26,6 @@ from sopflow.language.plan import (
     TaskStep,
 )
 from sopflow.language.templates import TemplateError, render_template
-from workflows import profile as profile_rules
-from workflows.clock import quiet_until, window, zone
-from workflows.context import build_context
-from workflows.state import Delivery, JourneyState, ScheduledSend, TaskState
-from workflows.step import MAX_TRANSITIONS_PER_STEP, Step
 
 RUNAWAY_REASON = (
     f"stopped after {MAX_TRANSITIONS_PER_STEP} transitions without a wait (a zero-delay cycle)"

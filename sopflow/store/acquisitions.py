@@ -7,18 +7,18 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
-from sopflow.acquisition import (
+from sopflow.core.state import CustomerEvent
+from sopflow.reports.acquisition import (
     Acquisition,
     ChannelFigures,
     conversion_rate,
     cost_per_new_fan,
     roi,
 )
-from sopflow.readmodel.database import Database
-from sopflow.readmodel.ledger import _insert_ignoring_duplicates
-from sopflow.readmodel.tables import Acquisition as AcquisitionRow
-from sopflow.readmodel.tables import CostInput, PaidOrder
-from workflows.state import CustomerEvent
+from sopflow.store.database import Database
+from sopflow.store.ledger import _insert_ignoring_duplicates
+from sopflow.store.tables import Acquisition as AcquisitionRow
+from sopflow.store.tables import CostInput, PaidOrder
 
 FIXED = "*"  # the channel code of fixed costs
 UNKNOWN_CHANNEL = "unknown"

@@ -10,12 +10,12 @@ from typing import Any
 
 import yaml
 
+from sopflow.core.journey import apply_due_timers, apply_event
+from sopflow.core.state import CustomerEvent, CustomerState, Profile, TimelineEntry
+from sopflow.core.step import Catalog
 from sopflow.errors import SopflowError
 from sopflow.language.durations import parse_duration
 from sopflow.language.plan import EnrolStep, Plan, ProfilePlan
-from workflows.journey import apply_due_timers, apply_event
-from workflows.state import CustomerEvent, CustomerState, Profile, TimelineEntry
-from workflows.step import Catalog
 
 SIMULATION_TIMELINE_LIMIT = 1_000_000
 

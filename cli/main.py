@@ -44,7 +44,7 @@ def dev(
     playbooks: Annotated[Path | None, typer.Option(help="Playbooks folder.")] = None,
 ) -> None:
     """Run everything on this machine: Temporal dev server (SQLite), worker and API."""
-    from sopflow.dev import run_dev
+    from cli.dev import run_dev
 
     address = f"127.0.0.1:{temporal_port}" if temporal_port else None
     settings = _settings(
@@ -64,8 +64,8 @@ def dev(
 @app.command()
 def worker() -> None:
     """Run one worker against the configured Temporal (SOPFLOW_TEMPORAL_ADDRESS, ...)."""
-    from sopflow.temporal_connection import connect
     from worker.main import build_worker
+    from workflows.client import connect
 
     settings = Settings()
     logging.basicConfig(level=logging.INFO)
@@ -106,7 +106,7 @@ def deploy(
     home: Home = None,
 ) -> None:
     """Compile playbooks (with taxonomy, tiers, content) and deploy them for new journeys."""
-    from sopflow.deploy import deploy_paths
+    from sopflow.store.deploy import deploy_paths
 
     try:
         deployed = deploy_paths(paths, _settings(home=home))
@@ -163,7 +163,7 @@ def simulate(
     import json
     from datetime import UTC, datetime
 
-    from sopflow import simulator
+    from sopflow.core import simulator
     from sopflow.language import compile_paths
     from sopflow.language.compiler import plans_of_file
 
@@ -208,11 +208,11 @@ def migrate_command(
     ] = None,
 ) -> None:
     """Move in-flight journeys from an older version, as the playbook's migration says."""
+    from cli.migrate import migrate
     from sopflow.language import compile_paths
     from sopflow.language.compiler import plans_of_file
-    from sopflow.migrate import migrate
-    from sopflow.plan_store import PlanStore
-    from sopflow.temporal_connection import connect
+    from sopflow.store.plans import PlanStore
+    from workflows.client import connect
 
     settings = Settings()
 
@@ -251,8 +251,8 @@ def keys_create(
     home: Home = None,
 ) -> None:
     """Create a key; it is printed once, only its hash is kept."""
-    from sopflow.readmodel.database import Database
-    from sopflow.readmodel.keys import Role, create_key
+    from sopflow.store.database import Database
+    from sopflow.store.keys import Role, create_key
 
     try:
         chosen = Role(role)
@@ -275,8 +275,8 @@ def keys_create(
 @keys_app.command("list")
 def keys_list(home: Home = None) -> None:
     """The keys: id, role, name, staff id, created, revoked."""
-    from sopflow.readmodel.database import Database
-    from sopflow.readmodel.keys import list_keys
+    from sopflow.store.database import Database
+    from sopflow.store.keys import list_keys
 
     for key in list_keys(Database.from_settings(_settings(home=home))):
         revoked = f" revoked {key.revoked_at:%Y-%m-%d}" if key.revoked_at else ""
@@ -289,8 +289,8 @@ def keys_list(home: Home = None) -> None:
 @keys_app.command("revoke")
 def keys_revoke(key_id: str, home: Home = None) -> None:
     """Revoke a key at once."""
-    from sopflow.readmodel.database import Database
-    from sopflow.readmodel.keys import revoke_key
+    from sopflow.store.database import Database
+    from sopflow.store.keys import revoke_key
 
     if not revoke_key(Database.from_settings(_settings(home=home)), key_id):
         raise _fail(SopflowError(f"no active key '{key_id}'"))
@@ -305,7 +305,7 @@ def schemas(
     folder: Annotated[Path, typer.Option(help="Where the schemas live.")] = Path("schemas"),
 ) -> None:
     """Write the JSON Schemas of playbooks and events (or check them for drift)."""
-    from sopflow.schemas import drifted_schemas, write_schemas
+    from cli.schemas import drifted_schemas, write_schemas
 
     if check:
         drifted = drifted_schemas(folder)

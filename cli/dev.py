@@ -17,15 +17,15 @@ from collections.abc import Callable
 
 from temporalio.client import Client
 
-from sopflow.binaries import temporal_cli
-from sopflow.deploy import deploy_folder
+from cli.binaries import temporal_cli
+from cli.serving import api_server, ensure_port_free
 from sopflow.errors import SopflowError
-from sopflow.readmodel.database import Database
-from sopflow.readmodel.keys import Role, authenticate, create_key
-from sopflow.serving import api_server, ensure_port_free
 from sopflow.settings import Settings
-from sopflow.temporal_connection import connect
+from sopflow.store.database import Database
+from sopflow.store.deploy import deploy_folder
+from sopflow.store.keys import Role, authenticate, create_key
 from worker.main import build_worker
+from workflows.client import connect
 from workflows.contracts import SEARCH_ATTRIBUTES
 
 SERVER_START_TIMEOUT_SECONDS = 60.0

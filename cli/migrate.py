@@ -12,11 +12,12 @@ from dataclasses import dataclass
 
 from temporalio.client import Client
 
+from sopflow.core.deployment import Deployment
+from sopflow.core.state import MigrationOrder
 from sopflow.errors import SopflowError
 from sopflow.language.plan import MigrationPlan, Plan
-from sopflow.plan_store import PlanStore
-from workflows.contracts import MIGRATE_SIGNAL, Deployment, MigrationSignal
-from workflows.state import MigrationOrder
+from sopflow.store.plans import PlanStore
+from workflows.contracts import MIGRATE_SIGNAL, MigrationSignal
 
 
 @dataclass(frozen=True)

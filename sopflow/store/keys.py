@@ -16,8 +16,8 @@ from enum import StrEnum
 from sqlalchemy import select
 
 from sopflow.errors import SopflowError
-from sopflow.readmodel.database import Database
-from sopflow.readmodel.tables import ApiKey
+from sopflow.store.database import Database
+from sopflow.store.tables import ApiKey
 
 PREFIX = "sf"
 

@@ -11,8 +11,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from sopflow.core.deployment import Deployment
 from sopflow.language.plan import Plan, ProfilePlan
-from workflows.contracts import Deployment
 
 
 class PlanStore:

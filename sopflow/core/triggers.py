@@ -12,10 +12,10 @@ from typing import Any
 
 from croniter import croniter
 
+from sopflow.core.clock import at_local, parse_moment, zone
+from sopflow.core.state import JourneyState, Profile
 from sopflow.language.plan import TriggerPlan
 from sopflow.language.windows import parse_clock
-from workflows.clock import at_local, parse_moment, zone
-from workflows.state import JourneyState, Profile
 
 PROFILE_MOMENTS = (
     "added_at",

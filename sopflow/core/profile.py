@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from sopflow.core.state import RECENT_ORDERS_LIMIT, CustomerEvent, OrderRecord, Profile
 from sopflow.language.guards import evaluate_guard
 from sopflow.language.plan import ProfilePlan, TierLevelPlan, TierRulePlan
 from sopflow.language.templates import TemplateError, render_template
-from workflows.state import RECENT_ORDERS_LIMIT, CustomerEvent, OrderRecord, Profile
 
 # Staff actions and system notices are not the customer interacting.
 NOT_INTERACTIONS = frozenset(

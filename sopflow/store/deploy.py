@@ -6,8 +6,8 @@ from pathlib import Path
 
 from sopflow.language import compile_paths
 from sopflow.language.diagnostics import Diagnostic, PlaybookError
-from sopflow.plan_store import PlanStore
 from sopflow.settings import Settings
+from sopflow.store.plans import PlanStore
 
 
 def deploy_paths(paths: list[Path], settings: Settings) -> list[tuple[str, str, str]]:

@@ -1,9 +1,9 @@
-"""Alembic environment: the URL comes from the caller (sopflow.readmodel.database.upgrade)."""
+"""Alembic environment: the URL comes from the caller (sopflow.store.database.upgrade)."""
 
 from alembic import context
 from sqlalchemy import create_engine
 
-from sopflow.readmodel.tables import Base
+from sopflow.store.tables import Base
 
 config = context.config
 url = config.get_main_option("sqlalchemy.url")

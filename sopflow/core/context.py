@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from workflows.clock import zone
-from workflows.state import CustomerEvent, JourneyState, Profile
+from sopflow.core.clock import zone
+from sopflow.core.state import CustomerEvent, JourneyState, Profile
 
 
 def customer_view(

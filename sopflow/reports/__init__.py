@@ -1,0 +1,1 @@
+"""Pure figures derived from the read model: funnels, acquisition cost and ROI."""
