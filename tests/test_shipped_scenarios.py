@@ -19,6 +19,7 @@ from sopflow.language.compiler import plans_of_file
 from sopflow.settings import Settings
 from sopflow.store.plans import PlanStore
 from tests.conftest import REPO
+from tests.docs import documentation
 from tests.helpers import describe, play, terminate
 from tests.test_simulator_matches_runtime import comparable
 from worker.main import build_worker
@@ -98,7 +99,7 @@ README_SECTION = re.compile(
     r"`sopflow simulate (?P<simulate>[^`]+)`\n\n```text\n(?P<table>.*?)```",
     flags=re.S,
 )
-README_SECTIONS = list(README_SECTION.finditer((REPO / "README.md").read_text(encoding="utf-8")))
+README_SECTIONS = list(README_SECTION.finditer(documentation()))
 
 
 def test_readme_has_a_section_for_every_scenario() -> None:

@@ -1,4 +1,9 @@
-"""The `customer`, `journey`, `event` and `now` that guards and templates read."""
+"""The values of the names guards and templates read.
+
+The names, their types and meanings are declared once in `sopflow.language.context`; this
+module computes their values from the state. tests/test_guard_context.py checks that the
+two agree name for name.
+"""
 
 from __future__ import annotations
 
@@ -61,6 +66,10 @@ def journey_view(journey: JourneyState, now: datetime) -> dict[str, Any]:
 
 def event_view(event: CustomerEvent) -> dict[str, Any]:
     return {"type": event.type, "data": dict(event.data), "occurred_at": event.occurred_at}
+
+
+def countdown_view(remaining: str, deadline: datetime | None) -> dict[str, Any]:
+    return {"remaining": remaining, "deadline": deadline}
 
 
 def build_context(

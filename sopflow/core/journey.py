@@ -23,6 +23,7 @@ from sopflow.core.actions import (
     try_enrol,
 )
 from sopflow.core.clock import parse_moment, zone
+from sopflow.core.context import countdown_view
 from sopflow.core.state import (
     SEEN_EVENT_KEYS_LIMIT,
     TIMELINE_LIMIT,
@@ -214,10 +215,9 @@ def _fire_trigger(step: Step, journey: JourneyState, index: int) -> None:
             run_branch(step, journey, plan, (), trigger.goto)  # the deadline itself
             return
         extra = {
-            "countdown": {
-                "remaining": countdown_remaining(deadline or step.now, step.now),
-                "deadline": deadline,
-            }
+            "countdown": countdown_view(
+                countdown_remaining(deadline or step.now, step.now), deadline
+            )
         }
         run_branch(step, journey, plan, trigger.actions, None, extra)
         return

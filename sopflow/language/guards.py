@@ -9,19 +9,16 @@ import re
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import cel
 
-from sopflow.language.context import GUARD_ROOTS, ORDERS_FIELDS, ROOTS
+from sopflow.language.context import GUARD_ROOTS, ORDERS_FIELDS, ROOTS, sample_context
 from sopflow.language.diagnostics import did_you_mean
 
 _FIELD_ACCESS = re.compile(r"\b(customer|journey|event)\.([A-Za-z_]\w*)")
 _ORDERS_ACCESS = re.compile(r"\bcustomer\.orders\.([A-Za-z_]\w*)")
 _OPEN_MAP_ACCESS = re.compile(r"\b(attributes|data)\.([A-Za-z_]\w*)")
 _MACRO_VARIABLE = re.compile(r"\.(?:exists|all|exists_one|map|filter)\(\s*([A-Za-z_]\w*)\s*,")
-# Zone-aware like the runtime context, so the check meets the same conversions.
-_SAMPLE_TIME = datetime(2026, 1, 1, tzinfo=ZoneInfo("Asia/Shanghai"))
 
 
 @lru_cache(maxsize=4096)
@@ -98,44 +95,3 @@ def _type_check(program: Any, source: str) -> str | None:
             return f"guard must be true or false, but gives {type(result).__name__}"
         return None
     return f"guard does not type-check: {last_error}"
-
-
-def sample_context(open_keys: set[str], value: Any) -> dict[str, Any]:
-    """A context with every fixed field set to a value of its type."""
-    open_map = dict.fromkeys(open_keys, value)
-    return {
-        "customer": {
-            "id": "c",
-            "tags": ["group:value"],
-            "tier": "ordinary",
-            "lifecycle": "introduction",
-            "attributes": open_map,
-            "scores": {"intent": 1.0},
-            "timezone": "Asia/Shanghai",
-            "added_at": _SAMPLE_TIME,
-            "last_interaction_at": _SAMPLE_TIME,
-            "days_since_added": 1,
-            "days_inactive": 1,
-            "orders": {
-                "count": 1,
-                "total_spent": 1.0,
-                "first_at": _SAMPLE_TIME,
-                "last_at": _SAMPLE_TIME,
-                "average_interval_days": 1.0,
-                "predicted_next_at": _SAMPLE_TIME,
-                "period_count": 1,
-                "period_spent": 1.0,
-            },
-        },
-        "journey": {
-            "playbook": "p",
-            "stage": "s",
-            "entered_at": _SAMPLE_TIME,
-            "enrolled_at": _SAMPLE_TIME,
-            "attributes": open_map,
-            "counters": {"s": 1},
-            "days_in_stage": 1,
-        },
-        "event": {"type": "t", "data": open_map, "occurred_at": _SAMPLE_TIME},
-        "now": _SAMPLE_TIME,
-    }

@@ -1,5 +1,5 @@
-"""Every trigger and action example in the README runs through `sopflow simulate` and prints
-exactly the timeline the README shows."""
+"""Every trigger and action example in the docs (docs/language.md) runs through
+`sopflow simulate` and prints exactly the timeline the docs show."""
 
 import re
 from pathlib import Path
@@ -8,9 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from tests.conftest import REPO
+from tests.docs import documentation
 
-README = (REPO / "README.md").read_text(encoding="utf-8")
 EXAMPLE = re.compile(
     r"```yaml\n# example: (?P<name>\w+)\n(?P<playbook>.*?)```\n\n"
     r"```yaml\n# events\n(?P<events>.*?)```\n\n"
@@ -18,7 +17,7 @@ EXAMPLE = re.compile(
     r"```text\n(?P<timeline>.*?)```",
     flags=re.S,
 )
-EXAMPLES = list(EXAMPLE.finditer(README))
+EXAMPLES = list(EXAMPLE.finditer(documentation()))
 TRIGGERS = {
     "event",
     "after",
