@@ -9,10 +9,14 @@ import httpx
 import pytest
 
 from sopflow.core.state import Delivery
+from sopflow.errors import SopflowError
+from sopflow.language.channels import CHANNELS, ChannelSpec
+from sopflow.settings import Settings
 from tests.helpers import WebhookReceiver
 from worker.channels.base import PermanentDeliveryError
 from worker.channels.log import LogChannel
 from worker.channels.webhook import WebhookChannel, sign
+from worker.main import build_channels
 
 DELIVERY = Delivery(
     idempotency_key="c1/welcome#1/1",
@@ -90,3 +94,15 @@ async def test_webhook_without_url_says_which_setting_to_set() -> None:
     with pytest.raises(PermanentDeliveryError, match="set SOPFLOW_WEBHOOK_URL"):
         await channel.deliver(DELIVERY)
     await channel.close()
+
+
+def test_every_channel_of_the_registry_has_an_adapter(settings: Settings) -> None:
+    assert set(build_channels(settings)) == set(CHANNELS)
+
+
+def test_a_channel_without_an_adapter_stops_the_worker_at_start(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(CHANNELS, "sms", ChannelSpec("sms", "a text message", True, local=False))
+    with pytest.raises(SopflowError, match="no adapter for channels: sms"):
+        build_channels(settings)

@@ -8,6 +8,8 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import PollerBehaviorAutoscaling, Worker
 
+from sopflow.errors import SopflowError
+from sopflow.language.channels import CHANNELS, TASK_CHANNEL, Channel
 from sopflow.settings import Settings
 from sopflow.store.database import Database
 from sopflow.store.ledger import Ledger
@@ -31,20 +33,27 @@ POLLER = PollerBehaviorAutoscaling()
 
 
 def build_channels(settings: Settings) -> dict[str, ChannelAdapter]:
+    """An adapter for every channel of the registry; a channel without one is a bug that
+    must stop the worker at start, not fail deliveries one by one."""
     log = LogChannel(settings.deliveries_log)
     secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
-    webhook = WebhookChannel(settings.webhook_url, secret, settings.webhook_timeout_seconds)
-    # Until a WeCom adapter exists, wecom.* deliveries are logged with their channel.
-    return {
-        "log": log,
-        "wecom.private": log,
-        "wecom.group": log,
-        "wecom.moments": log,
-        "webhook": webhook,
+    adapters: dict[str, ChannelAdapter] = {
+        Channel.LOG: log,
+        Channel.WEBHOOK: WebhookChannel(
+            settings.webhook_url, secret, settings.webhook_timeout_seconds
+        ),
+        # Until a WeCom adapter exists, wecom.* deliveries are logged with their channel.
+        Channel.WECOM_PRIVATE: log,
+        Channel.WECOM_GROUP: log,
+        Channel.WECOM_MOMENTS: log,
         # Staff tasks reach their inbox through the ledger (the tasks table); this file is
         # the log a developer tails.
-        "task": LogChannel(settings.home / "tasks.jsonl"),
+        TASK_CHANNEL: LogChannel(settings.home / "tasks.jsonl"),
     }
+    missing = sorted(set(CHANNELS) - set(adapters))
+    if missing:
+        raise SopflowError(f"no adapter for channels: {', '.join(missing)}")
+    return {str(name): adapter for name, adapter in adapters.items()}
 
 
 def build_activities(settings: Settings, database: Database | None = None) -> SopflowActivities:

@@ -25,12 +25,6 @@ DESCRIBE_QUERY = "describe"
 DELIVER_ACTIVITY = "deliver_message"
 LOAD_PLANS_ACTIVITY = "load_plans"
 RECORD_TIMELINE_ACTIVITY = "record_timeline"
-# Channels whose adapter writes on the worker's machine (the log file, the tasks table):
-# their deliveries run as local activities. wecom.* are logged until a WeCom adapter
-# exists; a remote adapter for them must leave this set behind a new patch.
-LOCAL_DELIVERY_CHANNELS = frozenset(
-    {"log", "task", "wecom.private", "wecom.group", "wecom.moments"}
-)
 LOCAL_DELIVERIES_PATCH = "local-deliveries"
 LOCAL_PLAN_LOADING_PATCH = "local-plan-loading"
 DELIVER_BATCH_ACTIVITY = "deliver_messages"

@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from sopflow.core.migration import apply_migration
     from sopflow.core.state import CustomerState, Delivery, StepResult
     from sopflow.core.step import Catalog
+    from sopflow.language.channels import LOCAL_CHANNELS
     from sopflow.language.plan import Plan, ProfilePlan, shared_plan, shared_profile
     from workflows.contracts import (
         BATCHED_LOCAL_DELIVERIES_PATCH,
@@ -31,7 +32,6 @@ with workflow.unsafe.imports_passed_through():
         LIFECYCLE_SEARCH_ATTRIBUTE,
         LOAD_PLANS_ACTIVITY,
         LOCAL_DELIVERIES_PATCH,
-        LOCAL_DELIVERY_CHANNELS,
         LOCAL_PLAN_LOADING_PATCH,
         MAX_DELIVERY_BATCH,
         MAX_PUBLISHED_TAGS,
@@ -222,7 +222,7 @@ class CustomerJourneyWorkflow:
     async def _deliver_in_order(self) -> None:
         while True:
             await workflow.wait_condition(lambda: bool(self._outbox))
-            batched = self._outbox[0].channel in LOCAL_DELIVERY_CHANNELS and workflow.patched(
+            batched = self._outbox[0].channel in LOCAL_CHANNELS and workflow.patched(
                 BATCHED_LOCAL_DELIVERIES_PATCH
             )
             batch = self._take_local_batch() if batched else [self._outbox.pop(0)]
@@ -259,7 +259,7 @@ class CustomerJourneyWorkflow:
         batch: list[Delivery] = []
         while (
             self._outbox
-            and self._outbox[0].channel in LOCAL_DELIVERY_CHANNELS
+            and self._outbox[0].channel in LOCAL_CHANNELS
             and len(batch) < MAX_DELIVERY_BATCH
         ):
             batch.append(self._outbox.pop(0))
@@ -282,9 +282,7 @@ class CustomerJourneyWorkflow:
         # instead of a scheduled activity and the workflow task that records its result);
         # remote ones keep ordinary activities, whose retries for a day do not hold the
         # workflow task. Histories from before that choice replay with ordinary ones.
-        local = delivery.channel in LOCAL_DELIVERY_CHANNELS and workflow.patched(
-            LOCAL_DELIVERIES_PATCH
-        )
+        local = delivery.channel in LOCAL_CHANNELS and workflow.patched(LOCAL_DELIVERIES_PATCH)
         execute = workflow.execute_local_activity if local else workflow.execute_activity
         outcome: DeliveryOutcome = await execute(
             DELIVER_ACTIVITY,

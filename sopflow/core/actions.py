@@ -11,6 +11,7 @@ from sopflow.core.clock import quiet_until, window, zone
 from sopflow.core.context import build_context
 from sopflow.core.state import Delivery, JourneyState, ScheduledSend, TaskState
 from sopflow.core.step import MAX_TRANSITIONS_PER_STEP, Step
+from sopflow.language.channels import CUSTOMER_CHANNELS, TASK_CHANNEL
 from sopflow.language.guards import evaluate_guard
 from sopflow.language.plan import (
     ActionStep,
@@ -30,9 +31,6 @@ from sopflow.language.templates import TemplateError, render_template
 RUNAWAY_REASON = (
     f"stopped after {MAX_TRANSITIONS_PER_STEP} transitions without a wait (a zero-delay cycle)"
 )
-# Channels that reach the customer count against the frequency caps; a webhook tells
-# the brand's own systems and does not.
-UNCAPPED_CHANNELS = frozenset({"webhook"})
 
 
 def context_for(
@@ -201,7 +199,7 @@ def send(
 def send_time(step: Step, plan: Plan, action: SendStep, moment: datetime) -> datetime:
     """The first moment at or after `moment` inside the send window and outside quiet hours."""
     tz = zone(step.timezone(plan))
-    quiet = plan.contact_policy.quiet_hours if action.channel not in UNCAPPED_CHANNELS else None
+    quiet = plan.contact_policy.quiet_hours if action.channel in CUSTOMER_CHANNELS else None
     for _ in range(8):  # a window and quiet hours settle within a few rounds
         settled = moment
         if action.window is not None:
@@ -225,7 +223,7 @@ def deliver_message(
 
     A transactional message (an order confirmation) is never capped and does not count.
     """
-    if channel not in UNCAPPED_CHANNELS and not transactional:
+    if channel in CUSTOMER_CHANNELS and not transactional:
         reason = cap_reached(step, plan)
         if reason:
             step.record("suppressed", journey, channel=channel, text=text, error=reason)
@@ -287,7 +285,7 @@ def create_task(step: Step, journey: JourneyState, plan: Plan, action: TaskStep)
         title = render_template(action.title, context)
         script = render_template(action.script, context) if action.script else None
     except TemplateError as e:
-        step.record("send_failed", journey, channel="task", error=f"template: {e}")
+        step.record("send_failed", journey, channel=TASK_CHANNEL, error=f"template: {e}")
         return
     task_id = next_key(step, journey)
     assignee = resolve_assignee(action.assignee, step)
@@ -307,7 +305,7 @@ def create_task(step: Step, journey: JourneyState, plan: Plan, action: TaskStep)
     step.record(
         "task_created",
         journey,
-        channel="task",
+        channel=TASK_CHANNEL,
         text=title,
         idempotency_key=task_id,
         status="pending",
@@ -342,7 +340,7 @@ def task_delivery(
         playbook=journey.playbook,
         journey_id=journey.journey_id,
         stage=journey.stage,
-        channel="task",
+        channel=TASK_CHANNEL,
         text=title,
         scheduled_at=step.now,
         assignee=assignee,
@@ -359,7 +357,7 @@ def escalate_task(step: Step, journey: JourneyState, task: TaskState) -> None:
         title = f"Overdue: {task.title} (assigned to {task.assignee})"
         step.deliveries.append(task_delivery(step, journey, next_key(step, journey), title, lead))
         detail["escalated_to"] = lead
-    step.record("task_escalated", journey, channel="task", text=task.title, detail=detail)
+    step.record("task_escalated", journey, channel=TASK_CHANNEL, text=task.title, detail=detail)
 
 
 def complete_task(step: Step, journey: JourneyState, plan: Plan, task: TaskState) -> None:
@@ -367,7 +365,7 @@ def complete_task(step: Step, journey: JourneyState, plan: Plan, task: TaskState
     step.record(
         "task_completed",
         journey,
-        channel="task",
+        channel=TASK_CHANNEL,
         text=task.title,
         detail={"task": task.name, "task_id": task.task_id},
     )

@@ -36,7 +36,9 @@ from sopflow.core.state import (
 )
 from sopflow.core.step import MAX_TRANSITIONS_PER_STEP, Catalog, Step, active_journeys
 from sopflow.core.triggers import countdown_deadline, countdown_remaining, next_due
+from sopflow.language.channels import TASK_CHANNEL
 from sopflow.language.durations import parse_duration
+from sopflow.language.events import NOT_INTERACTIONS
 from sopflow.language.guards import evaluate_guard
 from sopflow.language.plan import TagStep
 
@@ -231,7 +233,7 @@ def _learn(step: Step, event: CustomerEvent) -> None:
     """Update the profile from the event before any journey sees it."""
     profile = step.state.profile
     data = event.data
-    if event.type not in profile_rules.NOT_INTERACTIONS:
+    if event.type not in NOT_INTERACTIONS:
         profile.last_interaction_at = step.now
     if event.type == "contact.added" and profile.added_at is None:
         profile.added_at = step.now
@@ -332,7 +334,7 @@ def _task_event(step: Step, journey: JourneyState, event: CustomerEvent) -> None
         step.record(
             "task_postponed",
             journey,
-            channel="task",
+            channel=TASK_CHANNEL,
             text=task.title,
             detail={"task": task.name, "task_id": task.task_id, "due_at": until.isoformat()},
         )

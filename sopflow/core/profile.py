@@ -10,18 +10,6 @@ from sopflow.language.guards import evaluate_guard
 from sopflow.language.plan import ProfilePlan, TierLevelPlan, TierRulePlan
 from sopflow.language.templates import TemplateError, render_template
 
-# Staff actions and system notices are not the customer interacting.
-NOT_INTERACTIONS = frozenset(
-    {
-        "contact.removed",
-        "tag.added",
-        "tag.removed",
-        "profile.updated",
-        "task.completed",
-        "task.postponed",
-    }
-)
-
 
 def apply_tag(profile: Profile, tag: str, rules: ProfilePlan | None) -> list[str]:
     """Add a tag; a single-valued group loses its other value. Returns the tags removed."""

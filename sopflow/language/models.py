@@ -21,6 +21,7 @@ from pydantic import (
     field_validator,
 )
 
+from sopflow.language.channels import Channel
 from sopflow.language.diagnostics import did_you_mean
 from sopflow.language.durations import parse_duration
 from sopflow.language.windows import parse_clock, parse_window
@@ -94,16 +95,6 @@ def _first_key(value: Any) -> str | None:
 
 
 # ----------------------------------------------------------------------------- actions
-
-
-class Channel(StrEnum):
-    """Where a message goes. `wecom.*` go through the log adapter until a WeCom adapter exists."""
-
-    LOG = "log"
-    WEBHOOK = "webhook"
-    WECOM_PRIVATE = "wecom.private"
-    WECOM_GROUP = "wecom.group"
-    WECOM_MOMENTS = "wecom.moments"
 
 
 class SendSpec(StrictModel):
