@@ -14,7 +14,7 @@ from sopflow.language.loader import load_text
 from sopflow.settings import Settings
 from sopflow.store.plans import PlanStore
 from tests.helpers import describe, play, terminate
-from tests.test_readme_examples import EXAMPLES
+from tests.test_language_examples import EXAMPLES
 from worker.main import build_worker
 
 

@@ -7,6 +7,7 @@ clock, so both produce the same timeline for the same inputs.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -110,7 +111,7 @@ def next_due_at(state: CustomerState, catalog: Catalog) -> datetime | None:
     if state.clock is None:
         return None  # nothing has happened to this customer yet
     due = _earliest_due(Step(state, catalog, state.clock), None)
-    return due[0] if due else None
+    return due.at if due else None
 
 
 def record_delivery_outcome(
@@ -136,15 +137,46 @@ def record_delivery_outcome(
 
 # ----------------------------------------------------------------------------- timers
 
-DueItem = tuple[datetime, str, JourneyState | None, Any]
+
+@dataclass(frozen=True, slots=True, eq=False)
+class TriggerDue:
+    at: datetime
+    journey: JourneyState
+    index: int  # of the trigger in the journey's current stage
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ScheduledDue:
+    at: datetime
+    journey: JourneyState
+    send: ScheduledSend
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class TaskDue:
+    at: datetime
+    journey: JourneyState
+    task: TaskState
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ReviewDue:
+    """A tier or lifecycle window closing."""
+
+    at: datetime
+
+
+DueItem = TriggerDue | ScheduledDue | TaskDue | ReviewDue
 
 
 def _earliest_due(step: Step, limit: datetime | None) -> DueItem | None:
+    """The first thing due (at or before `limit`); of several at one instant, the first
+    found, in a fixed order: journeys by name, then triggers, deferred sends, tasks."""
     best: DueItem | None = None
 
     def consider(item: DueItem) -> None:
         nonlocal best
-        if (limit is None or item[0] <= limit) and (best is None or item[0] < best[0]):
+        if (limit is None or item.at <= limit) and (best is None or item.at < best.at):
             best = item
 
     for journey in active_journeys(step.state):
@@ -153,50 +185,49 @@ def _earliest_due(step: Step, limit: datetime | None) -> DueItem | None:
         for index, trigger in enumerate(plan.stages[journey.stage].triggers):
             due = next_due(trigger, index, journey, step.state.profile, tz)
             if due is not None:
-                consider((due, "trigger", journey, index))
+                consider(TriggerDue(due, journey, index))
         for scheduled in journey.scheduled:
-            consider((scheduled.due_at, "scheduled", journey, scheduled))
+            consider(ScheduledDue(scheduled.due_at, journey, scheduled))
         for task in journey.tasks.values():
             if task.status == "open":
-                consider((task.due_at, "task", journey, task))
+                consider(TaskDue(task.due_at, journey, task))
     review = profile_rules.next_review(
         step.state.profile, step.catalog.profile, step.state.clock or step.now
     )
     if review is not None:
-        consider((review, "review", None, None))
+        consider(ReviewDue(review))
     return best
 
 
 def _fire_due(step: Step, limit: datetime) -> None:
     same_instant, last_instant = 0, None
     while (item := _earliest_due(step, limit)) is not None:
-        due_at, kind, journey, payload = item
-        step.now = max(due_at, step.state.clock or due_at)
+        step.now = max(item.at, step.state.clock or item.at)
         # Many firings at one instant mean a loop with no wait in it; months of overdue
         # timers after an outage are fine, each at its own instant.
         same_instant = same_instant + 1 if step.now == last_instant else 0
         last_instant = step.now
-        if same_instant > MAX_TRANSITIONS_PER_STEP and journey is not None:
-            end_journey(step, journey, RUNAWAY_REASON)
+        if same_instant > MAX_TRANSITIONS_PER_STEP and not isinstance(item, ReviewDue):
+            end_journey(step, item.journey, RUNAWAY_REASON)
             continue
-        if kind == "trigger" and journey is not None:
-            _fire_trigger(step, journey, payload)
-        elif kind == "scheduled" and journey is not None:
-            scheduled: ScheduledSend = payload
-            journey.scheduled.remove(scheduled)
-            deliver_message(
-                step,
-                journey,
-                step.catalog.plan_of(journey),
-                scheduled.channel,
-                scheduled.text,
-                scheduled.transactional,
-            )
-        elif kind == "task" and journey is not None:
-            escalate_task(step, journey, payload)
-        else:
-            _refresh_tiers(step)
-            step.state.clock = step.now  # the review is done: look for the next one after it
+        match item:
+            case TriggerDue(journey=journey, index=index):
+                _fire_trigger(step, journey, index)
+            case ScheduledDue(journey=journey, send=scheduled):
+                journey.scheduled.remove(scheduled)
+                deliver_message(
+                    step,
+                    journey,
+                    step.catalog.plan_of(journey),
+                    scheduled.channel,
+                    scheduled.text,
+                    scheduled.transactional,
+                )
+            case TaskDue(journey=journey, task=task):
+                escalate_task(step, journey, task)
+            case ReviewDue():
+                _refresh_tiers(step)
+                step.state.clock = step.now  # the review is done: look for the next one after it
         _evaluate_conditions(step)
         step.state.clock = max(step.state.clock or step.now, step.now)
     step.now = limit

@@ -15,6 +15,7 @@ from sopflow.core.state import (
     JourneyState,
     StepResult,
     TimelineEntry,
+    TimelineKind,
 )
 from sopflow.language.plan import Plan, ProfilePlan
 
@@ -67,7 +68,9 @@ class Step:
         default = plan.timezone if plan else DEFAULT_TIMEZONE
         return self.state.profile.timezone or default
 
-    def record(self, kind: Any, journey: JourneyState | None = None, **fields: Any) -> None:
+    def record(
+        self, kind: TimelineKind, journey: JourneyState | None = None, **fields: Any
+    ) -> None:
         self.state.timeline_seq += 1
         entry = TimelineEntry(
             at=self.now,
