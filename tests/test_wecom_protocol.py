@@ -4,10 +4,27 @@ from __future__ import annotations
 
 import base64
 import re
+from datetime import UTC, datetime
 
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from sopflow.wecom.callbacks import (
+    ExternalChatCreated,
+    ExternalChatDismissed,
+    ExternalChatUpdated,
+    ExternalContactAdded,
+    ExternalContactDeleted,
+    ExternalContactEdited,
+    ExternalTagChanged,
+    FollowUserDeleted,
+    MalformedCallback,
+    TransferFailed,
+    UnknownCallback,
+    callback_key,
+    customer_events,
+    parse_callback,
+)
 from sopflow.wecom.crypto import (
     BadCiphertext,
     BadSignature,
@@ -182,3 +199,289 @@ def test_ciphertext_with_a_too_short_plaintext_is_refused(crypto: WeComCrypto) -
     body = b"r" * 10 + bytes([22]) * 22
     with pytest.raises(BadCiphertext, match="too short"):
         crypto.decrypt(seal_raw(body))
+
+
+# -- callbacks: parsing -------------------------------------------------------------------
+
+
+def contact_xml(change_type: str, extra: str = "", create_time: int = 1403610513) -> str:
+    return (
+        "<xml><ToUserName><![CDATA[ww-corp]]></ToUserName>"
+        "<FromUserName><![CDATA[sys]]></FromUserName>"
+        f"<CreateTime>{create_time}</CreateTime><MsgType><![CDATA[event]]></MsgType>"
+        "<Event><![CDATA[change_external_contact]]></Event>"
+        f"<ChangeType><![CDATA[{change_type}]]></ChangeType>"
+        "<UserID><![CDATA[zhangsan]]></UserID>"
+        "<ExternalUserID><![CDATA[wmCUSTOMER1]]></ExternalUserID>"
+        f"{extra}</xml>"
+    )
+
+
+def chat_xml(change_type: str, extra: str = "") -> str:
+    return (
+        "<xml><ToUserName><![CDATA[ww-corp]]></ToUserName>"
+        "<FromUserName><![CDATA[sys]]></FromUserName>"
+        "<CreateTime>1403610513</CreateTime><MsgType><![CDATA[event]]></MsgType>"
+        "<Event><![CDATA[change_external_chat]]></Event>"
+        "<ChatId><![CDATA[wrCHAT1]]></ChatId>"
+        f"<ChangeType><![CDATA[{change_type}]]></ChangeType>{extra}</xml>"
+    )
+
+
+def tag_xml(change_type: str, extra: str = "") -> str:
+    return (
+        "<xml><ToUserName><![CDATA[ww-corp]]></ToUserName>"
+        "<FromUserName><![CDATA[sys]]></FromUserName>"
+        "<CreateTime>1403610513</CreateTime><MsgType><![CDATA[event]]></MsgType>"
+        "<Event><![CDATA[change_external_tag]]></Event>"
+        f"<ChangeType><![CDATA[{change_type}]]></ChangeType>{extra}</xml>"
+    )
+
+
+ADDED = contact_xml(
+    "add_external_contact",
+    "<State><![CDATA[qr-store-12]]></State><WelcomeCode><![CDATA[WELCOME1]]></WelcomeCode>",
+)
+T_1403610513 = datetime(2014, 6, 24, 11, 48, 33, tzinfo=UTC)
+
+
+def test_add_external_contact_parses_with_state_and_welcome_code() -> None:
+    callback = parse_callback(ADDED)
+    assert isinstance(callback, ExternalContactAdded)
+    assert callback.to_user_name == "ww-corp"
+    assert callback.user_id == "zhangsan"
+    assert callback.external_user_id == "wmCUSTOMER1"
+    assert callback.state == "qr-store-12"
+    assert callback.welcome_code == "WELCOME1"
+    assert callback.create_time == T_1403610513
+
+
+def test_add_external_contact_without_state_or_welcome_code() -> None:
+    callback = parse_callback(contact_xml("add_external_contact"))
+    assert isinstance(callback, ExternalContactAdded)
+    assert callback.state is None and callback.welcome_code is None
+
+
+@pytest.mark.parametrize(
+    ("change_type", "extra", "model"),
+    [
+        ("edit_external_contact", "", ExternalContactEdited),
+        ("del_external_contact", "<Source>DELETE_BY_TRANSFER</Source>", ExternalContactDeleted),
+        ("del_follow_user", "", FollowUserDeleted),
+        ("transfer_fail", "<FailReason>customer_refused</FailReason>", TransferFailed),
+    ],
+)
+def test_other_contact_changes_parse(change_type: str, extra: str, model: type) -> None:
+    callback = parse_callback(contact_xml(change_type, extra))
+    assert type(callback) is model
+    assert callback.change_type == change_type
+
+
+def test_del_external_contact_keeps_its_source_and_transfer_fail_its_reason() -> None:
+    deleted = parse_callback(
+        contact_xml("del_external_contact", "<Source>DELETE_BY_TRANSFER</Source>")
+    )
+    assert isinstance(deleted, ExternalContactDeleted)
+    assert deleted.source == "DELETE_BY_TRANSFER"
+    failed = parse_callback(
+        contact_xml("transfer_fail", "<FailReason>customer_refused</FailReason>")
+    )
+    assert isinstance(failed, TransferFailed)
+    assert failed.fail_reason == "customer_refused"
+
+
+MEMBERS_JOINED = chat_xml(
+    "update",
+    "<UpdateDetail><![CDATA[add_member]]></UpdateDetail><JoinScene>3</JoinScene>"
+    "<MemChangeCnt>3</MemChangeCnt><MemChangeList><Item><![CDATA[lisi]]></Item>"
+    "<Item><![CDATA[wmCUSTOMER1]]></Item><Item><![CDATA[woOTHERCORP]]></Item></MemChangeList>"
+    "<LastMemVer>9c3f</LastMemVer><CurMemVer>7121</CurMemVer>",
+)
+
+
+def test_chat_member_change_parses_its_members_and_scene() -> None:
+    callback = parse_callback(MEMBERS_JOINED)
+    assert isinstance(callback, ExternalChatUpdated)
+    assert callback.chat_id == "wrCHAT1"
+    assert callback.update_detail == "add_member"
+    assert callback.join_scene == 3
+    assert callback.mem_change_cnt == 3
+    assert callback.mem_change_list == ("lisi", "wmCUSTOMER1", "woOTHERCORP")
+    assert (callback.last_mem_ver, callback.cur_mem_ver) == ("9c3f", "7121")
+
+
+@pytest.mark.parametrize("detail", ["change_owner", "change_name", "change_notice"])
+def test_chat_updates_without_members_parse(detail: str) -> None:
+    callback = parse_callback(chat_xml("update", f"<UpdateDetail>{detail}</UpdateDetail>"))
+    assert isinstance(callback, ExternalChatUpdated)
+    assert callback.update_detail == detail
+    assert callback.mem_change_list == ()
+
+
+def test_chat_create_and_dismiss_parse() -> None:
+    assert isinstance(parse_callback(chat_xml("create")), ExternalChatCreated)
+    assert isinstance(parse_callback(chat_xml("dismiss")), ExternalChatDismissed)
+
+
+@pytest.mark.parametrize("change_type", ["create", "update", "delete", "shuffle"])
+def test_tag_library_changes_parse(change_type: str) -> None:
+    callback = parse_callback(
+        tag_xml(change_type, "<Id>etTAG1</Id><TagType>tag</TagType><StrategyId>1</StrategyId>")
+    )
+    assert isinstance(callback, ExternalTagChanged)
+    assert callback.change_type == change_type
+    assert (callback.id, callback.tag_type, callback.strategy_id) == ("etTAG1", "tag", "1")
+
+
+def test_shuffle_of_the_whole_library_has_no_id() -> None:
+    callback = parse_callback(tag_xml("shuffle"))
+    assert isinstance(callback, ExternalTagChanged)
+    assert callback.id is None
+
+
+def test_unknown_event_types_parse_into_a_generic_model() -> None:
+    unknown = parse_callback(
+        "<xml><ToUserName>ww-corp</ToUserName><CreateTime>1403610513</CreateTime>"
+        "<MsgType>event</MsgType><Event>change_contact</Event><ChangeType>create_user</ChangeType>"
+        "<UserID>wangwu</UserID></xml>"
+    )
+    assert isinstance(unknown, UnknownCallback)
+    assert (unknown.event, unknown.change_type) == ("change_contact", "create_user")
+    assert unknown.fields["UserID"] == "wangwu"
+    # A known event with a change type sopflow does not model is kept too.
+    half = parse_callback(contact_xml("add_half_external_contact"))
+    assert isinstance(half, UnknownCallback)
+    assert half.fields["ExternalUserID"] == "wmCUSTOMER1"
+
+
+def test_callbacks_missing_required_fields_are_refused_with_the_field_named() -> None:
+    no_staff = ADDED.replace("<UserID><![CDATA[zhangsan]]></UserID>", "")
+    with pytest.raises(
+        MalformedCallback,
+        match="change_external_contact/add_external_contact callback is invalid: "
+        "UserID: Field required",
+    ):
+        parse_callback(no_staff)
+    with pytest.raises(MalformedCallback, match="has no <Event>"):
+        parse_callback("<xml><ToUserName>ww-corp</ToUserName></xml>")
+    with pytest.raises(MalformedCallback, match="CreateTime"):
+        parse_callback(
+            ADDED.replace("<CreateTime>1403610513</CreateTime>", "<CreateTime>soon</CreateTime>")
+        )
+
+
+def test_callbacks_with_entities_are_refused() -> None:
+    with pytest.raises(MalformedCallback, match="no DTD or entities"):
+        parse_callback(BILLION_LAUGHS)
+    external_entity = (
+        '<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]>'
+        "<xml><Event>&e;</Event></xml>"
+    )
+    with pytest.raises(MalformedCallback, match="no DTD or entities"):
+        parse_callback(external_entity)
+
+
+# -- callbacks: identity --------------------------------------------------------------------
+
+
+def test_callback_key_is_the_same_for_every_delivery() -> None:
+    reformatted = ADDED.replace("><", ">\n  <")
+    keys = {callback_key(parse_callback(ADDED)) for _ in range(3)}
+    keys.add(callback_key(parse_callback(reformatted)))
+    assert len(keys) == 1
+    (key,) = keys
+    assert key.startswith("wecom/change_external_contact/add_external_contact/1403610513/")
+
+
+def test_callback_key_tells_occurrences_apart() -> None:
+    base = callback_key(parse_callback(ADDED))
+    later = callback_key(
+        parse_callback(contact_xml("add_external_contact", create_time=1403610514))
+    )
+    other_customer = callback_key(parse_callback(ADDED.replace("wmCUSTOMER1", "wmCUSTOMER2")))
+    other_staff = callback_key(parse_callback(ADDED.replace("zhangsan", "lisi")))
+    removed = callback_key(parse_callback(contact_xml("del_follow_user")))
+    assert len({base, later, other_customer, other_staff, removed}) == 5
+    left = callback_key(parse_callback(MEMBERS_JOINED.replace("add_member", "del_member")))
+    assert callback_key(parse_callback(MEMBERS_JOINED)) != left
+
+
+# -- callbacks: customer events -------------------------------------------------------------
+
+
+def test_add_becomes_contact_added_with_channel_staff_and_welcome_code() -> None:
+    callback = parse_callback(ADDED)
+    (event,) = customer_events(callback)
+    assert event.customer_id == "wmCUSTOMER1"
+    assert event.type == "contact.added"
+    assert event.occurred_at == T_1403610513
+    assert event.data == {
+        "channel_code": "qr-store-12",
+        "staff_user_id": "zhangsan",
+        "welcome_code": "WELCOME1",
+        "owner": "zhangsan",
+    }
+    assert event.idempotency_key == f"{callback_key(callback)}/contact.added/wmCUSTOMER1"
+
+
+def test_add_without_state_or_code_leaves_them_out() -> None:
+    (event,) = customer_events(parse_callback(contact_xml("add_external_contact")))
+    assert event.data == {"staff_user_id": "zhangsan", "owner": "zhangsan"}
+
+
+def test_removals_say_who_removed_whom() -> None:
+    (by_staff,) = customer_events(parse_callback(contact_xml("del_external_contact")))
+    (by_customer,) = customer_events(parse_callback(contact_xml("del_follow_user")))
+    assert (by_staff.type, by_staff.data["removed_by"]) == ("contact.removed", "staff")
+    assert (by_customer.type, by_customer.data["removed_by"]) == ("contact.removed", "customer")
+    assert by_staff.idempotency_key != by_customer.idempotency_key
+
+
+def test_edit_becomes_profile_updated() -> None:
+    (event,) = customer_events(parse_callback(contact_xml("edit_external_contact")))
+    assert (event.customer_id, event.type) == ("wmCUSTOMER1", "profile.updated")
+    assert event.data == {"staff_user_id": "zhangsan"}
+
+
+def test_chat_member_changes_become_one_event_per_customer_not_per_staff() -> None:
+    joined = customer_events(parse_callback(MEMBERS_JOINED))
+    assert [(e.customer_id, e.type) for e in joined] == [
+        ("wmCUSTOMER1", "group.joined"),
+        ("woOTHERCORP", "group.joined"),
+    ]
+    assert joined[0].data == {"chat_id": "wrCHAT1", "join_scene": 3}
+    assert len({e.idempotency_key for e in joined}) == 2
+    left_xml = MEMBERS_JOINED.replace("add_member", "del_member").replace(
+        "<JoinScene>3</JoinScene>", "<QuitScene>1</QuitScene>"
+    )
+    left = customer_events(parse_callback(left_xml))
+    assert {(e.customer_id, e.type) for e in left} == {
+        ("wmCUSTOMER1", "group.left"),
+        ("woOTHERCORP", "group.left"),
+    }
+    assert left[0].data == {"chat_id": "wrCHAT1", "quit_scene": 1}
+
+
+def test_who_counts_as_a_customer_in_a_group_can_be_decided_by_the_caller() -> None:
+    events = customer_events(parse_callback(MEMBERS_JOINED), is_customer=lambda m: m == "lisi")
+    assert [e.customer_id for e in events] == ["lisi"]
+
+
+def test_a_callback_delivered_three_times_yields_the_same_event_keys() -> None:
+    keys = {e.idempotency_key for _ in range(3) for e in customer_events(parse_callback(ADDED))}
+    assert len(keys) == 1
+
+
+@pytest.mark.parametrize(
+    "xml",
+    [
+        contact_xml("transfer_fail"),
+        chat_xml("create"),
+        chat_xml("dismiss"),
+        chat_xml("update", "<UpdateDetail>change_owner</UpdateDetail>"),
+        tag_xml("create", "<Id>etTAG1</Id><TagType>tag</TagType>"),
+        contact_xml("add_half_external_contact"),
+    ],
+)
+def test_callbacks_about_no_customer_in_particular_yield_no_events(xml: str) -> None:
+    assert customer_events(parse_callback(xml)) == []
