@@ -8,7 +8,26 @@ from datetime import UTC, datetime
 
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from pydantic import ValidationError
 
+from sopflow.wecom.api import (
+    AddCorpTagRequest,
+    AddMsgTemplateRequest,
+    GetCorpTagListResponse,
+    GetGroupMsgSendResultResponse,
+    Image,
+    ImageAttachment,
+    Link,
+    LinkAttachment,
+    MarkTagRequest,
+    MessageSendRequest,
+    NewTag,
+    SendStatus,
+    SendWelcomeMsgRequest,
+    SendWelcomeMsgResponse,
+    Text,
+    TextCard,
+)
 from sopflow.wecom.callbacks import (
     ExternalChatCreated,
     ExternalChatDismissed,
@@ -33,6 +52,7 @@ from sopflow.wecom.crypto import (
     WeComCrypto,
     WrongReceiveId,
 )
+from sopflow.wecom.errors import ErrorKind, WeComError, WeComRateLimited, classify
 
 # The official URL-verification vector of WeCom's callback crypto (developer doc 91144).
 CORP_ID = "wx5823bf96d3bd56c7"
@@ -485,3 +505,182 @@ def test_a_callback_delivered_three_times_yields_the_same_event_keys() -> None:
 )
 def test_callbacks_about_no_customer_in_particular_yield_no_events(xml: str) -> None:
     assert customer_events(parse_callback(xml)) == []
+
+
+# -- API shapes ------------------------------------------------------------------------------
+
+
+def test_a_single_mass_send_serialises_to_wecoms_json() -> None:
+    request = AddMsgTemplateRequest(
+        external_userid=["wmA", "wmB"],
+        sender="zhangsan",
+        text=Text(content="你好"),
+        attachments=[
+            LinkAttachment(link=Link(title="新品", url="https://example.com/n")),
+            ImageAttachment(image=Image(media_id="MEDIA1")),
+        ],
+    )
+    assert request.body() == {
+        "chat_type": "single",
+        "external_userid": ["wmA", "wmB"],
+        "sender": "zhangsan",
+        "text": {"content": "你好"},
+        "attachments": [
+            {"msgtype": "link", "link": {"title": "新品", "url": "https://example.com/n"}},
+            {"msgtype": "image", "image": {"media_id": "MEDIA1"}},
+        ],
+    }
+
+
+def test_attachments_parse_by_their_msgtype() -> None:
+    request = SendWelcomeMsgRequest.model_validate(
+        {
+            "welcome_code": "W",
+            "attachments": [
+                {
+                    "msgtype": "miniprogram",
+                    "miniprogram": {
+                        "title": "t",
+                        "pic_media_id": "p",
+                        "appid": "wx1",
+                        "page": "/i",
+                    },
+                },
+                {"msgtype": "video", "video": {"media_id": "v"}},
+            ],
+        }
+    )
+    assert [a.msgtype for a in request.attachments] == ["miniprogram", "video"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"chat_type": "group", "chat_id_list": ["wr1"]}, "chat_type group needs a sender"),
+        ({"chat_id_list": ["wr1"], "sender": "s"}, "chat_id_list is for chat_type group"),
+        (
+            {"chat_type": "group", "sender": "s", "external_userid": ["wm"]},
+            "is for chat_type single",
+        ),
+        ({}, "chat_type single needs external_userid or sender"),
+        ({"external_userid": ["wm"] * 10_001}, "at most 10000 external_userid per task"),
+        ({"chat_type": "group", "sender": "s", "chat_id_list": ["wr"] * 2001}, "at most 2000"),
+    ],
+)
+def test_mass_sends_wecom_would_refuse_are_refused_here(fields: dict, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        AddMsgTemplateRequest.model_validate({"text": {"content": "x"}, **fields})
+
+
+def test_messages_need_content_and_at_most_nine_attachments() -> None:
+    with pytest.raises(ValidationError, match="needs text or at least one attachment"):
+        AddMsgTemplateRequest(external_userid=["wm"])
+    image = ImageAttachment(image=Image(media_id="m"))
+    with pytest.raises(ValidationError, match="at most 9 attachments, got 10"):
+        SendWelcomeMsgRequest(welcome_code="W", attachments=[image] * 10)
+    with pytest.raises(ValidationError, match="extra"):
+        AddMsgTemplateRequest.model_validate({"external_userid": ["wm"], "txt": {"content": "x"}})
+
+
+def test_tag_and_staff_message_requests_check_their_shape() -> None:
+    with pytest.raises(ValidationError, match="needs group_id or group_name"):
+        AddCorpTagRequest(tag=[NewTag(name="VIP")])
+    with pytest.raises(ValidationError, match="no empty groups"):
+        AddCorpTagRequest(group_name="等级", tag=[])
+    with pytest.raises(ValidationError, match="needs add_tag or remove_tag"):
+        MarkTagRequest(userid="zhangsan", external_userid="wmA")
+    with pytest.raises(ValidationError, match="msgtype text needs text"):
+        MessageSendRequest(touser="a", msgtype="text", agentid=1)
+    card = TextCard(title="任务", description="跟进", url="https://x")
+    with pytest.raises(ValidationError, match="msgtype textcard needs textcard"):
+        MessageSendRequest(touser="a", msgtype="textcard", agentid=1, text=Text(content="x"))
+    assert MessageSendRequest(touser="a|b", msgtype="textcard", agentid=1, textcard=card).body()[
+        "textcard"
+    ] == {"title": "任务", "description": "跟进", "url": "https://x"}
+
+
+def test_responses_read_wecoms_documented_answers_and_ignore_new_fields() -> None:
+    tags = GetCorpTagListResponse.model_validate(
+        {
+            "errcode": 0,
+            "errmsg": "ok",
+            "tag_group": [
+                {
+                    "group_id": "TAG_GROUPID1",
+                    "group_name": "GOURP_NAME",
+                    "create_time": 1557838797,
+                    "order": 1,
+                    "deleted": False,
+                    "tag": [
+                        {
+                            "id": "TAG_ID1",
+                            "name": "NAME1",
+                            "create_time": 1557838797,
+                            "order": 1,
+                            "deleted": False,
+                            "brand_new_field": 1,
+                        }
+                    ],
+                }
+            ],
+        }
+    )
+    assert tags.tag_group[0].tag[0].id == "TAG_ID1"
+    results = GetGroupMsgSendResultResponse.model_validate(
+        {
+            "errcode": 0,
+            "errmsg": "ok",
+            "next_cursor": "CURSOR",
+            "send_list": [
+                {
+                    "external_userid": "wmA",
+                    "userid": "zhangsan",
+                    "status": 1,
+                    "send_time": 1552536375,
+                },
+                {"chat_id": "wr1", "userid": "zhangsan", "status": 0},
+            ],
+        }
+    )
+    assert [r.status for r in results.send_list] == [SendStatus.SENT, SendStatus.UNSENT]
+    welcome = SendWelcomeMsgResponse.model_validate({"errcode": 41051, "errmsg": "x"})
+    assert welcome.already_sent
+
+
+# -- error codes -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("errcode", "api", "kind"),
+    [
+        (40001, "externalcontact/add_msg_template", ErrorKind.TOKEN),
+        (40014, "externalcontact/add_msg_template", ErrorKind.TOKEN),
+        (42001, "message/send", ErrorKind.TOKEN),
+        (40001, "gettoken", ErrorKind.PERMANENT),  # a wrong secret
+        (45009, "externalcontact/mark_tag", ErrorKind.RATE_LIMITED),
+        (45033, "gettoken", ErrorKind.RATE_LIMITED),
+        (41096, "externalcontact/send_welcome_msg", ErrorKind.RETRY),
+        (-1, "externalcontact/get_groupmsg_task", ErrorKind.RETRY),
+        (41051, "externalcontact/send_welcome_msg", ErrorKind.ALREADY_DONE),
+        (41051, "externalcontact/add_msg_template", ErrorKind.PERMANENT),
+        (41050, "externalcontact/send_welcome_msg", ErrorKind.PERMANENT),
+        (41094, "externalcontact/remind_groupmsg_send", ErrorKind.PERMANENT),
+        (40068, "externalcontact/mark_tag", ErrorKind.PERMANENT),
+    ],
+)
+def test_error_codes_are_classified(errcode: int, api: str, kind: ErrorKind) -> None:
+    assert classify(errcode, api) is kind
+
+
+def test_wecom_errors_say_what_failed_and_whether_to_retry() -> None:
+    expired = WeComError(41050, "invalid welcome code", "externalcontact/send_welcome_msg")
+    assert str(expired) == (
+        "WeCom externalcontact/send_welcome_msg failed with errcode 41050 "
+        "(welcome code invalid or older than 20 seconds): invalid welcome code"
+    )
+    assert not expired.retryable
+    assert WeComError(41096, "x", "externalcontact/send_welcome_msg").retryable
+    assert str(WeComError(99999, "new", "a")) == "WeCom a failed with errcode 99999: new"
+    limited = WeComRateLimited(45009, "api freq out of limit", "message/send", 120.0)
+    assert limited.retryable
+    assert str(limited).endswith("api freq out of limit; back off 120 s")
