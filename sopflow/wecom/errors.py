@@ -29,6 +29,7 @@ WELCOME_BEING_SENT = 41096  # another app is sending the welcome: retry
 ACCESS_TOKEN_EXPIRED = 42001
 RATE_LIMITED = 45009  # per API per corp per minute/hour/day, or per IP
 CONCURRENCY_LIMITED = 45033
+NOT_A_CONTACT = 84061  # the customer is not (or no longer) a contact of that staff member
 
 MEANINGS: dict[int, str] = {
     SYSTEM_BUSY: "WeCom is busy",
@@ -50,6 +51,7 @@ MEANINGS: dict[int, str] = {
     ACCESS_TOKEN_EXPIRED: "access token expired",
     RATE_LIMITED: "API call frequency limit reached",
     CONCURRENCY_LIMITED: "API concurrency limit reached",
+    NOT_A_CONTACT: "not a contact of that staff member",
 }
 
 GETTOKEN = "gettoken"

@@ -159,7 +159,8 @@ class WeComClient:
         self._rate_limit_backoff = rate_limit_backoff_seconds
         self._concurrency_backoff = concurrency_backoff_seconds
         self._max_backoff = max_backoff_seconds
-        self._rate_limited_in_a_row: dict[str, int] = {}
+        # (API, errcode) -> rate-limit answers in a row; a success of the API clears it.
+        self._rate_limited_in_a_row: dict[tuple[str, int], int] = {}
 
     @classmethod
     def from_settings(
@@ -243,14 +244,16 @@ class WeComClient:
                 f"{invalid.error_count()} errors"
             ) from invalid
         if result.errcode == 0:
-            self._rate_limited_in_a_row.pop(endpoint.path, None)
+            for key in [k for k in self._rate_limited_in_a_row if k[0] == endpoint.path]:
+                del self._rate_limited_in_a_row[key]
             return result
         error = WeComError(result.errcode, result.errmsg, endpoint.path)
         if error.kind is ErrorKind.ALREADY_DONE:
             return result
         if error.kind is ErrorKind.RATE_LIMITED:
-            in_a_row = self._rate_limited_in_a_row.get(endpoint.path, 0) + 1
-            self._rate_limited_in_a_row[endpoint.path] = in_a_row
+            key = (endpoint.path, result.errcode)
+            in_a_row = self._rate_limited_in_a_row.get(key, 0) + 1
+            self._rate_limited_in_a_row[key] = in_a_row
             base = (
                 self._concurrency_backoff
                 if result.errcode == CONCURRENCY_LIMITED

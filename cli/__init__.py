@@ -1,0 +1,1 @@
+"""The faces of sopflow that run on a terminal: the CLI and the dev stack."""
