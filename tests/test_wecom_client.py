@@ -664,3 +664,19 @@ async def test_the_fake_runs_as_a_server(tmp_path: Path) -> None:
         server.send_signal(signal.SIGINT)
         output, _ = server.communicate(timeout=20)
     assert f"SOPFLOW_WECOM_API_BASE=http://127.0.0.1:{port}/cgi-bin" in output.decode()
+
+
+async def test_the_fake_answers_malformed_requests_with_wecoms_errors(
+    fake: FakeWeCom, wecom: WeComClient, http: httpx.AsyncClient
+) -> None:
+    await wecom.get_corp_tag_list()
+    token = next(iter(fake.tokens))
+    path = "/cgi-bin/externalcontact/add_msg_template"
+    not_json = await http.post(path, params={"access_token": token}, content=b"{")
+    assert not_json.json()["errcode"] == 47001
+    wrong_type = await http.post(path, params={"access_token": token}, json={"text": "hi"})
+    assert wrong_type.json()["errcode"] == 40058
+    no_token = await http.post(path, json={})
+    assert no_token.json()["errcode"] == 41001
+    unknown = await http.post("/cgi-bin/externalcontact/nope", params={"access_token": token})
+    assert unknown.status_code == 404

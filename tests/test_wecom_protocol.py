@@ -107,6 +107,8 @@ def test_official_vector_with_a_wrong_signature_is_refused(crypto: WeComCrypto) 
     with pytest.raises(BadSignature):
         crypto.verify_url(MSG_SIGNATURE, "1409659590", NONCE, ECHOSTR)
     with pytest.raises(BadSignature):
+        crypto.verify_url("签名" * 20, TIMESTAMP, NONCE, ECHOSTR)
+    with pytest.raises(BadSignature):
         WeComCrypto("other", AES_KEY, CORP_ID).verify_url(MSG_SIGNATURE, TIMESTAMP, NONCE, ECHOSTR)
 
 

@@ -321,7 +321,11 @@ class FakeWeCom:
             refused = self._check_token(access_token)
             if refused is not None:
                 return refused
-        return handler(args)
+        try:
+            return handler(args)
+        except (AttributeError, TypeError, ValueError) as bad:
+            # A field of the wrong JSON type: WeCom answers "invalid parameter".
+            return error(INVALID_PARAMETER, f"invalid parameter: {bad}")
 
     def _handlers(self) -> dict[str, Callable[[JSON], JSON]]:
         return {

@@ -95,7 +95,8 @@ class WeComCrypto:
     def verify(self, msg_signature: str, timestamp: str, nonce: str, encrypted: str) -> None:
         """Raise BadSignature unless msg_signature signs these values with our token."""
         expected = self.signature(timestamp, nonce, encrypted)
-        if not hmac.compare_digest(expected, msg_signature.lower()):
+        # Bytes, not str: compare_digest refuses non-ASCII str, and the signature is input.
+        if not hmac.compare_digest(expected.encode(), msg_signature.lower().encode()):
             raise BadSignature("callback msg_signature does not match (wrong token or altered)")
 
     # -- AES ---------------------------------------------------------------------------
