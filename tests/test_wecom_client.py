@@ -680,3 +680,19 @@ async def test_the_fake_answers_malformed_requests_with_wecoms_errors(
     assert no_token.json()["errcode"] == 41001
     unknown = await http.post("/cgi-bin/externalcontact/nope", params={"access_token": token})
     assert unknown.status_code == 404
+
+
+def test_docs_name_every_wecom_setting_and_fake_hook() -> None:
+    docs = (REPO / "docs" / "wecom.md").read_text(encoding="utf-8")
+    settings = [name for name in Settings.model_fields if name.startswith("wecom_")]
+    assert len(settings) == 8
+    for name in settings:
+        assert f"`SOPFLOW_{name.upper()}`" in docs, name
+    hooks = [
+        route.path
+        for route in create_app().routes
+        if getattr(route, "path", "").startswith("/_fake/") and "docs" not in route.path
+    ]
+    hooks = [h for h in hooks if h != "/_fake/openapi.json"]
+    for hook in hooks:
+        assert hook.split("{")[0] in docs, hook
