@@ -392,6 +392,16 @@ def test_callbacks_missing_required_fields_are_refused_with_the_field_named() ->
         )
 
 
+def test_blank_ids_are_refused_and_blank_numbers_are_absent() -> None:
+    blank_customer = ADDED.replace("<![CDATA[wmCUSTOMER1]]>", "")
+    with pytest.raises(MalformedCallback, match="ExternalUserID: String should have at least 1"):
+        parse_callback(blank_customer)
+    blank_scene = MEMBERS_JOINED.replace("<JoinScene>3</JoinScene>", "<JoinScene></JoinScene>")
+    callback = parse_callback(blank_scene)
+    assert isinstance(callback, ExternalChatUpdated)
+    assert callback.join_scene is None
+
+
 def test_callbacks_with_entities_are_refused() -> None:
     with pytest.raises(MalformedCallback, match="no DTD or entities"):
         parse_callback(BILLION_LAUGHS)

@@ -34,7 +34,13 @@ def _unix_seconds(value: object) -> object:
     return value
 
 
+def _blank_is_none(value: object) -> object:
+    return None if value == "" else value
+
+
 UnixTime = Annotated[datetime, BeforeValidator(_unix_seconds)]
+# WeCom may send an empty element for an absent number (<JoinScene></JoinScene>).
+OptionalInt = Annotated[int | None, BeforeValidator(_blank_is_none)]
 
 
 class _Callback(BaseModel):
@@ -53,8 +59,8 @@ class _Callback(BaseModel):
 
 class _ContactChange(_Callback):
     event: Literal["change_external_contact"] = Field(alias="Event")
-    user_id: str = Field(alias="UserID")  # the staff member
-    external_user_id: str = Field(alias="ExternalUserID")  # the customer
+    user_id: str = Field(alias="UserID", min_length=1)  # the staff member
+    external_user_id: str = Field(alias="ExternalUserID", min_length=1)  # the customer
 
 
 class ExternalContactAdded(_ContactChange):
@@ -96,7 +102,7 @@ class TransferFailed(_ContactChange):
 
 class _ChatChange(_Callback):
     event: Literal["change_external_chat"] = Field(alias="Event")
-    chat_id: str = Field(alias="ChatId")
+    chat_id: str = Field(alias="ChatId", min_length=1)
 
 
 class ExternalChatCreated(_ChatChange):
@@ -110,9 +116,9 @@ class ExternalChatUpdated(_ChatChange):
 
     change_type: Literal["update"] = Field(alias="ChangeType")
     update_detail: str = Field(alias="UpdateDetail")
-    join_scene: int | None = Field(default=None, alias="JoinScene")
-    quit_scene: int | None = Field(default=None, alias="QuitScene")
-    mem_change_cnt: int | None = Field(default=None, alias="MemChangeCnt")
+    join_scene: OptionalInt = Field(default=None, alias="JoinScene")
+    quit_scene: OptionalInt = Field(default=None, alias="QuitScene")
+    mem_change_cnt: OptionalInt = Field(default=None, alias="MemChangeCnt")
     mem_change_list: tuple[str, ...] = Field(default=(), alias="MemChangeList")
     last_mem_ver: str | None = Field(default=None, alias="LastMemVer")
     cur_mem_ver: str | None = Field(default=None, alias="CurMemVer")
