@@ -53,6 +53,25 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = None
     webhook_timeout_seconds: float = 10.0
 
+    # WeCom (企业微信), settings only like the webhook's: a playbook never holds a secret.
+    # `wecom_secret` is the customer-contact secret, or the secret of a self-built app the
+    # admin listed among the apps that may call the customer-contact API (docs/wecom.md).
+    wecom_corp_id: str | None = None
+    wecom_secret: SecretStr | None = None
+    # App messages to staff (message/send) need an app's agent id; its secret defaults to
+    # wecom_secret (the same self-built app can do both).
+    wecom_agent_id: int | None = None
+    wecom_app_secret: SecretStr | None = None
+    # The callback URL's Token and EncodingAESKey (43 characters), from the admin console.
+    wecom_callback_token: SecretStr | None = None
+    wecom_callback_aes_key: SecretStr | None = None
+    # Another server (the fake in cli/fake_wecom) for tests and `make dev`.
+    wecom_api_base: str = "https://qyapi.weixin.qq.com/cgi-bin"
+    # Requests per second per corp from one process, across all APIs. WeCom allows 10,000 a
+    # minute and 150,000 an hour per API per corp (doc 90454): 20/s keeps any one API under
+    # the hourly cap with room for other processes.
+    wecom_requests_per_second: float = 20.0
+
     @property
     def plans_dir(self) -> Path:
         return self.home / "plans"
