@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -71,6 +72,18 @@ class Settings(BaseSettings):
     # minute and 150,000 an hour per API per corp (doc 90454): 20/s keeps any one API under
     # the hourly cap with room for other processes.
     wecom_requests_per_second: float = 20.0
+    # Mass sends (add_msg_template): customers who get the same text from the same staff
+    # member within this window share one task, confirmed once (docs/wecom.md).
+    wecom_batch_window_seconds: int = 60
+    # How often sopflow asks WeCom what became of an unconfirmed task; when it reminds the
+    # staff member (at most 3 times a day, WeCom's limit); when it gives up and cancels.
+    wecom_poll_seconds: int = 300
+    wecom_remind_after_seconds: int | None = 4 * 3600
+    wecom_expire_after_seconds: int = 72 * 3600
+    # The corp admin's per-customer limit on mass messages, enforced before WeCom refuses:
+    # days_in_month (as many a month as the month has days), week (7 a natural week),
+    # day (1 a day) or none. Counted in `reporting_timezone`.
+    wecom_customer_limit: Literal["days_in_month", "week", "day", "none"] = "days_in_month"
 
     @property
     def plans_dir(self) -> Path:

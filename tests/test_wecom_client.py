@@ -685,7 +685,7 @@ async def test_the_fake_answers_malformed_requests_with_wecoms_errors(
 def test_docs_name_every_wecom_setting_and_fake_hook() -> None:
     docs = (REPO / "docs" / "wecom.md").read_text(encoding="utf-8")
     settings = [name for name in Settings.model_fields if name.startswith("wecom_")]
-    assert len(settings) == 8
+    assert "wecom_corp_id" in settings
     for name in settings:
         assert f"`SOPFLOW_{name.upper()}`" in docs, name
     hooks = [

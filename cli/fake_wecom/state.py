@@ -331,6 +331,7 @@ class FakeWeCom:
         return {
             "gettoken": self.gettoken,
             "externalcontact/add_msg_template": self.add_msg_template,
+            "externalcontact/get_groupmsg_list_v2": self.get_groupmsg_list,
             "externalcontact/get_groupmsg_task": self.get_groupmsg_task,
             "externalcontact/get_groupmsg_send_result": self.get_groupmsg_send_result,
             "externalcontact/remind_groupmsg_send": self.remind_groupmsg_send,
@@ -429,6 +430,28 @@ class FakeWeCom:
         page = items[start : start + limit]
         following = start + limit
         return page, str(following) if following < len(items) else ""
+
+    def get_groupmsg_list(self, args: JSON) -> JSON:
+        start, end = int(args.get("start_time") or 0), int(args.get("end_time") or 0)
+        if end < start:
+            return error(INVALID_PARAMETER, "end_time before start_time")
+        creator = args.get("creator")
+        found = [
+            {
+                "msgid": m.msgid,
+                "creator": sender,
+                "create_type": 1,
+                "text": m.content.get("text") or {},
+                "create_time": int(m.created_at),
+            }
+            for m in self.mass_sends.values()
+            if m.chat_type == (args.get("chat_type") or "single")
+            and start <= int(m.created_at) <= end
+            for sender in m.tasks
+            if creator in (None, sender)
+        ]
+        page, cursor = self._page(found, args)
+        return ok(next_cursor=cursor, group_msg_list=page)
 
     def get_groupmsg_task(self, args: JSON) -> JSON:
         mass_send = self.mass_sends.get(str(args.get("msgid")))

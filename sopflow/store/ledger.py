@@ -60,7 +60,18 @@ class Ledger:
         with self.database.engine.connect() as connection:
             return {row[0] for row in connection.execute(query)}
 
-    def record_delivery(self, delivery: Delivery, detail: str | None) -> bool:
+    def set_delivery_status(self, idempotency_key: str, status: str, detail: str | None) -> None:
+        """A handed-over delivery's later state (a WeCom send confirmed, failed, expired)."""
+        with self.database.engine.begin() as connection:
+            connection.execute(
+                update(DeliveryRecord)
+                .where(DeliveryRecord.idempotency_key == idempotency_key)
+                .values(status=status, detail=detail)
+            )
+
+    def record_delivery(
+        self, delivery: Delivery, detail: str | None, status: str | None = None
+    ) -> bool:
         """Record a delivered effect (and a task's inbox row); False if it was already there."""
         now = datetime.now(UTC)
         # Core, not the ORM: two keyed inserts per delivery, on the hot path.
@@ -81,6 +92,7 @@ class Ledger:
                         "scheduled_at": delivery.scheduled_at,
                         "delivered_at": now,
                         "detail": detail,
+                        "status": status,
                     }
                 ],
             )

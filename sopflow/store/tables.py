@@ -51,6 +51,9 @@ class DeliveryRecord(Base):
     scheduled_at: Mapped[datetime]
     delivered_at: Mapped[datetime]
     detail: Mapped[str | None] = mapped_column(Text)
+    # Null: delivered when handed over (log, webhook, tasks). WeCom mass sends go from
+    # awaiting_confirmation to sent, failed, cancelled or expired as WeCom reports.
+    status: Mapped[str | None] = mapped_column(String(30))
 
 
 class TaskRecord(Base):

@@ -238,6 +238,36 @@ class GetGroupMsgSendResultResponse(WeComResponse):
     send_list: list[GroupMsgSendResult] = []
 
 
+# -- externalcontact/get_groupmsg_list_v2 (93338) ------------------------------------------
+# sopflow lists a staff member's recent tasks only to find one it created but could not
+# record (the worker died between WeCom's answer and the database write).
+
+
+class GetGroupMsgListRequest(WeComRequest):
+    chat_type: Literal["single", "group"] = "single"
+    start_time: int  # seconds since the epoch; WeCom allows a range of up to a month
+    end_time: int
+    creator: str | None = None
+    filter_type: int | None = None  # 0 created by the corp, 1 by staff, 2 all (default)
+    limit: int | None = Field(default=None, ge=1, le=100)
+    cursor: str | None = None
+
+
+class GroupMsg(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    msgid: str
+    creator: str | None = None
+    create_type: int | None = None
+    text: Text | None = None
+    create_time: int | None = None
+
+
+class GetGroupMsgListResponse(WeComResponse):
+    next_cursor: str = ""
+    group_msg_list: list[GroupMsg] = []
+
+
 # -- remind_groupmsg_send (97610), cancel_groupmsg_send (97611) ----------------------------
 
 
@@ -503,6 +533,12 @@ class Endpoint(Generic[RequestT, ResponseT]):
 GETTOKEN = Endpoint("gettoken", "GET", GetTokenRequest, GetTokenResponse, token="none")
 ADD_MSG_TEMPLATE = Endpoint(
     "externalcontact/add_msg_template", "POST", AddMsgTemplateRequest, AddMsgTemplateResponse
+)
+GET_GROUPMSG_LIST = Endpoint(
+    "externalcontact/get_groupmsg_list_v2",
+    "POST",
+    GetGroupMsgListRequest,
+    GetGroupMsgListResponse,
 )
 GET_GROUPMSG_TASK = Endpoint(
     "externalcontact/get_groupmsg_task", "POST", GetGroupMsgTaskRequest, GetGroupMsgTaskResponse

@@ -285,6 +285,22 @@ class WeComClient:
     ) -> api.AddMsgTemplateResponse:
         return await self.call(api.ADD_MSG_TEMPLATE, request)
 
+    async def groupmsg_list(
+        self, creator: str, start_time: int, end_time: int
+    ) -> list[api.GroupMsg]:
+        """Every single-chat mass send `creator` made between the two times (all pages)."""
+        found: list[api.GroupMsg] = []
+        cursor: str | None = None
+        while True:
+            request = api.GetGroupMsgListRequest(
+                start_time=start_time, end_time=end_time, creator=creator, cursor=cursor
+            )
+            page = await self.call(api.GET_GROUPMSG_LIST, request)
+            found.extend(page.group_msg_list)
+            if not page.next_cursor:
+                return found
+            cursor = page.next_cursor
+
     async def get_groupmsg_task(
         self, msgid: str, cursor: str | None = None, limit: int | None = None
     ) -> api.GetGroupMsgTaskResponse:
