@@ -10,7 +10,7 @@ from temporalio.exceptions import ApplicationError
 from sopflow.core.state import Delivery
 from sopflow.store.ledger import Ledger
 from sopflow.store.plans import PlanStore
-from worker.channels.base import ChannelAdapter, PermanentDeliveryError
+from worker.channels.base import ChannelAdapter, PermanentDeliveryError, Receipt
 from workflows.contracts import (
     DELIVER_ACTIVITY,
     DELIVER_BATCH_ACTIVITY,
@@ -82,10 +82,15 @@ class SopflowActivities:
         adapter = self.channels.get(delivery.channel)
         if adapter is None:
             raise PermanentDeliveryError(f"no adapter for channel '{delivery.channel}'")
-        detail = await adapter.deliver(delivery)
-        await asyncio.to_thread(self.ledger.record_delivery, delivery, detail)
+        answer = await adapter.deliver(delivery)
+        receipt = answer if isinstance(answer, Receipt) else Receipt("delivered", answer)
+        status = None if receipt.status == "delivered" else receipt.status
+        await asyncio.to_thread(self.ledger.record_delivery, delivery, receipt.detail, status)
         return DeliveryOutcome(
-            idempotency_key=delivery.idempotency_key, delivered=True, detail=detail
+            idempotency_key=delivery.idempotency_key,
+            delivered=True,
+            detail=receipt.detail,
+            status=status,
         )
 
     @activity.defn(name=RECORD_TIMELINE_ACTIVITY)

@@ -131,6 +131,9 @@ class DeliveryOutcome(BaseModel):
     idempotency_key: str
     delivered: bool
     detail: str | None = None
+    # A state after the hand-over (`awaiting_confirmation` for a WeCom mass send); None
+    # when the channel's part ends in delivery.
+    status: str | None = None
 
 
 class DeliveryBatch(BaseModel):

@@ -187,6 +187,11 @@ class Delivery(BaseModel):
     assignee: str | None = None
     script: str | None = None
     due_at: datetime | None = None
+    # WeCom: the staff member the message goes out from (the customer's owner), and for a
+    # welcome message the add callback's code and what to do when WeCom refuses it.
+    sender: str | None = None
+    welcome_code: str | None = None
+    welcome_fallback: Literal["send", "skip"] = "send"
 
 
 class StepResult(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 from sopflow.core.state import Delivery
@@ -14,7 +15,17 @@ class PermanentDeliveryError(Exception):
     """
 
 
+@dataclass(frozen=True)
+class Receipt:
+    """What a channel knows when its part ends, for channels whose delivery has states
+    after the hand-over (a WeCom mass send awaits the staff member's confirmation)."""
+
+    status: str
+    detail: str | None = None
+
+
 class ChannelAdapter(Protocol):
-    async def deliver(self, delivery: Delivery) -> str | None:
-        """Deliver once; return a short detail; raise PermanentDeliveryError or retry."""
+    async def deliver(self, delivery: Delivery) -> str | Receipt | None:
+        """Deliver once; return a short detail (delivered) or a Receipt with the state;
+        raise PermanentDeliveryError for a refusal, anything else to be retried."""
         ...
