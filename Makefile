@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install dev test lint format typecheck schemas golden histories bench drills clean
+.PHONY: install browser dev test lint format typecheck schemas golden histories bench drills clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,12 +16,22 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
+## The console's browser tests drive Debian's chromium (Playwright cannot download browsers
+## here) with fonts that render Chinese; installed once, when missing.
+BROWSER_PACKAGES := chromium fonts-noto-cjk
+browser:
+	@dpkg -s $(BROWSER_PACKAGES) >/dev/null 2>&1 || { \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
+			$(BROWSER_PACKAGES); }
+
 ## The main job on the embedded default: Temporal dev server (SQLite), worker, API.
 dev: install
 	$(BIN)/sopflow dev
 
 ## The whole suite: lint, types, schema drift, tests against the real Temporal binaries.
-test: install lint typecheck
+test: install browser lint typecheck
 	$(BIN)/sopflow schemas --check
 	$(BIN)/pytest
 
