@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from temporalio.client import Client
 
+from api.console import mount_console
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
 from api.routes import customer_lists, customers, events, metrics, playbooks, tasks
@@ -56,6 +57,7 @@ def create_app(
     app.include_router(tasks.router)
     app.include_router(playbooks.router)
     app.include_router(metrics.router)
+    mount_console(app)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
