@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.console.pages import session
+from api.console.pages import overview, session
 
 router = APIRouter(prefix="/console", include_in_schema=False)
-for page in (session,):
+for page in (session, overview):
     router.include_router(page.router)
