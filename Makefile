@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install browser dev test lint format typecheck schemas golden histories bench drills clean
+.PHONY: install browser screenshots dev test lint format typecheck schemas golden histories bench drills clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ browser:
 ## The main job on the embedded default: Temporal dev server (SQLite), worker, API.
 dev: install
 	$(BIN)/sopflow dev
+
+## Refresh docs/screenshots/ from the console's browser tests (review, then commit them).
+screenshots: install browser
+	SOPFLOW_UPDATE_SCREENSHOTS=1 $(BIN)/pytest tests/test_console_browser.py -q
 
 ## The whole suite: lint, types, schema drift, tests against the real Temporal binaries.
 test: install browser lint typecheck
