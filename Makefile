@@ -78,6 +78,7 @@ bench: install
 	$(BIN)/python -m bench.throughput
 	$(BIN)/python -m bench.throughput --sqlite
 	$(BIN)/python -m bench.latency
+	$(BIN)/python -m bench.console
 	$(BIN)/python -m bench.memory --customers 100000
 
 ## Fault drills at full size (a reduced size runs in `make test`).
