@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -227,7 +227,18 @@ def _entry(seq: int, kind: str, playbook: str, stage: str, **fields: object) -> 
     )
 
 
-def test_customers_per_stage_now_follow_each_journeys_last_position(database: Database) -> None:
+@pytest.fixture
+def any_database(database_settings: Settings) -> Iterator[Database]:
+    """A fresh read model on SQLite, then on PostgreSQL."""
+    database = Database.from_settings(database_settings)
+    yield database
+    database.dispose()
+
+
+def test_customers_per_stage_now_follow_each_journeys_last_position(
+    any_database: Database,
+) -> None:
+    database = any_database
     ledger = Ledger(database)
     ledger.record_timeline(
         "a",
@@ -259,7 +270,10 @@ def test_customers_per_stage_now_follow_each_journeys_last_position(database: Da
     assert stage_counts(database) == {"w": {"two": 1, "three": 1}, "v": {"x": 1}}
 
 
-def test_sends_awaiting_confirmation_are_undelivered_wecom_messages(database: Database) -> None:
+def test_sends_awaiting_confirmation_are_undelivered_wecom_messages(
+    any_database: Database,
+) -> None:
+    database = any_database
     ledger = Ledger(database)
     for customer in ("mine", "theirs"):
         ledger.record_timeline(
