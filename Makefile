@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install dev test lint format typecheck schemas golden histories bench drills clean
+.PHONY: install browser screenshots dev test lint format typecheck schemas golden histories bench drills clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,12 +16,26 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
+## The console's browser tests drive Debian's chromium (Playwright cannot download browsers
+## here) with fonts that render Chinese; installed once, when missing.
+BROWSER_PACKAGES := chromium fonts-noto-cjk
+browser:
+	@dpkg -s $(BROWSER_PACKAGES) >/dev/null 2>&1 || { \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
+			$(BROWSER_PACKAGES); }
+
 ## The main job on the embedded default: Temporal dev server (SQLite), worker, API.
 dev: install
 	$(BIN)/sopflow dev
 
+## Refresh docs/screenshots/ from the console's browser tests (review, then commit them).
+screenshots: install browser
+	SOPFLOW_UPDATE_SCREENSHOTS=1 $(BIN)/pytest tests/test_console_browser.py -q
+
 ## The whole suite: lint, types, schema drift, tests against the real Temporal binaries.
-test: install lint typecheck
+test: install browser lint typecheck
 	$(BIN)/sopflow schemas --check
 	$(BIN)/pytest
 
@@ -65,6 +79,7 @@ bench: install
 	$(BIN)/python -m bench.throughput
 	$(BIN)/python -m bench.throughput --sqlite
 	$(BIN)/python -m bench.latency
+	$(BIN)/python -m bench.console
 	$(BIN)/python -m bench.memory --customers 100000
 
 ## Fault drills at full size (a reduced size runs in `make test`).

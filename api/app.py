@@ -9,9 +9,10 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from temporalio.client import Client
 
+from api.console import mount_console
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
-from api.routes import customer_lists, customers, events, metrics, playbooks, tasks
+from api.routes import customer_lists, customers, events, metrics, overview, playbooks, tasks
 from sopflow import __version__
 from sopflow.settings import Settings
 from sopflow.store.database import Database
@@ -56,6 +57,8 @@ def create_app(
     app.include_router(tasks.router)
     app.include_router(playbooks.router)
     app.include_router(metrics.router)
+    app.include_router(overview.router)
+    mount_console(app)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

@@ -197,4 +197,5 @@ def _announce_ready(
     announce(f"sopflow: Temporal at {settings.temporal_address}, data in {settings.temporal_db}")
     announce(f"sopflow: Temporal UI  http://{host}:{settings.temporal_ui_port}")
     announce(f"sopflow: API docs     {base}/docs")
+    announce(f"sopflow: console      {base}/console/ (sign in with the operator key below)")
     announce(f"sopflow: ready; send an event with POST {base}/v1/events (Ctrl-C stops)")

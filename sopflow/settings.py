@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     # Browsers may call the API only from these origins; none by default.
     cors_origins: list[str] = []
 
+    # Signs the console's session cookies; every API replica needs the same one. Unset: a
+    # random secret kept in <home>/console-secret.
+    console_secret: SecretStr | None = None
+
     api_host: str = "127.0.0.1"
     api_port: int = 8000
 

@@ -111,6 +111,7 @@ def test_dev_runs_the_readme_stops_cleanly_and_resumes(tmp_path: Path) -> None:
     banner = dev.start()
     assert f"API docs     http://127.0.0.1:{dev.api_port}/docs" in banner
     assert f"Temporal UI  http://127.0.0.1:{dev.ui_port}" in banner
+    assert f"console      http://127.0.0.1:{dev.api_port}/console/" in banner
     assert "deployed welcome" in banner
     commands = readme_shell_commands()
     add, show, tail, reply, search = commands

@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, Dialect, Index, Integer, String, Text, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -78,6 +88,13 @@ class TaskRecord(Base):
     __table_args__ = (Index("ix_tasks_inbox", "assignee", "status", "due_at"),)
 
 
+POSITIONS = "kind IN ('enrolled', 'stage_entered', 'migrated', 'journey_ended')"
+MESSAGES = "kind = 'message'"
+# Built here: inside JourneyEvent, `text` is a column.
+_POSITIONS_WHERE = text(POSITIONS)
+_MESSAGES_WHERE = text(MESSAGES)
+
+
 class JourneyEvent(Base):
     """The journey ledger: the customer's timeline, entry by entry, for metrics and audits."""
 
@@ -94,7 +111,29 @@ class JourneyEvent(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(300))
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
-    __table_args__ = (Index("ix_journey_events_funnel", "playbook", "kind", "stage"),)
+    __table_args__ = (
+        Index("ix_journey_events_funnel", "playbook", "kind", "stage"),
+        # The console's overview (migration 0004): where journeys stand, and messages.
+        Index(
+            "ix_journey_events_positions",
+            "playbook",
+            "customer_id",
+            "seq",
+            "kind",
+            "stage",
+            sqlite_where=_POSITIONS_WHERE,
+            postgresql_where=_POSITIONS_WHERE,
+        ),
+        Index(
+            "ix_journey_events_messages",
+            "playbook",
+            "at",
+            "channel",
+            "idempotency_key",
+            sqlite_where=_MESSAGES_WHERE,
+            postgresql_where=_MESSAGES_WHERE,
+        ),
+    )
 
 
 class ApiKey(Base):
