@@ -26,13 +26,13 @@ import httpx
 from bench import report
 from bench.harness import dev_server
 from sopflow.core import simulator
+from sopflow.core.state import Delivery, TimelineEntry
 from sopflow.language import compile_paths
-from sopflow.store.ledger import Ledger
 from sopflow.settings import Settings
+from sopflow.store.ledger import Ledger
 from tests.console_stack import Stack, running_stack, sign_in
 from tests.helpers import eventually
 from tests.record_histories import SCENARIOS, scenario_plans
-from sopflow.core.state import Delivery, TimelineEntry
 
 REPO = Path(__file__).resolve().parent.parent
 TARGET_MS = 300.0

@@ -15,17 +15,17 @@ from fastapi import FastAPI
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
+from cli.serving import api_server
+from sopflow.core.state import Delivery
 from sopflow.language.plan import Plan, ProfilePlan
-from sopflow.store.plans import PlanStore
+from sopflow.settings import Settings
 from sopflow.store.database import Database
 from sopflow.store.keys import Role, create_key
 from sopflow.store.ledger import Ledger
-from cli.serving import api_server
-from sopflow.settings import Settings
+from sopflow.store.plans import PlanStore
 from tests.conftest import free_port
 from tests.helpers import eventually
 from worker.main import build_worker
-from sopflow.core.state import Delivery
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 

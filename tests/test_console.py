@@ -16,16 +16,16 @@ import pytest
 from api.console.auth import COOKIE
 from api.console.views import explain, live_graph, parse_events_text, plan_diff
 from api.routes.overview import week_start
+from sopflow.core.state import TimelineEntry
 from sopflow.reports.funnel import Funnel, Transition
-from sopflow.store.plans import PlanStore
+from sopflow.settings import Settings
 from sopflow.store.console_queries import awaiting_confirmation, stage_counts
 from sopflow.store.database import Database
 from sopflow.store.keys import Role, create_key, revoke_key
 from sopflow.store.ledger import Ledger
-from sopflow.settings import Settings
+from sopflow.store.plans import PlanStore
 from tests.conftest import REPO, T0
 from tests.console_stack import csrf_of, offline_app, seed_task, sign_in
-from sopflow.core.state import TimelineEntry
 
 VENDOR = REPO / "api" / "console" / "static" / "vendor"
 SCRIPT = "<script>alert(1)</script>"

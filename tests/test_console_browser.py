@@ -15,8 +15,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from sopflow.language import Plan, compile_paths, compile_playbook
 from sopflow.language.plan import ProfilePlan
-from sopflow.store.keys import Role, create_key
 from sopflow.settings import Settings
+from sopflow.store.keys import Role, create_key
 from tests.conftest import REPO
 from tests.console_stack import Stack, running_stack
 from tests.helpers import eventually, terminate

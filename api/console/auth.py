@@ -24,9 +24,9 @@ from fastapi import Depends, Request, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from api.deps import DatabaseDep
+from sopflow.settings import Settings
 from sopflow.store.console_queries import principal_of
 from sopflow.store.keys import Principal, Role
-from sopflow.settings import Settings
 
 COOKIE = "sopflow_console"
 SESSION_SECONDS = 12 * 3600

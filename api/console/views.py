@@ -11,10 +11,10 @@ from zoneinfo import ZoneInfo
 
 import yaml
 
+from sopflow.core.state import TimelineEntry
 from sopflow.language.graph import transitions
 from sopflow.language.plan import Plan
 from sopflow.reports.funnel import Funnel
-from sopflow.core.state import TimelineEntry
 
 # --------------------------------------------------------------------------- graph
 

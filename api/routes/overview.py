@@ -12,10 +12,10 @@ from fastapi import APIRouter
 from api.deps import DatabaseDep, OperatorDep, PlanStoreDep, SettingsDep
 from api.models import ErrorResponse
 from api.routes.playbooks import _deployed
-from sopflow.store.plans import PlanStore
+from sopflow.settings import Settings
 from sopflow.store.console_queries import Overview, overview
 from sopflow.store.database import Database
-from sopflow.settings import Settings
+from sopflow.store.plans import PlanStore
 
 router = APIRouter(prefix="/v1", tags=["metrics"])
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse} for code in (401, 403)}

@@ -18,10 +18,10 @@ from api.models import CUSTOMER_ID_PATTERN
 from api.routes.customer_lists import SAFE_VALUE, CustomerSummary, list_customers
 from api.routes.customers import get_customer
 from api.routes.playbooks import _deployed
+from sopflow.core.state import TimelineEntry
 from sopflow.language.models import NAME_PATTERN
 from sopflow.store import console_queries as queries
 from workflows.contracts import CustomerView
-from sopflow.core.state import TimelineEntry
 
 router = APIRouter()
 PAGE = 100

@@ -16,8 +16,8 @@ from api.console.views import recent_months
 from api.deps import DatabaseDep, PlanStoreDep, SettingsDep
 from api.routes.metrics import get_acquisition, get_funnel
 from api.routes.playbooks import _deployed
-from sopflow.reports.acquisition import Acquisition, cost_per_new_fan, roi
 from sopflow.language.models import NAME_PATTERN
+from sopflow.reports.acquisition import Acquisition, cost_per_new_fan, roi
 
 router = APIRouter()
 

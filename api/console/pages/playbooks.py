@@ -31,12 +31,12 @@ from api.routes.playbooks import (
     list_versions,
     simulate,
 )
+from sopflow.core.state import TimelineEntry
 from sopflow.language.compiler import compile_bundle
 from sopflow.language.loader import load_text
 from sopflow.language.models import NAME_PATTERN
-from sopflow.store.plans import PlanStore
 from sopflow.store.console_queries import stage_counts
-from sopflow.core.state import TimelineEntry
+from sopflow.store.plans import PlanStore
 
 router = APIRouter()
 # A pasted or uploaded playbook is shown back with its diagnostics: keep it readable.
