@@ -63,7 +63,8 @@ def test_worker_and_api_run_apart_against_a_configured_temporal(
         )
         assert response.status_code == 202
         log = tmp_path / "shared-home" / "deliveries.jsonl"
-        _wait(log.exists)
+        # The file exists a moment before its first line is written: wait for the line.
+        _wait(lambda: log.exists() and log.read_text(encoding="utf-8").endswith("\n"))
         [line] = log.read_text(encoding="utf-8").splitlines()
         assert json.loads(line)["idempotency_key"] == "split-1/welcome#1/1"
     finally:
