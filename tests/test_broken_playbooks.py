@@ -56,5 +56,12 @@ def test_the_corpus_covers_every_kind_of_diagnostic() -> None:
         "repeated through aliases",
         "recursive structures are not allowed",
         "cannot read this value",
+        "inside one another; at most",
+        "lists and maps hold at most",
+        "texts hold at most",
+        "pattern written in the guard",
+        "even on a customer with no data",
+        "deeper than 16 levels",
+        "characters long; a guard holds at most",
     ):
         assert phrase in everything, phrase

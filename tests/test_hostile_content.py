@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from sopflow.language import PlaybookError, compile_playbook, guards
+from sopflow.language.guard_cost import MAX_GUARD_COST
 from sopflow.language.loader import load_text
 from sopflow.language.yaml_positions import MAX_ALIAS_NODES, MAX_YAML_CHARS, MAX_YAML_DEPTH
 
@@ -103,3 +105,108 @@ def test_a_text_over_the_size_limit_is_refused_before_it_is_parsed() -> None:
 def test_a_value_python_cannot_build_is_a_diagnostic_at_that_value(value: str, reason: str) -> None:
     [error] = _errors(f"a: {value}\n")
     assert error.startswith(f"1:4 invalid YAML: cannot read this value: {reason}")
+
+
+# --------------------------------------------------------------------------- finding 4: guards
+
+DIGITS = "[0,1,2,3,4,5,6,7,8,9]"
+
+
+def _nested_all(levels: int, index: int = 0) -> str:
+    if levels == 0:
+        return "true"
+    return f"{DIGITS}.all(x{index}, {_nested_all(levels - 1, index + 1)})"
+
+
+def _playbook_with_guard(guard: str) -> str:
+    return HEADER.replace(
+        "enrol: {event: contact.added}", f'enrol:\n  event: contact.added\n  when: "{guard}"'
+    ) + ("stages:\n  start: {end: true}\n")
+
+
+def test_eight_nested_comprehensions_are_refused_when_the_playbook_is_compiled() -> None:
+    # The probe: 19 seconds of one core, the API's event loop and every worker frozen.
+    with pytest.raises(PlaybookError) as refused:
+        compile_playbook(_playbook_with_guard(_nested_all(8)), filename="probe.yaml")
+    [diagnostic] = refused.value.diagnostics
+    assert (diagnostic.line, diagnostic.path) == (6, ("enrol", "when"))
+    assert diagnostic.message == (
+        "guard nests 8 of all/exists/exists_one/map/filter inside one another; at most 2 "
+        "(the limit): each level multiplies the work"
+    )
+
+
+def test_a_hostile_guard_already_deployed_is_not_evaluated() -> None:
+    # Plans compiled before the limits existed still hold the probe: the runtime refuses
+    # it from its text alone, without running it.
+    outcome = guards.evaluate_guard_outcome(_nested_all(9), {})
+    assert outcome.value is False
+    assert outcome.error is not None
+    assert outcome.error.startswith("guard not evaluated: guard nests 9 of all/exists")
+
+
+def test_a_guard_that_doubles_a_list_thirty_times_is_refused_for_its_cost() -> None:
+    guard = "[[0,1,2,3,4,5,6,7,8,9]]" + ".map(a, a + a)" * 30 + ".size() > 0"
+    problem = guards.check_guard(guard, with_event=False)
+    assert problem is not None
+    assert problem.startswith("guard may take ")
+    assert problem.endswith(
+        f"steps even on a customer with no data; the limit is {MAX_GUARD_COST:,}: use fewer "
+        "or shorter lists, comprehensions or patterns"
+    )
+
+
+def test_a_guard_quadratic_in_the_data_runs_on_small_customers_only() -> None:
+    guard = "customer.tags.all(a, customer.tags.exists(b, a == b))"
+    assert guards.check_guard(guard, with_event=False) is None
+    small = {"customer": {"tags": [f"g:{i}" for i in range(5)]}}
+    assert guards.evaluate_guard_outcome(guard, small) == guards.GuardOutcome(True)
+    large = {"customer": {"tags": [f"g:{i}" for i in range(2_000)]}}
+    outcome = guards.evaluate_guard_outcome(guard, large)
+    assert outcome.value is False
+    assert outcome.error is not None
+    assert outcome.error.startswith("guard not evaluated: on this customer's data it may take")
+    assert outcome.error.endswith("(customer.tags holds 2,000 items or units of 16 characters)")
+
+
+@pytest.mark.parametrize(
+    ("guard", "error"),
+    [
+        (
+            "customer.orders.total_spent / customer.orders.count > 10",
+            "guard failed: division by zero",
+        ),
+        ("customer.attributes.birthday == 'x'", "guard failed: no value for 'birthday'"),
+        ("customer.orders.count", "guard gives int, not true or false"),
+        (
+            "9223372036854775807 + customer.orders.count > 0",
+            "guard failed: Arithmetic overflow in 'add'",
+        ),
+    ],
+)
+def test_a_guard_that_fails_is_false_with_its_reason(guard: str, error: str) -> None:
+    context = {"customer": {"orders": {"count": 1, "total_spent": 0}, "attributes": {}}}
+    if "/" in guard:
+        context["customer"]["orders"]["count"] = 0
+    outcome = guards.evaluate_guard_outcome(guard, context)
+    assert outcome.value is False
+    assert outcome.error is not None
+    assert outcome.error.startswith(error)
+    assert guards.evaluate_guard(guard, context) is False
+
+
+def test_patterns_must_be_written_in_the_guard_and_cheap() -> None:
+    # (a{100}){100}: 13 characters that took 1.1 s against a 10,000-character text.
+    heavy = guards.check_guard("event.data.text.matches('(a{100}){100}')", with_event=True)
+    assert heavy is not None and heavy.startswith("guard may take ")
+    from_data = guards.check_guard("event.data.text.matches(event.data.pattern)", with_event=True)
+    assert from_data == (
+        "matches() takes a pattern written in the guard (a text in quotes), so that its cost "
+        "is known before it runs"
+    )
+    phone = "customer.attributes.phone.matches('^1[3-9]\\\\d{9}$')"
+    assert guards.check_guard(phone, with_event=False) is None
+    outcome = guards.evaluate_guard_outcome(
+        phone, {"customer": {"attributes": {"phone": "13912345678"}}}
+    )
+    assert outcome == guards.GuardOutcome(True)
