@@ -63,5 +63,11 @@ def test_the_corpus_covers_every_kind_of_diagnostic() -> None:
         "even on a customer with no data",
         "deeper than 16 levels",
         "characters long; a guard holds at most",
+        "values built by a template hold at most",
+        "numbers built by a template hold at most",
+        "is not allowed: a template must render the same text every time",
+        "unknown filter",
+        "cannot include, import or extend",
+        "loops inside one another",
     ):
         assert phrase in everything, phrase

@@ -6,11 +6,14 @@ failed (an exception, a hang, a process killed for memory) before the limits exi
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from sopflow.language import PlaybookError, compile_playbook, guards
+from sopflow import simulator
+from sopflow.language import PlaybookError, compile_playbook, guards, templates
+from sopflow.language.compiler import compile_bundle
 from sopflow.language.guard_cost import MAX_GUARD_COST
 from sopflow.language.loader import load_text
 from sopflow.language.yaml_positions import MAX_ALIAS_NODES, MAX_YAML_CHARS, MAX_YAML_DEPTH
@@ -29,7 +32,7 @@ def _errors(text: str) -> list[str]:
     return [f"{p.line}:{p.column} {p.message}" for p in problems]
 
 
-# --------------------------------------------------------------------------- finding 5: YAML
+# ------------------------------------------------------------------ finding 5: YAML
 
 
 def test_a_seven_level_alias_bomb_is_refused_at_the_alias_that_crosses_the_budget() -> None:
@@ -61,7 +64,7 @@ def test_a_recursive_alias_is_refused_instead_of_recursing_forever() -> None:
     ]
 
 
-def test_deep_nesting_is_a_diagnostic_not_a_recursion_error() -> None:
+def test_deep_yaml_nesting_is_a_diagnostic_not_a_recursion_error() -> None:
     for text in ("a: " + "[" * 100_000 + "]" * 100_000, "- " * 5_000 + "x"):
         [error] = _errors(text)
         assert error.endswith(f"nested deeper than {MAX_YAML_DEPTH} levels (the limit)")
@@ -107,7 +110,7 @@ def test_a_value_python_cannot_build_is_a_diagnostic_at_that_value(value: str, r
     assert error.startswith(f"1:4 invalid YAML: cannot read this value: {reason}")
 
 
-# --------------------------------------------------------------------------- finding 4: guards
+# ------------------------------------------------------------------ finding 4: guards
 
 DIGITS = "[0,1,2,3,4,5,6,7,8,9]"
 
@@ -210,3 +213,197 @@ def test_patterns_must_be_written_in_the_guard_and_cheap() -> None:
         phone, {"customer": {"attributes": {"phone": "13912345678"}}}
     )
     assert outcome == guards.GuardOutcome(True)
+
+
+# ------------------------------------------------------------------ findings 3 and 4: templates
+
+NO_ORDERS = {
+    "customer": {"id": "wx_1", "orders": {"count": 0, "total_spent": 0.0}, "attributes": {}},
+    "now": datetime(2026, 11, 23, tzinfo=UTC),
+}
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        (
+            "{{ customer.orders.total_spent / customer.orders.count }}",
+            "division by zero: float division by zero (line 1)",
+        ),
+        (
+            "{{ customer.id + 1 }}",
+            'a value of the wrong type: can only concatenate str (not "int") to str (line 1)',
+        ),
+        (
+            "{{ '%d'|format(customer.id) }}",
+            "a value of the wrong type: %d format: a real number is required, not str (line 1)",
+        ),
+        (
+            "{{ (customer.orders.total_spent + 1e308 * 10)|int }}",
+            "a number too large: cannot convert float infinity to integer (line 1)",
+        ),
+        ("你好\n{{ customer.nickname }}", "'dict object' has no attribute 'nickname' (line 2)"),
+    ],
+)
+def test_an_operator_typo_is_a_template_error_with_a_readable_message(
+    template: str, message: str
+) -> None:
+    with pytest.raises(templates.TemplateError) as failed:
+        templates.render_template(template, NO_ORDERS)
+    assert type(failed.value) is templates.TemplateError
+    assert str(failed.value).startswith(message)
+
+
+def _run_welcome(text: str) -> list:
+    playbook = HEADER + (
+        "stages:\n  hello:\n"
+        f'    on_enter: [{{send: {{channel: wecom.private, text: "{text}"}}}}]\n'
+        "    triggers: [{after: 1d, goto: done}]\n  done: {end: true}\n"
+    )
+    documents, problems = load_text(playbook, "typo.yaml")
+    bundle = compile_bundle(documents, problems)
+    bundle.raise_on_errors()
+    start = datetime(2026, 11, 23, 1, tzinfo=UTC)
+    events = simulator.parse_events([{"at": start.isoformat(), "type": "contact.added"}], start)
+    return simulator.simulate(bundle.plans, bundle.profile, events, start, 3)
+
+
+def test_a_template_typo_is_a_recorded_failure_and_the_journey_goes_on() -> None:
+    # Before: ZeroDivisionError out of the journey core, a workflow task failing forever.
+    timeline = _run_welcome("{{ customer.orders.total_spent / customer.orders.count }}")
+    [failed] = [e for e in timeline if e.kind == "send_failed"]
+    assert failed.error == "template: division by zero: float division by zero (line 1)"
+    assert [e.stage for e in timeline if e.kind == "stage_entered"] == ["hello", "done"]
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        (
+            "{{ 'x' * 100000000 }}",
+            "repeating with * would build a value of 100,000,000 characters or items; values "
+            f"built by a template hold at most {templates.MAX_TEMPLATE_VALUE:,} (the limit)",
+        ),
+        (
+            "{{ (7**(10**7)) % 10 }}",
+            "** would build a number of about 30,000,000 bits; numbers built by a template hold "
+            f"at most {templates.MAX_TEMPLATE_INT_BITS:,} bits (the limit)",
+        ),
+        (
+            "{% for a in 'x' * 999 %}{% for b in 'x' * 999 %}.{% endfor %}{% endfor %}",
+            "loops would run 998,001 times; a template takes at most "
+            f"{templates.MAX_TEMPLATE_STEPS:,} steps (the limit)",
+        ),
+        (
+            "{{ '%0100000000d' % 1 }}",
+            "the width 100000000 would build a value of 100,000,000 characters or items; values "
+            f"built by a template hold at most {templates.MAX_TEMPLATE_VALUE:,} (the limit)",
+        ),
+        (
+            "{{ customer.id }}\n{{ 'x'|center(100000000) }}",
+            "center(100000000) would build a value of 100,000,000 characters or items; values "
+            f"built by a template hold at most {templates.MAX_TEMPLATE_VALUE:,} (the limit) "
+            "(line 2 of the template)",
+        ),
+    ],
+)
+def test_unbounded_templates_are_refused_when_checked_and_when_rendered(
+    template: str, message: str
+) -> None:
+    assert templates.check_template(template) == message
+    # A plan compiled before the limits holds it: rendering refuses it too, in a moment
+    # (loops by their step budget, which they exhaust before running all they would).
+    with pytest.raises(templates.TemplateError) as refused:
+        templates.render_template(template, NO_ORDERS)
+    if "{% for" in template:
+        message = f"the template took more than {templates.MAX_TEMPLATE_STEPS:,} steps"
+    assert str(refused.value).startswith(message.removesuffix(" (line 2 of the template)"))
+
+
+@pytest.mark.parametrize(
+    ("template", "seen_when_checked"),
+    [
+        ("{{ customer.id.center(100000000) }}", False),
+        ("{{ '{:>100000000}'.format(customer.id) }}", False),
+        ("{{ customer.id|center(100000000) }}", True),
+        ("{% set s = customer.id * 2000 %}{{ s ~ s ~ s ~ s ~ s ~ s }}", False),
+        ("{{ customer.id * 2000 + customer.id * 2000 + customer.id * 2000 }}", False),
+        ("{{ (customer.id * 5000)|replace('w', 'www') }}", False),
+        ("{{ [customer.id * 5000, customer.id * 5000, customer.id * 5000]|join }}", False),
+        ("{{ customer.id|wordwrap(1, wrapstring='x' * 9000) }}", False),
+        ("{{ [customer.id]|batch(100000000, 'x')|list }}", True),
+        ("{{ customer.attributes|tojson(indent=100000000) }}", True),
+    ],
+)
+def test_values_built_from_customer_data_are_bounded_before_they_are_built(
+    template: str, seen_when_checked: bool
+) -> None:
+    # Only an argument written in the template can be judged before the data is there.
+    problem = templates.check_template(template)
+    assert (problem is not None and "(the limit)" in problem) == seen_when_checked
+    with pytest.raises(templates.TemplateError, match=r"the limit"):
+        templates.render_template(template, NO_ORDERS)
+
+
+def test_loops_over_data_are_counted_against_the_step_budget() -> None:
+    template = "{% for a in customer.tags %}{% for b in customer.tags %}.{% endfor %}{% endfor %}"
+    assert templates.check_template(template) is None
+    few = {"customer": {"tags": ["t"] * 10}}
+    assert templates.render_template(template, few) == "." * 100
+    many = {"customer": {"tags": ["t"] * 1_000}}
+    with pytest.raises(templates.TemplateError) as stopped:
+        templates.render_template(template, many)
+    assert str(stopped.value) == (
+        f"the template took more than {templates.MAX_TEMPLATE_STEPS:,} steps (loop iterations, "
+        "filters and calls; the limit) (line 1)"
+    )
+
+
+def test_the_rendered_text_is_bounded() -> None:
+    template = "{% for t in customer.tags %}{{ t }}{% endfor %}"
+    long_tags = {"customer": {"tags": ["x" * 5_000] * 3}}
+    with pytest.raises(templates.TemplateError) as stopped:
+        templates.render_template(template, long_tags)
+    assert str(stopped.value).startswith(
+        f"the rendered text is over {templates.MAX_MESSAGE_CHARS:,} characters (the limit, "
+        "MAX_MESSAGE_CHARS)"
+    )
+
+
+def test_a_template_over_the_size_limit_is_refused() -> None:
+    template = "{{ customer.id }}" + "好" * templates.MAX_TEMPLATE_CHARS
+    message = (
+        f"template is {len(template):,} characters long; a template holds at most "
+        f"{templates.MAX_TEMPLATE_CHARS:,} (the limit)"
+    )
+    assert templates.check_template(template) == message
+    with pytest.raises(templates.TemplateError, match="a template holds at most"):
+        templates.render_template(template, NO_ORDERS)
+
+
+def test_deep_template_nesting_is_a_diagnostic_not_a_recursion_error() -> None:
+    for template in (
+        "{{ " + "(" * 1_000 + "1" + ")" * 1_000 + " }}",
+        "{% if 1 %}" * 150 + "x" + "{% endif %}" * 150,
+    ):
+        assert templates.check_template(template) == (
+            f"template nests deeper than {templates.MAX_TEMPLATE_NESTING} levels (the limit)"
+        )
+        with pytest.raises(templates.TemplateError):
+            templates.render_template(template, NO_ORDERS)
+
+
+# ------------------------------------------------------------------ finding 10: |random
+
+
+@pytest.mark.parametrize(
+    ("template", "kind", "name"),
+    [("{{ customer.tags|random }}", "filter", "random"), ("{{ lipsum(1) }}", "function", "lipsum")],
+)
+def test_nothing_random_renders_in_a_template(template: str, kind: str, name: str) -> None:
+    assert templates.check_template(template) == (
+        f"{kind} '{name}' is not allowed: a template must render the same text every time "
+        "(journeys are replayed from their history), so nothing random or read from the clock"
+    )
+    with pytest.raises(templates.TemplateError):
+        templates.render_template(template, {"customer": {"tags": ["a", "b", "c"]}})
