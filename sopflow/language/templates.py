@@ -35,7 +35,7 @@ MAX_TEMPLATE_VALUE = 10_000  # characters of a text, items of a list, built whil
 MAX_TEMPLATE_INT_BITS = 1_024  # numbers built by * and ** (about 308 digits)
 MAX_TEMPLATE_NESTING = 16  # brackets and blocks inside one another
 MAX_TEMPLATE_LOOP_NESTING = 2  # for loops inside one another
-MAX_TEMPLATE_STEPS = 5_000  # loop iterations, filters and calls in one render (~4 us each)
+MAX_TEMPLATE_STEPS = 2_000  # loop iterations, filters and calls in one render (~5 us each)
 MAX_JSON_INDENT = 16
 
 # Nothing that reads randomness or the clock: a journey is replayed from its history, and
@@ -556,33 +556,64 @@ def _check_names(tree: nodes.Template, with_event: bool) -> tuple[str, int] | No
 
 
 def _check_loops(tree: nodes.Template, _: bool) -> tuple[str, int] | None:
-    def visit(node: nodes.Node, depth: int, runs: int) -> tuple[str, int] | None:
-        for child in node.iter_child_nodes():
-            if isinstance(child, nodes.For):
-                if child.recursive:
-                    return _RECURSIVE_LOOP, child.lineno
-                if depth + 1 > MAX_TEMPLATE_LOOP_NESTING:
-                    return (
-                        f"template nests {depth + 1} loops inside one another; at most "
-                        f"{MAX_TEMPLATE_LOOP_NESTING} (the limit)",
-                        child.lineno,
-                    )
-                items = _static_length(child.iter)
-                total = runs * (items if items is not None else 1)
-                if total > MAX_TEMPLATE_STEPS:
-                    return (
-                        f"loops would run {total:,} times; a template takes at most "
-                        f"{MAX_TEMPLATE_STEPS:,} steps (the limit)",
-                        child.lineno,
-                    )
-                found = visit(child, depth + 1, total)
-            else:
-                found = visit(child, depth, runs)
-            if found:
-                return found
-        return None
+    for loop in tree.find_all(nodes.For):
+        if loop.recursive:
+            return _RECURSIVE_LOOP, loop.lineno
+    deepest = _deepest_loop(tree, 0)
+    if deepest is not None:
+        depth, line = deepest
+        return (
+            f"template nests {depth} loops inside one another; at most "
+            f"{MAX_TEMPLATE_LOOP_NESTING} (the limit)",
+            line,
+        )
+    steps, runs = _static_steps(tree, 1)
+    if steps > MAX_TEMPLATE_STEPS:
+        first = next(tree.find_all(nodes.For), tree)
+        return (
+            f"loops would take {steps:,} steps ({runs:,} runs); a template takes at most "
+            f"{MAX_TEMPLATE_STEPS:,} (the limit)",
+            first.lineno,
+        )
+    return None
 
-    return visit(tree, 0, 1)
+
+def _deepest_loop(node: nodes.Node, depth: int) -> tuple[int, int] | None:
+    for child in node.iter_child_nodes():
+        inner = depth + 1 if isinstance(child, nodes.For) else depth
+        if inner > MAX_TEMPLATE_LOOP_NESTING:
+            return inner, child.lineno
+        found = _deepest_loop(child, inner)
+        if found:
+            return found
+    return None
+
+
+_CHARGED = (nodes.Call, nodes.Filter, nodes.Concat, nodes.Mul, nodes.Pow, nodes.Mod, nodes.Add)
+
+
+def _static_steps(node: nodes.Node, runs: int) -> tuple[int, int]:
+    """The steps rendering `node` takes at least, counting loops over constants (`'x' * 99`)
+    as often as they run (a loop over data counts once: the budget stops it when
+    rendering), and how many loop items that is."""
+    if isinstance(node, nodes.For):
+        steps, _ = _static_steps(node.iter, runs)
+        length = _static_length(node.iter)
+        inner = runs * (length if length is not None else 1)
+        items = inner
+        steps += runs + inner  # entering the loop (a call to bounded_loop), then each item
+        for part in [*node.body, *([node.test] if node.test is not None else [])]:
+            part_steps, part_items = _static_steps(part, inner)
+            steps, items = steps + part_steps, items + part_items
+        for part in node.else_:
+            steps += _static_steps(part, runs)[0]
+        return steps, items
+    steps = runs if isinstance(node, _CHARGED) else 0
+    items = 0
+    for child in node.iter_child_nodes():
+        child_steps, child_items = _static_steps(child, runs)
+        steps, items = steps + child_steps, items + child_items
+    return steps, items
 
 
 def _static_length(node: nodes.Node) -> int | None:

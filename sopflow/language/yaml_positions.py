@@ -26,8 +26,9 @@ from sopflow.language.diagnostics import KeyPath
 Position = tuple[int, int]  # 1-based line and column
 
 # The largest shipped deployment (every playbook of playbooks/) is about 33,000 characters;
-# the pure-Python parser reads about 400,000 characters a second.
-MAX_YAML_CHARS = 500_000
+# the pure-Python parser reads about 400,000 characters a second, and checking a playbook
+# full of guards and templates at their limits takes about 25 us a character.
+MAX_YAML_CHARS = 200_000
 # Playbooks nest about ten levels; YAML's composer recurses once per level.
 MAX_YAML_DEPTH = 64
 # Aliases repeat content without writing it: each use counts the nodes it stands for.
