@@ -150,7 +150,7 @@ def _total(shape: Shape | None) -> Poly:
         for path in sorted(shape.data):
             volume = volume + Poly.variable(_variable("v", path))
         return volume
-    return shape.size * (ONE + _total(shape.items))
+    return ONE + shape.size * _total(shape.items)  # the value, and each item with its own
 
 
 def _join(a: Shape | None, b: Shape | None) -> Shape | None:
@@ -175,7 +175,7 @@ class Node:
     text: str = ""  # identifier, field, function, operator or literal kind
     children: tuple[Node, ...] = ()
     length: int = 0  # characters of a string literal
-    value: str = ""  # the text of a string literal (for `matches` patterns)
+    value: str = ""  # the text of a string or number literal (a `matches` pattern)
     variable: str = ""  # the bound name of a comprehension
 
 
@@ -392,7 +392,7 @@ class _Parser:
         if token.kind == "string":
             return Node("literal", "string", length=token.length, value=token.value)
         if token.kind == "number":
-            return Node("literal", "number")
+            return Node("literal", "number", value=token.text)
         if token.kind == "ident":
             if token.text in ("true", "false", "null"):
                 return Node("literal", token.text)
@@ -454,8 +454,12 @@ def walk(node: Node) -> Iterator[Node]:
 
 
 def names(node: Node) -> set[str]:
-    """Every identifier read, bound or free, as `cel.Program.variables()` lists them."""
-    return {n.text for n in walk(node) if n.kind == "ident"}
+    """Every identifier read, bound or free, as `cel.Program.variables()` lists them (a
+    filter's expansion reads its variable: it appends the item it keeps)."""
+    found = {n.text for n in walk(node) if n.kind == "ident"}
+    return found | {
+        n.variable for n in walk(node) if n.kind == "comprehension" and n.text == "filter"
+    }
 
 
 def functions(node: Node) -> set[str]:

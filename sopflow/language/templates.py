@@ -369,17 +369,33 @@ def _compile(source: str) -> Any:
 
 def render_template(source: str, context: dict[str, Any]) -> str:
     """Render; raise TemplateError, and only that, when it cannot be rendered."""
+    return render_counted(source, context)[0]
+
+
+def render_counted(source: str, context: dict[str, Any]) -> tuple[str, int]:
+    """Render, and say how many steps of the budget it took (loop items, calls, filters,
+    intercepted operators); raise TemplateError, and only that."""
     if "{" not in source and len(source) <= MAX_MESSAGE_CHARS:
-        return source  # plain text, the common case: no Jinja at all
-    token = _BUDGET.set(_Budget())
+        return source, 0  # plain text, the common case: no Jinja at all
     try:
         if len(source) > MAX_TEMPLATE_CHARS:
             raise TemplateLimitError(_too_long(source))
-        return _render(_compile(source), context)
+        # Compiled (once, cached) outside the budget: Jinja folds constants then, and a
+        # render must count the same steps the first time as every other time.
+        template = _compile(source)
+        budget = _Budget()
+        token = _BUDGET.set(budget)
+        try:
+            return _render(template, context), budget.steps
+        finally:
+            _BUDGET.reset(token)
     except Exception as e:
         raise TemplateError(_readable(e)) from e
-    finally:
-        _BUDGET.reset(token)
+
+
+def static_steps(source: str) -> int:
+    """The steps check_template counts for a template (loops over data counted once)."""
+    return _static_steps(_ENVIRONMENT.parse(source), 1)[0]
 
 
 def _render(template: Any, context: dict[str, Any]) -> str:
@@ -617,6 +633,8 @@ def _static_steps(node: nodes.Node, runs: int) -> tuple[int, int]:
 
 
 def _static_length(node: nodes.Node) -> int | None:
+    if isinstance(node, nodes.List | nodes.Tuple | nodes.Dict):
+        return len(node.items)  # its items need not be constant to be counted
     try:
         value = _static_value(node)
     except (TemplateLimitError, _NotStatic):
@@ -679,5 +697,7 @@ __all__ = [
     "TemplateError",
     "TemplateLimitError",
     "check_template",
+    "render_counted",
     "render_template",
+    "static_steps",
 ]
