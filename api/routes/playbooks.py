@@ -14,7 +14,7 @@ from api.errors import ApiError
 from api.models import ErrorDetail, ErrorResponse
 from sopflow.core import simulator
 from sopflow.errors import SopflowError
-from sopflow.language.compiler import compile_bundle
+from sopflow.language.compiler import Bundle, compile_bundle
 from sopflow.language.graph import mermaid
 from sopflow.language.loader import load_text
 from sopflow.language.models import NAME_PATTERN
@@ -80,8 +80,9 @@ async def deploy_playbooks(
     """Deploy playbooks (with any TagTaxonomy, Tiers or ContentLibrary they need in the same
     body). Errors answer 422 with every diagnostic; new journeys start on the new versions,
     journeys in flight keep theirs."""
-    documents, problems = load_text(text, "request")
-    bundle = compile_bundle(documents, problems)
+    # Parsing and checking take up to a few seconds for a body at the limits: never on the
+    # event loop, which keeps answering every other request meanwhile.
+    bundle = await asyncio.to_thread(compile_text, text)
     if bundle.errors:
         details = [
             ErrorDetail(
@@ -107,7 +108,7 @@ async def list_playbooks(plans: PlanStoreDep, _: OperatorDep) -> list[PlaybookSu
     """The deployed playbooks and their current versions."""
     return [
         PlaybookSummary(name=p.name, title=p.title, version=p.version, stages=list(p.stages))
-        for p in _deployed(plans)
+        for p in await asyncio.to_thread(_deployed, plans)
     ]
 
 
@@ -129,8 +130,7 @@ async def graph(
     name: Name, plans: PlanStoreDep, _: OperatorDep, version: str | None = None
 ) -> Graph:
     """A Mermaid stateDiagram-v2 of the deployed (or a given) version."""
-    plan = _plan(plans, name, version)
-    return Graph(name=plan.name, version=plan.version, mermaid=mermaid(plan))
+    return await asyncio.to_thread(_graph, plans, name, version)
 
 
 @router.post("/playbooks/{name}/simulate", response_model=list[dict[str, Any]], responses=ERRORS)
@@ -138,6 +138,21 @@ async def simulate(
     name: Name, request: SimulationRequest, plans: PlanStoreDep, _: OperatorDep
 ) -> list[dict[str, Any]]:
     """Run the deployed version on a virtual clock: the customer's timeline, as JSON."""
+    return await asyncio.to_thread(_simulate, plans, name, request)
+
+
+def compile_text(text: str) -> Bundle:
+    """Parse and compile a request body (in a worker thread: see deploy_playbooks)."""
+    documents, problems = load_text(text, "request")
+    return compile_bundle(documents, problems)
+
+
+def _graph(plans: PlanStore, name: str, version: str | None) -> Graph:
+    plan = _plan(plans, name, version)
+    return Graph(name=plan.name, version=plan.version, mermaid=mermaid(plan))
+
+
+def _simulate(plans: PlanStore, name: str, request: SimulationRequest) -> list[dict[str, Any]]:
     plan = _plan(plans, name, None)
     start = request.start or datetime.now(UTC).replace(microsecond=0)
     deployed = {p.name: p for p in _deployed(plans)}

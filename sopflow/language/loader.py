@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from sopflow.language import models
 from sopflow.language.diagnostics import Diagnostic, KeyPath, did_you_mean
-from sopflow.language.yaml_positions import PositionIndex
+from sopflow.language.yaml_positions import PositionIndex, YamlLimitError, parse_documents
 
 
 @dataclass
@@ -29,18 +29,24 @@ class SourceDocument:
 
 
 def load_text(text: str, filename: str) -> tuple[list[SourceDocument], list[Diagnostic]]:
-    """Every document of a (multi-document) YAML text, validated by its `kind`."""
+    """Every document of a (multi-document) YAML text, validated by its `kind`.
+
+    Never raises for what the text holds: a text over the parsing limits (size, depth,
+    aliases) or one that is not YAML gives one positioned diagnostic; a key written twice
+    gives one each, and the documents are still validated so every mistake shows at once.
+    """
     try:
-        roots = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
-        datas = list(yaml.safe_load_all(text))
+        parsed, duplicates = parse_documents(text)
+    except YamlLimitError as e:
+        return [], [Diagnostic("error", e.message, filename, e.line, e.column)]
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         problem = getattr(e, "problem", None) or str(e)
         return [], [Diagnostic("error", f"invalid YAML: {problem}", filename, line, column)]
     documents: list[SourceDocument] = []
-    problems: list[Diagnostic] = []
-    for root, data in zip(roots, datas, strict=True):
+    problems = [Diagnostic("error", d.message, filename, d.line, d.column) for d in duplicates]
+    for root, data in parsed:
         if data is None:
             continue
         positions = PositionIndex(root)
