@@ -11,7 +11,7 @@ from temporalio.client import Client
 
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
-from api.routes import customer_lists, customers, events, metrics, playbooks, tasks
+from api.routes import customer_lists, customers, deployments, events, metrics, playbooks, tasks
 from sopflow import __version__
 from sopflow.settings import Settings
 from sopflow.store.database import Database
@@ -40,7 +40,11 @@ def create_app(
     )
     app.state.settings = settings
     app.state.database = database or Database.from_settings(settings)
-    app.state.plan_store = PlanStore(settings.plans_dir)
+    # Plans and deployments live in the read model: APIs on other hosts need nothing
+    # shared but it and Temporal.
+    app.state.plan_store = PlanStore(
+        app.state.database, check_seconds=settings.deployment_check_seconds
+    )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     if settings.cors_origins:  # off unless origins are configured
@@ -55,6 +59,7 @@ def create_app(
     app.include_router(customer_lists.router)
     app.include_router(tasks.router)
     app.include_router(playbooks.router)
+    app.include_router(deployments.router)
     app.include_router(metrics.router)
 
     @app.get("/healthz", tags=["health"])
