@@ -7,10 +7,9 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 from sqlalchemy import inspect
 
@@ -22,7 +21,7 @@ from sopflow.settings import Settings
 from sopflow.store.database import Database, database_url
 from sopflow.store.deploy import export_folder, import_folder
 from sopflow.store.plans import DeploymentConflict, PlanStore
-from tests.conftest import POSTGRES_URL, REPO
+from tests.conftest import REPO, throwaway_schema
 from tests.test_end_to_end import running  # noqa: F401 - the API-and-worker fixture
 
 PLAYBOOK = """\
@@ -253,19 +252,12 @@ upgrade(sys.argv[1])
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def empty_database(request: pytest.FixtureRequest, tmp_path: Path):
+def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'fresh.db'}"
         return
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
-        connection.execute(f"CREATE SCHEMA {schema}")
-    try:
-        url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    with throwaway_schema() as url:
         yield url.replace("postgresql://", "postgresql+psycopg://", 1)
-    finally:
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
-            connection.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 @pytest.mark.timeout(120)
