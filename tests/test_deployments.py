@@ -391,3 +391,26 @@ def plan_version(path: Path) -> str:
     from sopflow.language import compile_playbook_file
 
     return compile_playbook_file(path).version
+
+
+def test_sopflow_dev_imports_an_old_plans_folder_once_then_deploys(tmp_path: Path) -> None:
+    """A data folder from before the database-backed store keeps its journeys' versions."""
+    from cli.dev import deploy_playbooks
+
+    old = PlanStore.from_settings(Settings(home=tmp_path / "old"))
+    retired = plan("retired", "only in the old folder")
+    old.deploy(retired)
+    settings = Settings(home=tmp_path / "home", playbooks_dir=REPO / "playbooks")
+    export_folder(old, settings.plans_dir)  # the layout the folder store wrote
+    deployed = deploy_playbooks(settings)
+    assert "welcome" in {name for _, name, _ in deployed}
+    store = PlanStore.from_settings(settings)
+    assert store.load(retired.version) == retired  # journeys pinned to it find it
+    history = store.history()
+    assert [(r.id, r.source) for r in history] == [(2, "dev"), (1, "dev")]
+    assert history[1].deployed == {"retired": retired.version}
+    deploy_playbooks(settings)  # the next start imports nothing again: one deploy more
+    assert [r.id for r in store.history()] == [3, 2, 1]
+    assert store.history(limit=1)[0].deployed == history[0].deployed
+    old.database.dispose()
+    store.database.dispose()
