@@ -66,6 +66,8 @@ bench: install
 	$(BIN)/python -m bench.throughput --sqlite
 	$(BIN)/python -m bench.latency
 	$(BIN)/python -m bench.memory --customers 100000
+	$(BIN)/python -m bench.deployment_read
+	$(BIN)/python -m bench.sizing
 
 ## Fault drills at full size (a reduced size runs in `make test`), then the multi-process
 ## drill (two workers, two APIs, PostgreSQL) with 10,000 customers.
