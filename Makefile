@@ -81,8 +81,12 @@ bench: install
 	$(BIN)/python -m bench.latency
 	$(BIN)/python -m bench.console
 	$(BIN)/python -m bench.memory --customers 100000
+	$(BIN)/python -m bench.deployment_read
+	$(BIN)/python -m bench.sizing
 
-## Fault drills at full size (a reduced size runs in `make test`).
+## Fault drills at full size (a reduced size runs in `make test`), then the multi-process
+## drill (two workers, two APIs, PostgreSQL) with 10,000 customers.
 drills: install
 	SOPFLOW_DRILL_CUSTOMERS=1000 SOPFLOW_DRILL_EVENTS=10000 SOPFLOW_DRILL_OUTAGE=120 \
 		$(BIN)/pytest tests/test_drills.py -q
+	SOPFLOW_MULTI_CUSTOMERS=10000 $(BIN)/pytest tests/test_multi_process.py -q

@@ -12,7 +12,16 @@ from temporalio.client import Client
 from api.console import mount_console
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
-from api.routes import customer_lists, customers, events, metrics, overview, playbooks, tasks
+from api.routes import (
+    customer_lists,
+    customers,
+    deployments,
+    events,
+    metrics,
+    overview,
+    playbooks,
+    tasks,
+)
 from sopflow import __version__
 from sopflow.settings import Settings
 from sopflow.store.database import Database
@@ -41,7 +50,11 @@ def create_app(
     )
     app.state.settings = settings
     app.state.database = database or Database.from_settings(settings)
-    app.state.plan_store = PlanStore(settings.plans_dir)
+    # Plans and deployments live in the read model: APIs on other hosts need nothing
+    # shared but it and Temporal.
+    app.state.plan_store = PlanStore(
+        app.state.database, check_seconds=settings.deployment_check_seconds
+    )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     if settings.cors_origins:  # off unless origins are configured
@@ -56,6 +69,7 @@ def create_app(
     app.include_router(customer_lists.router)
     app.include_router(tasks.router)
     app.include_router(playbooks.router)
+    app.include_router(deployments.router)
     app.include_router(metrics.router)
     app.include_router(overview.router)
     mount_console(app)

@@ -9,6 +9,13 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sopflow.language.models import EVENT_TYPE_PATTERN
 
 CUSTOMER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
+# Deployment numbers are PostgreSQL integers.
+MAX_DEPLOYMENT = 2**31 - 1
+
+
+def deployment_etag(deployment: int) -> str:
+    """A deployment's ETag: its number, quoted."""
+    return f'"{deployment}"'
 
 
 class EventIn(BaseModel):

@@ -238,7 +238,7 @@ async def sopflow_stack(
         api_port=free_port(),
         workflow_sandbox=sandboxed,
     )
-    PlanStore(settings.plans_dir).deploy(compile_playbook(playbook))
+    PlanStore.from_settings(settings).deploy(compile_playbook(playbook))
     database = Database.from_settings(settings)
     key, _ = create_key(database, Role.OPERATOR, "bench")
     server = api_server(settings, client)

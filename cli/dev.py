@@ -22,8 +22,9 @@ from cli.serving import api_server, ensure_port_free
 from sopflow.errors import SopflowError
 from sopflow.settings import Settings
 from sopflow.store.database import Database
-from sopflow.store.deploy import deploy_folder
+from sopflow.store.deploy import deploy_paths, import_folder
 from sopflow.store.keys import Role, authenticate, create_key
+from sopflow.store.plans import PlanStore
 from worker.main import build_worker
 from workflows.client import connect
 from workflows.contracts import SEARCH_ATTRIBUTES
@@ -128,7 +129,7 @@ async def run_dev(settings: Settings, announce: Callable[[str], None] = print) -
     ensure_port_free(host, port, "Temporal dev server", "--temporal-port")
     ensure_port_free(host, settings.temporal_ui_port, "Temporal UI", "--ui-port")
     ensure_port_free(settings.api_host, settings.api_port, "API", "--api-port")
-    deployed = deploy_folder(settings.playbooks_dir, settings)
+    deployed = deploy_playbooks(settings)
     operator_key = development_key(settings)
 
     stop = asyncio.Event()
@@ -171,6 +172,16 @@ async def run_dev(settings: Settings, announce: Callable[[str], None] = print) -
 
 
 DEV_KEY_FILE = "dev-operator.key"
+
+
+def deploy_playbooks(settings: Settings) -> list[tuple[str, str, str]]:
+    """Deploy the playbooks folder; first, once, the plans a data folder from before the
+    database-backed store kept in `plans/`, so its journeys in flight find their versions."""
+    store = PlanStore.from_settings(settings)
+    if store.current() is None and (settings.plans_dir / "deployment.json").exists():
+        import_folder(store, settings.plans_dir, by="sopflow dev", source="dev")
+    _, deployed = deploy_paths([settings.playbooks_dir], store, by="sopflow dev", source="dev")
+    return deployed
 
 
 def development_key(settings: Settings) -> str:

@@ -7,12 +7,15 @@ import contextlib
 import logging
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from sopflow.errors import SopflowError
 from sopflow.settings import Settings
+
+if TYPE_CHECKING:
+    from sopflow.store.plans import DeploymentRecord
 
 app = typer.Typer(
     help="sopflow: customer-operation SOPs as durable Temporal journeys.",
@@ -104,16 +107,81 @@ def validate(paths: Annotated[list[Path], typer.Argument(help="Files or folders.
 def deploy(
     paths: Annotated[list[Path], typer.Argument(help="Playbook files or folders.")],
     home: Home = None,
+    by: Annotated[
+        str | None, typer.Option(help="Who deploys, for the history (default user@host).")
+    ] = None,
 ) -> None:
     """Compile playbooks (with taxonomy, tiers, content) and deploy them for new journeys."""
     from sopflow.store.deploy import deploy_paths
+    from sopflow.store.plans import PlanStore
 
     try:
-        deployed = deploy_paths(paths, _settings(home=home))
+        record, deployed = deploy_paths(paths, PlanStore.from_settings(_settings(home=home)), by=by)
     except SopflowError as e:
         raise _fail(e) from e
     for _, name, version in deployed:
         typer.echo(f"deployed {name} {version}")
+    typer.echo(f"deployment {record.id}" + (" (merged)" if record.merged else ""))
+
+
+@app.command()
+def deployments(
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
+    home: Home = None,
+) -> None:
+    """The history of deployments: number, when, who, from where, and what changed."""
+    from sopflow.store.plans import PlanStore
+
+    for record in PlanStore.from_settings(_settings(home=home)).history(max(limit, 1)):
+        typer.echo(describe_deployment(record))
+
+
+def describe_deployment(record: DeploymentRecord) -> str:
+    """One history line: `7  2026-11-23 01:00:00Z  cli  li@host  welcome 3e7f..., ...`."""
+    changes = [f"{name} {record.deployment.playbooks[name]}" for name in record.changed]
+    if record.profile_changed:
+        changes.append(f"profile {record.deployment.profile or '(none)'}")
+    merged = f" (based on {record.based_on}, merged)" if record.merged else ""
+    return (
+        f"{record.id}  {record.deployed_at:%Y-%m-%d %H:%M:%S}Z  {record.source}  "
+        f"{record.deployed_by}  {', '.join(changes) or 'no change'}{merged}"
+    )
+
+
+plans_app = typer.Typer(
+    help="Plans as a folder: export from the database, import into it.", no_args_is_help=True
+)
+app.add_typer(plans_app, name="plans")
+
+
+@plans_app.command("export")
+def plans_export(
+    folder: Annotated[Path, typer.Argument(help="Where to write the plans.")],
+    home: Home = None,
+) -> None:
+    """Write every stored plan and the current deployment (deployment.json) to a folder."""
+    from sopflow.store.deploy import export_folder
+    from sopflow.store.plans import PlanStore
+
+    written = export_folder(PlanStore.from_settings(_settings(home=home)), folder)
+    typer.echo(f"exported {written} plans and deployment.json to {folder}")
+
+
+@plans_app.command("import")
+def plans_import(
+    folder: Annotated[Path, typer.Argument(help="A folder written by `plans export`.")],
+    home: Home = None,
+) -> None:
+    """Store a folder's plans and deploy its deployment.json (the old .sopflow/plans/ too)."""
+    from sopflow.store.deploy import import_folder
+    from sopflow.store.plans import PlanStore
+
+    try:
+        count, record = import_folder(PlanStore.from_settings(_settings(home=home)), folder)
+    except SopflowError as e:
+        raise _fail(e) from e
+    deployed = f"; deployment {record.id}" if record else "; no deployment.json, nothing deployed"
+    typer.echo(f"imported {count} plans from {folder}{deployed}")
 
 
 @app.command()
@@ -223,7 +291,7 @@ def migrate_command(
             raise SopflowError(f"{playbook}: no playbook named '{name}'")
         client = await connect(settings)
         steps, signalled = await migrate(
-            client, PlanStore(settings.plans_dir), chosen[0], from_version, dry_run=dry_run
+            client, PlanStore.from_settings(settings), chosen[0], from_version, dry_run=dry_run
         )
         for step in steps:
             typer.echo(f"{step.stage} -> {step.target}: {step.customers} customers")

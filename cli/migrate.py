@@ -73,7 +73,7 @@ async def migrate(
     """Count (and unless dry_run, signal) the customers on `from_version`."""
     old = store.load(from_version)
     if old is None:
-        raise SopflowError(f"no plan version {from_version} in {store.folder}")
+        raise SopflowError(f"no plan version {from_version} in the plan store")
     if old.name != new.name:
         raise SopflowError(f"version {from_version} belongs to '{old.name}', not '{new.name}'")
     mapping = stage_map(old, new, find_migration(new, from_version))

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     # The read model: a SQLite file under `home` unless a database URL is given
     # (postgresql://user@host/db for PostgreSQL).
     database_url: str | None = None
+    # How often an API checks the database for a new deployment (a one-row version
+    # check): a deploy made elsewhere reaches the events it accepts within this long.
+    deployment_check_seconds: float = 1.0
 
     # Events dated further ahead than this are refused (a wrong clock or time zone).
     max_event_skew_seconds: int = 300
@@ -91,6 +94,8 @@ class Settings(BaseSettings):
 
     @property
     def plans_dir(self) -> Path:
+        """Where plans lived before they moved into the database; `sopflow dev` imports
+        a folder it finds there once (`sopflow plans import` does it for any folder)."""
         return self.home / "plans"
 
     @property

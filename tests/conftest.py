@@ -6,6 +6,7 @@ gets its own task queue and data folder so tests cannot see each other's work.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import uuid
@@ -86,21 +87,34 @@ POSTGRES_URL = os.environ.get(
 )
 
 
+@contextlib.contextmanager
+def throwaway_schema() -> Iterator[str]:
+    """A fresh PostgreSQL schema, dropped afterwards: yields a URL whose connections use it."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
+        connection.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
+            connection.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
     """Settings whose read model is a fresh SQLite file, or a fresh PostgreSQL schema."""
     if request.param == "sqlite":
         yield Settings(home=tmp_path / "home")
         return
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
-        connection.execute(f"CREATE SCHEMA {schema}")
-    try:
-        url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    with throwaway_schema() as url:
         yield Settings(home=tmp_path / "home", database_url=url)
-    finally:
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
-            connection.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """The URL of a fresh, empty PostgreSQL schema (SOPFLOW_DATABASE_URL's form)."""
+    with throwaway_schema() as url:
+        yield url
 
 
 @pytest.fixture

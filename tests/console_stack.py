@@ -22,9 +22,8 @@ from sopflow.settings import Settings
 from sopflow.store.database import Database
 from sopflow.store.keys import Role, create_key
 from sopflow.store.ledger import Ledger
-from sopflow.store.plans import PlanStore
 from tests.conftest import free_port
-from tests.helpers import eventually
+from tests.helpers import eventually, plan_store
 from worker.main import build_worker
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -103,7 +102,7 @@ async def running_stack(
     settings = settings.model_copy(
         update={"publish_search_attributes": True, "api_port": free_port()}
     )
-    PlanStore(settings.plans_dir).deploy_all(plans, profile, keep_profile=profile is None)
+    plan_store(settings).deploy_all(plans, profile, keep_profile=profile is None)
     database = Database.from_settings(settings)
     operator, _ = create_key(database, Role.OPERATOR, "运营 Ops")
     server = api_server(settings, env.client)

@@ -21,11 +21,21 @@ from temporalio.testing import WorkflowEnvironment
 from sopflow.core.simulator import ScenarioEvent
 from sopflow.core.state import CustomerEvent
 from sopflow.settings import Settings
+from sopflow.store.database import database_url
 from sopflow.store.plans import PlanStore
 from workflows.client import signal_with_start
 from workflows.contracts import DESCRIBE_QUERY, CustomerView, EventSignal, customer_workflow_id
 
 T = TypeVar("T")
+_STORES: dict[str, PlanStore] = {}
+
+
+def plan_store(settings: Settings) -> PlanStore:
+    """The plan store on a test's read model, opened (its schema upgraded) once a process."""
+    url = database_url(settings)
+    if url not in _STORES:
+        _STORES[url] = PlanStore.from_settings(settings)
+    return _STORES[url]
 
 
 async def eventually(probe: Callable[[], Awaitable[T]], timeout: float = 15.0) -> T:
@@ -65,7 +75,7 @@ async def send_event(
         data=data or {},
         idempotency_key=key,
     )
-    deployment = PlanStore(settings.plans_dir).deployment()
+    deployment = plan_store(settings).deployment()
     await signal_with_start(client, settings, EventSignal(event=event, deployment=deployment))
 
 

@@ -21,8 +21,7 @@ from sopflow.language import compile_paths
 from sopflow.language.compiler import plans_of_file
 from sopflow.language.plan import Plan, ProfilePlan
 from sopflow.settings import Settings
-from sopflow.store.plans import PlanStore
-from tests.helpers import play, terminate
+from tests.helpers import plan_store, play, terminate
 from worker.main import build_worker
 from workflows.contracts import customer_workflow_id
 
@@ -55,7 +54,7 @@ def scenario_settings(events: Path, home: Path, prefix: str) -> Settings:
         publish_search_attributes=False,
     )
     plans, profile = scenario_plans(events)
-    PlanStore(settings.plans_dir).deploy_all(list(plans.values()), profile)
+    plan_store(settings).deploy_all(list(plans.values()), profile)
     return settings
 
 

@@ -23,9 +23,9 @@ from sopflow.store.console_queries import awaiting_confirmation, stage_counts
 from sopflow.store.database import Database
 from sopflow.store.keys import Role, create_key, revoke_key
 from sopflow.store.ledger import Ledger
-from sopflow.store.plans import PlanStore
 from tests.conftest import REPO, T0
 from tests.console_stack import csrf_of, offline_app, seed_task, sign_in
+from tests.helpers import plan_store
 
 VENDOR = REPO / "api" / "console" / "static" / "vendor"
 SCRIPT = "<script>alert(1)</script>"
@@ -125,7 +125,7 @@ async def test_every_post_refuses_a_missing_or_foreign_csrf_token(
         assert foreign.status_code == 403, path
         header = await console.post(path, data=data, headers={"X-CSRF-Token": forged})
         assert header.status_code == 403, path
-    assert PlanStore(Settings(home=tmp_path / "home").plans_dir).deployment().playbooks == {}
+    assert plan_store(Settings(home=tmp_path / "home")).deployment().playbooks == {}
     # With the session's own token the same deploy goes through.
     deployed = await console.post("/console/deploy", data={"text": text, "csrf_token": token})
     assert deployed.status_code == 201 and "Deployed" in deployed.text

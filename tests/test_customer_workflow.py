@@ -10,11 +10,11 @@ from temporalio.testing import WorkflowEnvironment
 from sopflow.core.state import Delivery
 from sopflow.language import Plan
 from sopflow.settings import Settings
-from sopflow.store.plans import PlanStore
 from tests.helpers import (
     WebhookReceiver,
     describe,
     eventually,
+    plan_store,
     read_deliveries,
     send_event,
     terminate,
@@ -55,7 +55,7 @@ def receiver() -> Iterator[WebhookReceiver]:
 
 
 def deploy(settings: Settings, plan: Plan) -> None:
-    PlanStore(settings.plans_dir).deploy(plan)
+    plan_store(settings).deploy(plan)
 
 
 @pytest.mark.parametrize("sandboxed", [False, True], ids=["unsandboxed", "sandboxed"])

@@ -15,10 +15,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from sopflow.settings import Settings
 from sopflow.store.database import Database
-from sopflow.store.plans import PlanStore
 from sopflow.store.tables import DeliveryRecord
 from tests.conftest import REPO
-from tests.helpers import WebhookReceiver, send_event, terminate
+from tests.helpers import WebhookReceiver, plan_store, send_event, terminate
 from tests.test_end_to_end import running  # noqa: F401 - the API-and-worker fixture
 
 CUSTOMERS = int(os.environ.get("SOPFLOW_DRILL_CUSTOMERS", "30"))
@@ -84,7 +83,7 @@ async def test_kill_9_the_worker_mid_burst_and_every_delivery_arrives_once(
 ) -> None:
     receiver = WebhookReceiver()
     queue, settings = drill_settings(tmp_path, "drill", receiver.url)
-    PlanStore(settings.plans_dir).deploy(make_plan(BURST))
+    plan_store(settings).deploy(make_plan(BURST))
     env = {
         **os.environ,
         "PYTHONPATH": str(REPO),
@@ -219,7 +218,7 @@ async def test_a_webhook_down_for_a_while_then_back_gets_everything_once(
     recovers_at = time.monotonic() + OUTAGE_SECONDS
     receiver.answer = lambda: 503 if time.monotonic() < recovers_at else 200
     queue, settings = drill_settings(tmp_path, "outage", receiver.url)
-    PlanStore(settings.plans_dir).deploy(make_plan(BURST))
+    plan_store(settings).deploy(make_plan(BURST))
     customers = [f"{queue}-{i}" for i in range(max(CUSTOMERS // 3, 5))]
     expected = {f"{c}/burst#1/{n}" for c in customers for n in range(1, MESSAGES_EACH + 1)}
     from worker.main import build_worker
@@ -271,7 +270,7 @@ async def test_a_4xx_endpoint_is_recorded_failed_once_and_the_journey_goes_on(
     receiver = WebhookReceiver()
     receiver.default_status = 404
     queue, settings = drill_settings(tmp_path, "refused", receiver.url)
-    PlanStore(settings.plans_dir).deploy(make_plan(REFUSED))
+    plan_store(settings).deploy(make_plan(REFUSED))
     customers = [f"{queue}-{i}" for i in range(CUSTOMERS)]
     from tests.helpers import describe, read_deliveries
     from worker.main import build_worker
@@ -406,7 +405,7 @@ async def test_a_breaking_redeploy_changes_no_journey_in_flight(
     import json
 
     queue, settings = drill_settings(tmp_path, "redeploy")
-    store = PlanStore(settings.plans_dir)
+    store = plan_store(settings)
     store.deploy(make_plan(V1_PINNED))
     customers = [f"{queue}-{i}" for i in range(CUSTOMERS)]
 

@@ -18,9 +18,8 @@ from sopflow.language import Plan
 from sopflow.settings import Settings
 from sopflow.store.database import Database
 from sopflow.store.keys import Role, create_key, revoke_key
-from sopflow.store.plans import PlanStore
 from tests.conftest import free_port
-from tests.helpers import WebhookReceiver, eventually, read_deliveries, terminate
+from tests.helpers import WebhookReceiver, eventually, plan_store, read_deliveries, terminate
 from worker.channels.webhook import sign
 from worker.main import build_worker
 
@@ -47,7 +46,7 @@ async def running(
             "api_port": free_port(),
         }
     )
-    PlanStore(settings.plans_dir).deploy(welcome_plan)
+    plan_store(settings).deploy(welcome_plan)
     database = Database.from_settings(settings)
     operator, _ = create_key(database, Role.OPERATOR, "tests")
     server = api_server(settings, dev_env.client)
@@ -172,7 +171,7 @@ async def test_tier_lifecycle_tags_and_versions_are_searchable(running: Running)
     from tests.conftest import REPO
 
     bundle = compile_paths([REPO / "playbooks"])
-    store = PlanStore(running.settings.plans_dir)
+    store = plan_store(running.settings)
     store.deploy_all(list(bundle.plans.values()), bundle.profile)
     version = bundle.plans["snacks_high_frequency"].version
     http = running.http
@@ -333,7 +332,7 @@ stages:
 
 
 async def test_staff_work_their_inbox_through_the_api(running: Running, make_plan) -> None:
-    PlanStore(running.settings.plans_dir).deploy(make_plan(TASKS_PLAYBOOK))
+    plan_store(running.settings).deploy(make_plan(TASKS_PLAYBOOK))
     customers = [f"e2e-task-{i}" for i in range(3)]
     for customer in customers:
         await running.http.post(
@@ -486,7 +485,7 @@ async def test_the_funnel_of_100_customers_equals_the_simulators_prediction(
     from tests.conftest import REPO
 
     bundle = compile_paths([REPO / "playbooks"])
-    PlanStore(running.settings.plans_dir).deploy_all(list(bundle.plans.values()), bundle.profile)
+    plan_store(running.settings).deploy_all(list(bundle.plans.values()), bundle.profile)
     measured, predicted, customers = await run(running.http, timeout=180)
     await terminate(running.client, *customers)  # a hundred busy workflows, ended cleanly
     assert _comparable(measured) == _comparable(predicted)

@@ -17,10 +17,9 @@ from sopflow.core import simulator
 from sopflow.language import compile_paths
 from sopflow.language.compiler import plans_of_file
 from sopflow.settings import Settings
-from sopflow.store.plans import PlanStore
 from tests.conftest import REPO
 from tests.docs import documentation
-from tests.helpers import describe, play, terminate
+from tests.helpers import describe, plan_store, play, terminate
 from tests.test_simulator_matches_runtime import comparable
 from worker.main import build_worker
 
@@ -77,7 +76,7 @@ async def test_scenario_runs_the_same_on_temporal(
 ) -> None:
     bundle = compile_paths([REPO / "playbooks"])
     plans = simulator.reachable_plans(plans_of_file(bundle, playbook_of(events)), bundle.plans)
-    PlanStore(settings.plans_dir).deploy_all(list(plans.values()), bundle.profile)
+    plan_store(settings).deploy_all(list(plans.values()), bundle.profile)
     customer = f"scenario-{events.name.split('.')[0]}"
 
     env = time_skipping_env

@@ -12,8 +12,7 @@ from sopflow.core.state import TimelineEntry
 from sopflow.language.compiler import compile_bundle
 from sopflow.language.loader import load_text
 from sopflow.settings import Settings
-from sopflow.store.plans import PlanStore
-from tests.helpers import describe, play, terminate
+from tests.helpers import describe, plan_store, play, terminate
 from tests.test_language_examples import EXAMPLES
 from worker.main import build_worker
 
@@ -44,7 +43,7 @@ async def test_simulator_and_temporal_agree(
     documents, problems = load_text(example["playbook"], "example.yaml")
     bundle = compile_bundle(documents, problems)
     bundle.raise_on_errors()
-    PlanStore(settings.plans_dir).deploy_all(list(bundle.plans.values()), bundle.profile)
+    plan_store(settings).deploy_all(list(bundle.plans.values()), bundle.profile)
     days = int(example["args"].split("--days")[1].split()[0])
     events_file = tmp_path / "events.yaml"
     events_file.write_text(example["events"], encoding="utf-8")

@@ -1,5 +1,6 @@
 """`sopflow deploy`, `sopflow worker` and `sopflow api` as separate processes against one
-Temporal, configured only by environment variables: the shape of a cluster deployment."""
+Temporal and one database, configured only by environment variables, each with its own data
+folder: the shape of a cluster deployment (nothing shared but Temporal and the database)."""
 
 import json
 import os
@@ -27,12 +28,14 @@ def test_worker_and_api_run_apart_against_a_configured_temporal(
         "PYTHONPATH": str(REPO),
         "SOPFLOW_TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
         "SOPFLOW_TEMPORAL_TASK_QUEUE": f"split-{api_port}",
-        "SOPFLOW_HOME": str(tmp_path / "shared-home"),
+        "SOPFLOW_DATABASE_URL": f"sqlite:///{tmp_path / 'database' / 'sopflow.db'}",
         "SOPFLOW_API_PORT": str(api_port),
     }
+    (tmp_path / "database").mkdir()
+    on_host = lambda host: {**env, "SOPFLOW_HOME": str(tmp_path / host)}  # noqa: E731
     deployed = subprocess.run(
         [*SOPFLOW, "deploy", str(REPO / "playbooks")],
-        env=env,
+        env=on_host("operator-laptop"),
         capture_output=True,
         text=True,
         check=True,
@@ -40,17 +43,23 @@ def test_worker_and_api_run_apart_against_a_configured_temporal(
     assert any(line.startswith("deployed welcome ") for line in deployed.stdout.splitlines())
     key = subprocess.run(
         [*SOPFLOW, "keys", "create", "--role", "ingest", "--name", "bridge"],
-        env=env,
+        env=on_host("operator-laptop"),
         capture_output=True,
         text=True,
         check=True,
     ).stdout.strip()
     processes = [
         subprocess.Popen(
-            [*SOPFLOW, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            [*SOPFLOW, "worker"],
+            env=on_host("worker-host"),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         ),
         subprocess.Popen(
-            [*SOPFLOW, "api"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            [*SOPFLOW, "api"],
+            env=on_host("api-host"),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         ),
     ]
     try:
@@ -62,7 +71,7 @@ def test_worker_and_api_run_apart_against_a_configured_temporal(
             headers={"Authorization": f"Bearer {key}"},
         )
         assert response.status_code == 202
-        log = tmp_path / "shared-home" / "deliveries.jsonl"
+        log = tmp_path / "worker-host" / "deliveries.jsonl"
         # The file exists a moment before its first line is written: wait for the line.
         _wait(lambda: log.exists() and log.read_text(encoding="utf-8").endswith("\n"))
         [line] = log.read_text(encoding="utf-8").splitlines()

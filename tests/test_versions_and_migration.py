@@ -7,8 +7,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from cli.migrate import migrate
 from sopflow.settings import Settings
-from sopflow.store.plans import PlanStore
-from tests.helpers import describe, eventually, read_deliveries, send_event, terminate
+from tests.helpers import describe, eventually, plan_store, read_deliveries, send_event, terminate
 from worker.main import build_worker
 
 V1 = """\
@@ -43,7 +42,7 @@ async def test_in_flight_journeys_keep_their_version_until_migrated(
     dev_env: WorkflowEnvironment, settings: Settings, make_plan
 ) -> None:
     settings = settings.model_copy(update={"publish_search_attributes": True})
-    store = PlanStore(settings.plans_dir)
+    store = plan_store(settings)
     v1 = make_plan(V1)
     store.deploy(v1)
     client = dev_env.client

@@ -102,6 +102,10 @@ class SopflowActivities:
 
     @activity.defn(name=LOAD_PLANS_ACTIVITY)
     async def load_plans(self, request: LoadPlansInput) -> LoadPlansResult:
+        """The plans of these versions, from the read model (cached: plans never change)."""
+        return await asyncio.to_thread(self._load_plans, request)
+
+    def _load_plans(self, request: LoadPlansInput) -> LoadPlansResult:
         result = LoadPlansResult()
         for version in request.versions:
             plan = self.plan_store.load(version)

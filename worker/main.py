@@ -60,9 +60,9 @@ def build_activities(settings: Settings, database: Database | None = None) -> So
     """The activities with their adapters; the read model's schema is upgraded here, so a
     new worker version brings its tables."""
     database = database or Database.from_settings(settings)
-    return SopflowActivities(
-        PlanStore(settings.plans_dir), build_channels(settings), Ledger(database)
-    )
+    # Plans come from the read model: workers on other hosts need nothing shared but it
+    # and Temporal.
+    return SopflowActivities(PlanStore(database), build_channels(settings), Ledger(database))
 
 
 def build_worker(

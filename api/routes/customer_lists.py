@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 import uuid
@@ -105,7 +106,8 @@ async def list_customers(
 
     Served by Temporal's visibility: eventually consistent, a second or so behind.
     """
-    query = _query(plans, playbook, stage, tag, tier, lifecycle)
+    # The deployment and the plan are cached; the first read of either is a database read.
+    query = await asyncio.to_thread(_query, plans, playbook, stage, tag, tier, lifecycle)
     try:
         token = base64.urlsafe_b64decode(cursor.encode()) if cursor else None
     except ValueError as e:
@@ -154,7 +156,7 @@ async def _change_tag(
         idempotency_key=f"{kind}:{uuid.uuid4().hex}",
     )
     await signal_with_start(
-        temporal, settings, EventSignal(event=event, deployment=plans.deployment())
+        temporal, settings, EventSignal(event=event, deployment=await plans.current_deployment())
     )
     return TagChanged(customer_id=customer_id, tag=tag, action=kind)
 

@@ -64,7 +64,7 @@ async def post_event(
     effect. Late events are honoured in order; events dated more than a few minutes in the
     future are refused.
     """
-    deployment = plans.deployment()
+    deployment = await plans.current_deployment()
     accepted = accept(event, deployment, plans, settings, "")
     await signal_with_start(temporal, settings, EventSignal(event=accepted, deployment=deployment))
     await asyncio.to_thread(record_events, database, [accepted], settings.reporting_timezone)
@@ -93,7 +93,7 @@ async def post_events(
             "batch_too_large",
             f"{len(batch.events)} events in one batch: send at most {settings.max_batch_events}",
         )
-    deployment = plans.deployment()
+    deployment = await plans.current_deployment()
     accepted = [
         accept(e, deployment, plans, settings, f"events.{i}.") for i, e in enumerate(batch.events)
     ]
@@ -119,9 +119,8 @@ async def post_events(
 @router.get("/event-types", response_model=EventTypes, responses=ERRORS)
 async def get_event_types(plans: PlanStoreDep, _: IngestDep) -> EventTypes:
     """The standard event catalogue and the custom types the deployed playbooks declare."""
-    declared = allowed_types(plans, plans.deployment().model_dump_json()) - set(
-        STANDARD_EVENT_TYPES
-    )
+    deployment = await plans.current_deployment()
+    declared = allowed_types(plans, deployment.model_dump_json()) - set(STANDARD_EVENT_TYPES)
     return EventTypes(standard=STANDARD_EVENT_TYPES, declared=sorted(declared))
 
 

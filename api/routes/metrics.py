@@ -31,7 +31,7 @@ async def get_funnel(
     versions = await asyncio.to_thread(plans.versions_of, playbook)
     if not versions:
         raise ApiError(404, "playbook_not_found", f"no playbook '{playbook}'")
-    deployed = plans.deployment().playbooks.get(playbook)
+    deployed = (await plans.current_deployment()).playbooks.get(playbook)
     current = next((v for v in versions if v.version == deployed), versions[-1])
     rows = await asyncio.to_thread(Ledger(database).funnel_rows, playbook)
     return funnel(playbook, list(current.stages), rows)

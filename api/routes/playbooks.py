@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path, status
+from fastapi import APIRouter, Body, Header, Path, Query, Response, status
 from pydantic import AwareDatetime, BaseModel, Field
 
 from api.deps import OperatorDep, PlanStoreDep
 from api.errors import ApiError
-from api.models import ErrorDetail, ErrorResponse
+from api.models import MAX_DEPLOYMENT, ErrorDetail, ErrorResponse, deployment_etag
 from sopflow.core import simulator
 from sopflow.errors import SopflowError
 from sopflow.language.compiler import Bundle, compile_bundle
@@ -19,12 +20,16 @@ from sopflow.language.graph import mermaid
 from sopflow.language.loader import load_text
 from sopflow.language.models import NAME_PATTERN
 from sopflow.language.plan import Plan
-from sopflow.store.plans import PlanStore
+from sopflow.store.plans import DeploymentConflict, PlanStore
 
 router = APIRouter(prefix="/v1", tags=["playbooks"])
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (401, 403, 404, 422)
 }
+DEPLOY_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (401, 403, 409, 422)
+}
+
 Name = Annotated[str, Path(pattern=NAME_PATTERN)]
 
 
@@ -36,6 +41,11 @@ class Deployed(BaseModel):
 class DeployResult(BaseModel):
     deployed: list[Deployed]
     warnings: list[str] = Field(description="`file:line:col: warning: message` lines.")
+    deployment: int = Field(description="The new deployment's number (also its ETag).")
+    based_on: int = Field(description="The deployment this deploy was based on.")
+    merged: bool = Field(
+        description="A deploy since `based_on` changed other playbooks; both are kept."
+    )
 
 
 class PlaybookSummary(BaseModel):
@@ -72,14 +82,37 @@ YAML_BODY = Body(media_type="application/yaml", description="One or more YAML do
 
 
 @router.post(
-    "/playbooks", status_code=status.HTTP_201_CREATED, response_model=DeployResult, responses=ERRORS
+    "/playbooks",
+    status_code=status.HTTP_201_CREATED,
+    response_model=DeployResult,
+    responses=DEPLOY_ERRORS,
 )
 async def deploy_playbooks(
-    plans: PlanStoreDep, _: OperatorDep, text: Annotated[str, YAML_BODY]
+    plans: PlanStoreDep,
+    principal: OperatorDep,
+    text: Annotated[str, YAML_BODY],
+    response: Response,
+    if_match: Annotated[
+        str | None,
+        Header(
+            description='The deployment this deploy is based on, as its ETag ("7"), from '
+            "GET /v1/deployments/current or a previous deploy."
+        ),
+    ] = None,
+    base: Annotated[
+        int | None,
+        Query(ge=0, le=MAX_DEPLOYMENT, description="The same as If-Match, as a number."),
+    ] = None,
 ) -> DeployResult:
     """Deploy playbooks (with any TagTaxonomy, Tiers or ContentLibrary they need in the same
     body). Errors answer 422 with every diagnostic; new journeys start on the new versions,
-    journeys in flight keep theirs."""
+    journeys in flight keep theirs.
+
+    Name the deployment you based the deploy on (If-Match or `base`): if another deploy
+    came since, yours is merged onto it when the two changed different playbooks, and
+    refused with 409 when both changed the same one. Without it, the deploy is based on
+    the deployment current when it is written."""
+    based_on = _base(if_match, base)
     # Parsing and checking take up to a few seconds for a body at the limits: never on the
     # event loop, which keeps answering every other request meanwhile.
     bundle = await asyncio.to_thread(compile_text, text)
@@ -93,14 +126,48 @@ async def deploy_playbooks(
         raise ApiError(422, "invalid_playbook", "; ".join(str(d) for d in bundle.errors), details)
     if not bundle.plans:
         raise ApiError(422, "invalid_playbook", "the body holds no Playbook document")
-    await asyncio.to_thread(
-        plans.deploy_all, list(bundle.plans.values()), bundle.profile, bundle.profile is None
-    )
+    try:
+        record = await asyncio.to_thread(
+            functools.partial(
+                plans.deploy_all,
+                list(bundle.plans.values()),
+                bundle.profile,
+                bundle.profile is None,
+                base=based_on,
+                by=f"{principal.name} (key {principal.key_id})",
+                source="api",
+            )
+        )
+    except DeploymentConflict as e:
+        raise ApiError(409, "deployment_conflict", str(e)) from e
     warnings = [str(d) for d in bundle.diagnostics if d.severity == "warning"]
+    response.headers["ETag"] = deployment_etag(record.id)
     return DeployResult(
         deployed=[Deployed(name=p.name, version=p.version) for p in bundle.plans.values()],
         warnings=warnings,
+        deployment=record.id,
+        based_on=record.based_on if record.based_on is not None else record.id - 1,
+        merged=record.merged,
     )
+
+
+def _base(if_match: str | None, base: int | None) -> int | None:
+    """The deployment named by If-Match ("7", W/"7", 7; * is any) or `base`."""
+    named = None
+    if if_match is not None and if_match.strip() != "*":
+        digits = if_match.strip().removeprefix("W/").strip('"')
+        if not digits.isdigit() or len(digits) > 10 or int(digits) > MAX_DEPLOYMENT:
+            raise ApiError(
+                422,
+                "invalid_request",
+                f'If-Match: {if_match[:40]!r} is not a deployment ETag such as "7"',
+            )
+        named = int(digits)
+    if named is not None and base is not None and named != base:
+        raise ApiError(
+            422, "invalid_request", f"If-Match names deployment {named} but base names {base}"
+        )
+    return named if named is not None else base
 
 
 @router.get("/playbooks", response_model=list[PlaybookSummary], responses=ERRORS)
@@ -115,7 +182,7 @@ async def list_playbooks(plans: PlanStoreDep, _: OperatorDep) -> list[PlaybookSu
 @router.get("/playbooks/{name}/versions", response_model=list[VersionSummary], responses=ERRORS)
 async def list_versions(name: Name, plans: PlanStoreDep, _: OperatorDep) -> list[VersionSummary]:
     """Every version of a playbook ever deployed here."""
-    current = plans.deployment().playbooks.get(name)
+    current = (await plans.current_deployment()).playbooks.get(name)
     versions = await asyncio.to_thread(plans.versions_of, name)
     if not versions:
         raise ApiError(404, "playbook_not_found", f"no playbook '{name}'")

@@ -189,7 +189,7 @@ async def _tell_workflow(
         idempotency_key=f"{kind}:{task.task_id}:{json.dumps(data)}",
     )
     await signal_with_start(
-        temporal, settings, EventSignal(event=event, deployment=plans.deployment())
+        temporal, settings, EventSignal(event=event, deployment=await plans.current_deployment())
     )
 
 

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, NullPool, create_engine, event, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from sopflow.settings import Settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# The PostgreSQL advisory lock that schema upgrades hold (any number, the same everywhere):
+# "sopflow" in ASCII.
+MIGRATION_LOCK = 0x736F70666C6F77
 
 
 def database_url(settings: Settings) -> str:
@@ -42,12 +48,51 @@ def make_engine(url: str) -> Engine:
 
 
 def upgrade(url: str) -> None:
-    """Bring the schema to the newest Alembic revision (idempotent)."""
+    """Bring the schema to the newest Alembic revision (idempotent).
+
+    Every worker, API and command upgrades at start, so several may do it at once: they
+    take turns behind a lock, and whoever comes second finds the schema current.
+    """
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     # Alembic's config interpolates `%`; a URL's percent-escapes must be doubled.
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    command.upgrade(config, "head")
+    with migration_lock(url):
+        command.upgrade(config, "head")
+
+
+@contextlib.contextmanager
+def migration_lock(url: str) -> Iterator[None]:
+    """Hold the schema-upgrade lock: a PostgreSQL advisory lock (held by a connection of
+    its own, so it is released if this process dies), or for a SQLite file an exclusive
+    lock on `<file>.migrate.lock` beside it (released by the kernel likewise)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        engine = create_engine(url, poolclass=NullPool)
+        try:
+            with engine.connect() as connection:
+                connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
+                connection.commit()  # a session-level lock outlives the transaction
+                try:
+                    yield
+                finally:
+                    connection.execute(
+                        text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK}
+                    )
+                    connection.commit()
+        finally:
+            engine.dispose()
+    elif parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        lock_path = Path(f"{parsed.database}.migrate.lock")
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with lock_path.open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+    else:
+        yield
 
 
 class Database:

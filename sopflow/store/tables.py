@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     Dialect,
     Index,
@@ -179,3 +180,40 @@ class CostInput(Base):
     channel_code: Mapped[str] = mapped_column(String(100), primary_key=True)
     fixed_cost: Mapped[float]
     traffic_cost: Mapped[float]
+
+
+class StoredPlan(Base):
+    """A compiled plan (kind `playbook`) or profile rules (kind `profile`), by version.
+
+    Versions are content hashes: a row never changes once written.
+    """
+
+    __tablename__ = "plans"
+
+    kind: Mapped[str] = mapped_column(String(10), primary_key=True)
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(100), index=True)
+    body: Mapped[str] = mapped_column(Text)
+    stored_at: Mapped[datetime]
+
+
+class StoredDeployment(Base):
+    """Deployment number `id`: what new journeys start on from then, and who made it.
+
+    Rows are only ever inserted, numbered one after the other; the highest is current.
+    """
+
+    __tablename__ = "deployments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    # The deployment the deployer saw; not id - 1 when a concurrent deploy came between.
+    based_on: Mapped[int | None] = mapped_column(Integer)
+    deployed_at: Mapped[datetime]
+    deployed_by: Mapped[str] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(String(20))
+    merged: Mapped[bool] = mapped_column(Boolean)
+    playbooks: Mapped[dict[str, Any]] = mapped_column(JSON)
+    profile: Mapped[str | None] = mapped_column(String(64))
+    deployed: Mapped[dict[str, Any]] = mapped_column(JSON)
+    changed: Mapped[list[str]] = mapped_column(JSON)
+    profile_changed: Mapped[bool] = mapped_column(Boolean)

@@ -36,17 +36,10 @@ from sopflow.language.compiler import compile_bundle
 from sopflow.language.loader import load_text
 from sopflow.language.models import NAME_PATTERN
 from sopflow.store.console_queries import stage_counts
-from sopflow.store.plans import PlanStore
 
 router = APIRouter()
 # A pasted or uploaded playbook is shown back with its diagnostics: keep it readable.
 MAX_SOURCE_LINES = 5000
-
-
-def _saved_at(plans: PlanStore, version: str) -> datetime | None:
-    # Plans are written once, when first deployed: the file's time is the deploy time.
-    path = plans.folder / f"{version}.json"
-    return datetime.fromtimestamp(path.stat().st_mtime, UTC) if path.exists() else None
 
 
 @router.get("/playbooks/{name}")
@@ -64,8 +57,8 @@ async def playbook_page(
     funnel = await get_funnel(name, database, plans, user.principal)
     counts = (await asyncio.to_thread(stage_counts, database)).get(name, {})
     versions = await list_versions(name, plans, user.principal)
-    saved = {v.version: _saved_at(plans, v.version) for v in versions}
-    versions.sort(key=lambda v: saved[v.version] or datetime.min.replace(tzinfo=UTC))
+    saved: dict[str, datetime] = plans.stored_at([v.version for v in versions])
+    versions.sort(key=lambda v: saved.get(v.version) or datetime.min.replace(tzinfo=UTC))
     zone = settings.reporting_timezone
     start = datetime.now(UTC).astimezone(ZoneInfo(zone)).replace(second=0, microsecond=0)
     context: dict[str, Any] = {
@@ -188,6 +181,6 @@ async def deploy(
             context["message"] = "the YAML holds no Playbook document"
         return render(request, "deploy.html", context, user=user, status=422)
     # Deploy through the API's own route: the same checks, the same atomic change.
-    result = await deploy_playbooks(plans, user.principal, text)
+    result = await deploy_playbooks(plans, user.principal, text, Response())
     context["deployed"] = result.deployed
     return render(request, "deploy.html", context, user=user, status=201)
