@@ -367,3 +367,69 @@ def test_a_migration_keeps_the_place_and_never_refires_a_past_moment() -> None:
     # A second, identical order finds the journey moved already and does nothing.
     again = apply_migration(state, order, catalog, START + timedelta(days=5)).state
     assert again.timeline == state.timeline
+
+
+def test_a_guard_that_cannot_be_evaluated_is_false_and_recorded_once_per_error() -> None:
+    # The attribute does not exist until a form sets it: the condition is evaluated after
+    # every event, fails the same way each time, and the timeline says so once.
+    documents = playbook(
+        "vip",
+        """\
+  waiting:
+    triggers:
+      - condition: "customer.attributes.spend > 100"
+        goto: vip
+  vip: {end: true}
+""",
+    )
+    events = [{"after": "0s", "type": "contact.added"}] + [
+        {"after": f"{hour}h", "type": "message.received"} for hour in range(1, 4)
+    ]
+    events.append({"after": "5h", "type": "form.submitted", "data": {"attributes": {"spend": 500}}})
+    timeline = run(documents, events, days=1)
+    failures = [e for e in timeline if e.kind == "guard_failed"]
+    assert len(failures) == 1
+    assert failures[0].detail == {"guard": "customer.attributes.spend > 100"}
+    assert "spend" in (failures[0].error or "")
+    assert what(timeline, "stage_entered")[-1][2] == "vip"
+
+
+def test_guard_failures_are_counted_and_cleared_when_the_guard_evaluates() -> None:
+    found, problems = load_text(
+        playbook(
+            "vip",
+            """\
+  waiting:
+    triggers:
+      - condition: "customer.attributes.spend > 100"
+        goto: vip
+  vip: {end: true}
+""",
+        ),
+        "test.yaml",
+    )
+    bundle = compile_bundle(found, problems)
+    [plan] = bundle.plans.values()
+    catalog = Catalog(plans={plan.version: plan}, deployed={plan.name: plan.version})
+    state = CustomerState(customer_id="c")
+    for index, (kind, data) in enumerate(
+        [
+            ("contact.added", {}),
+            ("message.received", {}),
+            ("form.submitted", {"attributes": {"spend": 5}}),
+        ]
+    ):
+        event = CustomerEvent(
+            customer_id="c",
+            type=kind,
+            occurred_at=START + timedelta(minutes=index),
+            data=data,
+            idempotency_key=f"k{index}",
+        )
+        state = apply_event(state, event, catalog, START + timedelta(minutes=index)).state
+        if index == 1:
+            assert state.guard_failures == 2 and list(state.guard_errors) == [
+                "customer.attributes.spend > 100"
+            ]
+    assert state.guard_failures == 2  # the third event's evaluation succeeded (false)
+    assert state.guard_errors == {}

@@ -120,6 +120,8 @@ def explain(entry: TimelineEntry, zone: str) -> str:
             return f"suppressed: {entry.error or 'a contact cap was reached'}"
         case "send_failed":
             return f"failed: {entry.error}"
+        case "guard_failed":
+            return f"condition counted as false: {entry.error}"
         case "message" | "task_created":
             if entry.status == "failed":
                 return f"failed: {entry.error}"

@@ -12,7 +12,6 @@ from sopflow.core.context import build_context
 from sopflow.core.state import Delivery, JourneyState, ScheduledSend, TaskState
 from sopflow.core.step import MAX_TRANSITIONS_PER_STEP, Step
 from sopflow.language.channels import CUSTOMER_CHANNELS, TASK_CHANNEL
-from sopflow.language.guards import evaluate_guard
 from sopflow.language.plan import (
     ActionStep,
     Branch,
@@ -140,7 +139,7 @@ def try_enrol(step: Step, plan: Plan) -> bool:
             ended = existing.ended_at or existing.enrolled_at
             if step.now - ended < timedelta(seconds=plan.enrol.cooldown_seconds or 0):
                 return False
-    if plan.enrol.when and not evaluate_guard(plan.enrol.when, context_for(step, None, plan)):
+    if plan.enrol.when and not step.guard(plan.enrol.when, context_for(step, None, plan)):
         return False
     count = step.state.enrolment_counts.get(plan.name, 0) + 1
     step.state.enrolment_counts[plan.name] = count

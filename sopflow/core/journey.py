@@ -40,7 +40,6 @@ from sopflow.core.triggers import countdown_deadline, countdown_remaining, next_
 from sopflow.language.channels import TASK_CHANNEL
 from sopflow.language.durations import parse_duration
 from sopflow.language.events import NOT_INTERACTIONS
-from sopflow.language.guards import evaluate_guard
 from sopflow.language.plan import TagStep
 
 __all__ = ["Catalog", "apply_due_timers", "apply_event", "next_due_at", "record_delivery_outcome"]
@@ -289,7 +288,9 @@ def _learn(step: Step, event: CustomerEvent) -> None:
         tags = (data["tag"],)
         change = TagStep(add=tags) if event.type == "tag.added" else TagStep(remove=tags)
         change_tags(step, None, change)
-    valid, rejected = profile_rules.event_tags(event, rules, context_for(step, None, None))
+    valid, rejected = profile_rules.event_tags(
+        event, rules, context_for(step, None, None), lambda source, ctx: step.guard(source, ctx)
+    )
     change_tags(step, None, TagStep(add=tuple(valid)))
     for tag in rejected:
         step.record("tag_rejected", None, detail={"tag": tag, "event": event.type})
@@ -325,11 +326,15 @@ def _react(step: Step, journey: JourneyState, event: CustomerEvent) -> None:
     if event.type in TASK_EVENTS:
         _task_event(step, journey, event)
     for rule in plan.exit:
-        if rule.event == event.type and (not rule.when or evaluate_guard(rule.when, context)):
+        if rule.event == event.type and (not rule.when or step.guard(rule.when, context, journey)):
             end_journey(step, journey, f"exit on {event.type}")
             return
     goal = plan.goal
-    if goal and goal.event == event.type and (not goal.when or evaluate_guard(goal.when, context)):
+    if (
+        goal
+        and goal.event == event.type
+        and (not goal.when or step.guard(goal.when, context, journey))
+    ):
         if journey.goal_reached_at is None:
             journey.goal_reached_at = step.now
             step.record("goal_reached", journey, detail={"event": event.type})
@@ -339,7 +344,7 @@ def _react(step: Step, journey: JourneyState, event: CustomerEvent) -> None:
     for index, trigger in enumerate(plan.stages[journey.stage].triggers):
         if trigger.kind not in ("event", "wait") or trigger.event != event.type:
             continue
-        if trigger.when and not evaluate_guard(trigger.when, context):
+        if trigger.when and not step.guard(trigger.when, context, journey):
             continue
         journey.fired[str(index)] = step.now  # a wait that got its event no longer times out
         run_branch(step, journey, plan, trigger.actions, trigger.goto)
@@ -391,7 +396,7 @@ def _evaluate_conditions(step: Step) -> None:
             if not exits and not any(t.kind == "condition" and t.condition for t in triggers):
                 continue  # nothing to evaluate: skip building the guard context
             context = context_for(step, journey, plan)
-            if any(evaluate_guard(when, context) for when in exits):
+            if any(step.guard(when, context, journey) for when in exits):
                 end_journey(step, journey, "exit condition met")
                 changed = True
                 continue
@@ -399,7 +404,7 @@ def _evaluate_conditions(step: Step) -> None:
                 if trigger.kind != "condition" or not trigger.condition:
                     continue
                 key = str(index)
-                value = evaluate_guard(trigger.condition, context)
+                value = step.guard(trigger.condition, context, journey)
                 was = journey.conditions.get(key, False)
                 journey.conditions[key] = value
                 if value and not was:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,14 +31,17 @@ def remove_tag(profile: Profile, tag: str) -> bool:
 
 
 def event_tags(
-    event: CustomerEvent, rules: ProfilePlan | None, context: dict[str, Any]
+    event: CustomerEvent,
+    rules: ProfilePlan | None,
+    context: dict[str, Any],
+    guard: Callable[[str, dict[str, Any]], bool] = evaluate_guard,
 ) -> tuple[list[str], list[str]]:
     """Tags the taxonomy's event-driven rules derive from this event: (valid, rejected)."""
     valid, rejected = [], []
     for rule in rules.tag_rules if rules else ():
         if rule.event != event.type:
             continue
-        if rule.when and not evaluate_guard(rule.when, context):
+        if rule.when and not guard(rule.when, context):
             continue
         try:
             value = render_template(rule.tag, context).strip()

@@ -195,6 +195,8 @@ def describe_entry(entry: TimelineEntry) -> str:
             return str(detail.get("reason", ""))
         case "send_failed":
             return str(entry.error)
+        case "guard_failed":
+            return f"{detail.get('guard')}: {entry.error}"
     return ", ".join(f"{k}={v}" for k, v in detail.items() if k != "version")
 
 

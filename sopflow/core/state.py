@@ -106,6 +106,7 @@ class JourneyState(BaseModel):
 
 
 TimelineKind = Literal[
+    "guard_failed",
     "enrolled",
     "stage_entered",
     "message",
@@ -161,6 +162,11 @@ class CustomerState(BaseModel):
     timeline_seq: int = 0
     # Customer-facing sends of the last week, for the frequency caps across journeys.
     sent_at: list[datetime] = Field(default_factory=list)
+    # Guards that could not be evaluated (a missing attribute, a limit): the last error of
+    # each, so the timeline says it once per change rather than at every step, and how
+    # many evaluations failed in all (metrics).
+    guard_errors: dict[str, str] = Field(default_factory=dict)
+    guard_failures: int = 0
 
 
 class MigrationOrder(BaseModel):

@@ -17,11 +17,14 @@ from sopflow.core.state import (
     TimelineEntry,
     TimelineKind,
 )
+from sopflow.language.guards import evaluate_guard_outcome
 from sopflow.language.plan import Plan, ProfilePlan
 
 # A playbook whose stages jump to each other with no wait could loop forever inside one
 # step; the compiler rejects such cycles, and this bound keeps the runtime safe anyway.
 MAX_TRANSITIONS_PER_STEP = 100
+# Distinct failing guards remembered per customer (a playbook has a bounded number).
+GUARD_ERRORS_KEPT = 50
 DEFAULT_TIMEZONE = "Asia/Shanghai"
 
 
@@ -84,6 +87,26 @@ class Step:
         timeline.append(entry)
         if len(timeline) > self.timeline_limit:
             del timeline[: len(timeline) - self.timeline_limit]
+
+    def guard(
+        self, source: str, context: dict[str, Any], journey: JourneyState | None = None
+    ) -> bool:
+        """Evaluate a guard; one that cannot be evaluated is false, counted, and recorded
+        in the timeline when its error is new (not at every step it keeps failing)."""
+        outcome = evaluate_guard_outcome(source, context)
+        errors = self.state.guard_errors
+        if outcome.error is None:
+            errors.pop(source, None)
+            return outcome.value
+        self.state.guard_failures += 1
+        if errors.get(source) != outcome.error:
+            errors[source] = outcome.error
+            while len(errors) > GUARD_ERRORS_KEPT:
+                del errors[next(iter(errors))]
+            self.record(
+                "guard_failed", journey, error=outcome.error, detail={"guard": source[:200]}
+            )
+        return False
 
     def active_journeys(self) -> list[JourneyState]:
         return active_journeys(self.state)
