@@ -241,11 +241,19 @@ def deliver_message(
             channel=channel,
             text=text,
             scheduled_at=step.now,
+            sender=owner_of(step),
         )
     )
     step.record(
         "message", journey, channel=channel, text=text, idempotency_key=key, status="pending"
     )
+
+
+def owner_of(step: Step) -> str | None:
+    """The staff member who owns the customer (WeCom's add callback sets `owner`): the
+    sender of their WeCom messages."""
+    owner = step.state.profile.attributes.get("owner")
+    return owner if isinstance(owner, str) and owner else None
 
 
 def cap_reached(step: Step, plan: Plan) -> str | None:
