@@ -27,7 +27,9 @@ from sopflow.language.plan import (
     TaskStep,
 )
 from sopflow.language.templates import TemplateError, render_template
+from sopflow.language.windows import next_open_any
 
+SEND_TIME_ROUNDS = 64
 RUNAWAY_REASON = (
     f"stopped after {MAX_TRANSITIONS_PER_STEP} transitions without a wait (a zero-delay cycle)"
 )
@@ -184,7 +186,7 @@ def send(
                 transactional=action.transactional,
             )
         )
-        reason = "send window" if action.window else "quiet hours"
+        reason = "send window" if action.windows else "quiet hours"
         step.record(
             "deferred",
             journey,
@@ -197,13 +199,20 @@ def send(
 
 
 def send_time(step: Step, plan: Plan, action: SendStep, moment: datetime) -> datetime:
-    """The first moment at or after `moment` inside the send window and outside quiet hours."""
+    """The first moment at or after `moment` inside the send window (the next of its
+    ranges to open) and, unless the send is urgent, outside quiet hours."""
     tz = zone(step.timezone(plan))
     quiet = plan.contact_policy.quiet_hours if action.channel in CUSTOMER_CHANNELS else None
-    for _ in range(8):  # a window and quiet hours settle within a few rounds
+    if action.urgent:
+        quiet = None
+    ranges = tuple(window(w) for w in action.windows)
+    # A window and quiet hours settle within a few rounds: each round moves to the next
+    # opening or the end of the quiet hours. The compiler refuses a window that never
+    # opens outside the quiet hours, so the bound only guards a plan made by hand.
+    for _ in range(SEND_TIME_ROUNDS):
         settled = moment
-        if action.window is not None:
-            moment = window(action.window).next_open(moment, tz)
+        if ranges:
+            moment = next_open_any(ranges, moment, tz)
         if quiet is not None:
             moment = quiet_until(moment, window(quiet), tz)
         if moment == settled:

@@ -6,13 +6,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from sopflow.language import models
+from sopflow.language.channels import CHANNELS
 from sopflow.language.diagnostics import Diagnostic, KeyPath, did_you_mean
 from sopflow.language.durations import parse_duration
 from sopflow.language.guards import check_guard
 from sopflow.language.loader import SourceDocument
 from sopflow.language.templates import check_template
 from sopflow.language.walk import walk_actions, walk_transitions
-from sopflow.language.windows import parse_window
+from sopflow.language.windows import Window, parse_window, week_minutes
 
 
 @dataclass
@@ -169,13 +170,64 @@ def _check_send(
         problem = check_template(send.text)
         if problem:
             yield source.at("error", problem, (*here, "text"))
-    if send.window is not None and send.window not in playbook.windows:
+    ranges: list[Window] = []
+    written = [send.window] if isinstance(send.window, str) else send.window or []
+    for index, item in enumerate(written):
+        where: KeyPath = (*here, "window")
+        if isinstance(send.window, list):
+            where = (*where, index)
+        if item in playbook.windows:
+            named = playbook.windows[item]
+            ranges += [parse_window(t) for t in ([named] if isinstance(named, str) else named)]
+            continue
         try:
-            parse_window(send.window)
+            ranges.append(parse_window(item))
         except ValueError as e:
-            hint = did_you_mean(send.window, playbook.windows)
-            message = f"unknown window '{send.window}'{hint}" if hint else str(e)
-            yield source.at("error", message, (*here, "window"))
+            hint = did_you_mean(item, playbook.windows)
+            message = f"unknown window '{item}'{hint}" if hint else str(e)
+            yield source.at("error", message, where)
+    yield from _check_quiet_hours(source, playbook, here, send, ranges, len(ranges) == len(written))
+
+
+def _check_quiet_hours(
+    source: SourceDocument,
+    playbook: models.Playbook,
+    here: KeyPath,
+    send: models.SendSpec,
+    ranges: list[Window],
+    complete: bool,
+) -> Iterator[Diagnostic]:
+    """An urgent send that can land at night; a window that never opens outside quiet hours."""
+    quiet_text = playbook.contact_policy.quiet_hours
+    reaches_customer = CHANNELS[send.channel].reaches_customer
+    if send.urgent and (quiet_text is None or not reaches_customer):
+        why = (
+            f"channel {send.channel.value} has no quiet hours"
+            if not reaches_customer
+            else "the playbook has no quiet_hours"
+        )
+        yield source.at("warning", f"urgent has no effect: {why}", (*here, "urgent"))
+        return
+    if quiet_text is None or not reaches_customer or not complete:
+        return
+    quiet = week_minutes(parse_window(quiet_text))
+    open_minutes = frozenset().union(*(week_minutes(r) for r in ranges)) if ranges else None
+    if send.urgent:
+        at_night = quiet if open_minutes is None else quiet & open_minutes
+        if at_night:
+            yield source.at(
+                "warning",
+                f"urgent send can be delivered at night, inside the quiet hours {quiet_text}: "
+                "give it a window outside them if that is not meant",
+                (*here, "urgent"),
+            )
+    elif open_minutes is not None and open_minutes <= quiet:
+        yield source.at(
+            "error",
+            f"the send window never opens outside the quiet hours {quiet_text}: "
+            "the message could never be sent (mark it urgent, or move the window)",
+            (*here, "window"),
+        )
 
 
 def _valid_assignee(rule: str) -> bool:

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from sopflow.language import models
 from sopflow.language.checks import BundleContext, check_playbook
 from sopflow.language.diagnostics import Diagnostic, PlaybookError
@@ -16,6 +18,7 @@ from sopflow.language.durations import parse_duration
 from sopflow.language.guards import check_guard
 from sopflow.language.loader import SourceDocument, load_file, load_text
 from sopflow.language.plan import (
+    HASHED_WHEN_SET,
     ActionStep,
     AtPlan,
     Branch,
@@ -235,15 +238,31 @@ def _seconds(duration: str | None) -> int | None:
     return None if duration is None else int(parse_duration(duration).total_seconds())
 
 
-def _window(text: str | None, named: dict[str, str]) -> WindowPlan | None:
-    if text is None:
-        return None
-    window = parse_window(named.get(text, text))
+def _range(text: str) -> WindowPlan:
+    window = parse_window(text)
     return WindowPlan(
         days=tuple(sorted(window.days)),
         start=window.start.strftime("%H:%M"),
         end=window.end.strftime("%H:%M"),
     )
+
+
+def _send_window(
+    written: str | list[str] | None, named: dict[str, str | list[str]]
+) -> WindowPlan | tuple[WindowPlan, ...] | None:
+    """A send's window as the plan holds it: one range as before, several as a tuple.
+
+    Names resolve to the playbook's windows (a named window may itself be a list)."""
+    if written is None:
+        return None
+    ranges: list[WindowPlan] = []
+    for item in [written] if isinstance(written, str) else written:
+        resolved = named.get(item, item)
+        for text in [resolved] if isinstance(resolved, str) else resolved:
+            plan = _range(text)
+            if plan not in ranges:
+                ranges.append(plan)
+    return ranges[0] if len(ranges) == 1 else tuple(ranges)
 
 
 def _steps(
@@ -260,8 +279,9 @@ def _steps(
                         channel=send.channel.value,
                         text=text,
                         content=send.content,
-                        window=_window(send.window, playbook.windows),
+                        window=_send_window(send.window, playbook.windows),
                         transactional=send.transactional,
+                        urgent=send.urgent,
                     )
                 )
             case models.TaskAction(task=task):
@@ -387,7 +407,7 @@ def build_plan(playbook: models.Playbook, context: BundleContext) -> Plan:
         exit=tuple(ExitPlan(event=r.event, when=r.when) for r in playbook.exit),
         goal=GoalPlan(event=goal.event, when=goal.when, exit=goal.exit) if goal else None,
         contact_policy=ContactPolicyPlan(
-            quiet_hours=_window(policy.quiet_hours, {}),
+            quiet_hours=_range(policy.quiet_hours) if policy.quiet_hours else None,
             max_per_day=policy.max_per_day,
             max_per_week=policy.max_per_week,
         ),
@@ -455,11 +475,38 @@ def _level(level: models.TierLevel) -> TierLevelPlan:
 
 
 def content_hash(plan: Plan | ProfilePlan) -> str:
-    """Hash of the behaviour-bearing content of a plan (its own version field excluded)."""
+    """Hash of the behaviour-bearing content of a plan (its own version field excluded).
+
+    Fields added to plans after they were first versioned (marked `HASHED_WHEN_SET`) count
+    only when they differ from their default: a playbook that uses no new feature keeps
+    its version across upgrades, so nothing looks redeployed and no journey is orphaned.
+    """
+    dumped = plan.model_dump(mode="json", exclude={"version"})
     canonical = json.dumps(
-        plan.model_dump(mode="json", exclude={"version"}),
+        _without_unset_new_fields(plan, dumped),
         sort_keys=True,
         ensure_ascii=False,
         separators=(",", ":"),
     )
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _without_unset_new_fields(value: Any, dumped: Any) -> Any:
+    """`dumped` (the JSON dump of `value`) without the new fields that hold their default."""
+    if isinstance(value, BaseModel) and isinstance(dumped, dict):
+        kept = {}
+        for name, info in type(value).model_fields.items():
+            if name not in dumped:
+                continue
+            current = getattr(value, name)
+            if HASHED_WHEN_SET in info.metadata and current == info.get_default(
+                call_default_factory=True
+            ):
+                continue
+            kept[name] = _without_unset_new_fields(current, dumped[name])
+        return kept
+    if isinstance(value, tuple | list) and isinstance(dumped, list):
+        return [_without_unset_new_fields(v, d) for v, d in zip(value, dumped, strict=True)]
+    if isinstance(value, dict) and isinstance(dumped, dict):
+        return {k: _without_unset_new_fields(value[k], dumped[k]) for k in dumped}
+    return dumped

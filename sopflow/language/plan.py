@@ -17,6 +17,18 @@ class FrozenModel(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class _HashedWhenSet:
+    """Marks a field added after plans were first versioned: `content_hash` leaves it out
+    while it holds its default, so a playbook that does not use the feature keeps the
+    version (and the journeys pinned to it) it had before the field existed."""
+
+    def __repr__(self) -> str:
+        return "HASHED_WHEN_SET"
+
+
+HASHED_WHEN_SET = _HashedWhenSet()
+
+
 class WindowPlan(FrozenModel):
     days: tuple[int, ...]
     start: str
@@ -28,8 +40,19 @@ class SendStep(FrozenModel):
     channel: str
     text: str
     content: str | None = None
-    window: WindowPlan | None = None
+    # One range (the shape of every plan before language v1.1), or several: the next
+    # range to open wins.
+    window: WindowPlan | tuple[WindowPlan, ...] | None = None
     transactional: bool = False
+    # Exempt from quiet hours (never from the caps).
+    urgent: Annotated[bool, HASHED_WHEN_SET] = False
+
+    @property
+    def windows(self) -> tuple[WindowPlan, ...]:
+        """The send window's ranges; empty: any time."""
+        if self.window is None:
+            return ()
+        return self.window if isinstance(self.window, tuple) else (self.window,)
 
 
 class Branch(FrozenModel):

@@ -1,0 +1,118 @@
+"""Language v1.1 (issue 13): send windows with several ranges, urgent sends, what counts as
+interaction, playbook-wide triggers, countdowns that cannot hang; and plan versions that
+stay put for playbooks that use none of it."""
+
+from datetime import timedelta
+from pathlib import Path
+
+from sopflow.language import compile_paths, compile_playbook
+from tests.conftest import REPO
+from tests.test_core_behaviour import START, playbook, run, what
+
+# The versions of the shipped playbooks as compiled before language v1.1: a playbook that
+# uses no new feature keeps its version, so an upgrade neither looks like a redeployment
+# nor strands the journeys pinned to the old one. A plan field added later must be marked
+# HASHED_WHEN_SET (sopflow/language/plan.py) or this test fails.
+VERSIONS_BEFORE_V11 = {
+    "auto_high_ticket": "57f7f75ec1fd813e",
+    "koc_campaign": "19b9aa3f0d8ba8af",
+    "koc_nurturing": "725a92a8e2569e6f",
+    "one_to_one_five_stage": "df662445b1a5ea6a",
+    "snacks_high_frequency": "87ffa33effef33c2",
+    "welcome": "fa7ede4b57613d0d",
+}
+PROFILE_BEFORE_V11 = "30198332bcf48bfe"
+
+
+def test_playbooks_that_use_no_new_feature_keep_their_versions() -> None:
+    bundle = compile_paths([REPO / "playbooks"])
+    assert {name: plan.version for name, plan in bundle.plans.items()} == VERSIONS_BEFORE_V11
+    assert bundle.profile is not None
+    assert bundle.profile.version == PROFILE_BEFORE_V11
+
+
+def test_a_new_feature_in_use_changes_the_version() -> None:
+    body = """\
+  hello:
+    on_enter: [{send: {channel: wecom.private, text: hi%s}}]
+    end: true
+"""
+    plain = compile_playbook(playbook("p", body % ""))
+    urgent = compile_playbook(playbook("p", body % ", urgent: true"))
+    assert plain.version != urgent.version
+    assert urgent.stages["hello"].on_enter[0].urgent is True  # type: ignore[union-attr]
+
+
+# ----------------------------------------------------------------------------- windows
+
+WINDOWS = """\
+contact_policy: {quiet_hours: "21:00-09:00"}
+windows:
+  meal_times: ["weekdays 11:30-13:00", "weekdays 19:00-21:00", "weekends 10:00-21:00"]
+"""
+
+
+def test_the_next_range_of_a_window_list_to_open_wins() -> None:
+    body = """\
+  offers:
+    on_enter: [{send: {channel: wecom.private, text: a, window: meal_times}}]
+    triggers:
+      - after: 4h      # Monday 13:00: lunch has closed, dinner opens at 19:00
+        actions: [{send: {channel: wecom.private, text: b, window: meal_times}}]
+      - after: 4d12h   # Friday 21:30: the weekend range opens first, Saturday 10:00
+        actions:
+          - send: {channel: wecom.private, text: c, window: [meal_times, "sun 09:00-10:00"]}
+      - after: 6d
+        goto: done
+  done: {end: true}
+"""
+    timeline = run(playbook("meals", body, extra=WINDOWS), [{"type": "contact.added"}], days=7)
+    sent = [(e.text, e.at - START) for e in timeline if e.kind == "message"]
+    assert sent == [
+        ("a", timedelta(hours=2, minutes=30)),  # Monday 11:30
+        ("b", timedelta(hours=10)),  # Monday 19:00
+        ("c", timedelta(days=5, hours=1)),  # Saturday 10:00
+    ]
+
+
+def test_an_urgent_send_ignores_quiet_hours_but_not_the_caps() -> None:
+    body = """\
+  last_call:
+    triggers:
+      - after: 13h   # 22:00, inside the quiet hours
+        actions:
+          - send: {channel: wecom.private, text: urgent, urgent: true}
+          - send: {channel: wecom.private, text: also urgent, urgent: true}
+          - send: {channel: wecom.private, text: ordinary}
+      - after: 2d
+        goto: done
+  done: {end: true}
+"""
+    policy = 'contact_policy: {quiet_hours: "21:00-09:00", max_per_day: 1}\n'
+    timeline = run(playbook("sale", body, extra=policy), [{"type": "contact.added"}], days=3)
+    assert what(timeline, "message", "suppressed", "deferred") == [
+        ("message", "sale", "last_call", "urgent", timedelta(hours=13)),
+        ("suppressed", "sale", "last_call", "also urgent", timedelta(hours=13)),
+        ("deferred", "sale", "last_call", "ordinary", timedelta(hours=13)),
+        ("message", "sale", "last_call", "ordinary", timedelta(days=1)),
+    ]
+
+
+def test_validate_warns_when_an_urgent_send_can_land_at_night(tmp_path: Path) -> None:
+    body = """\
+  s:
+    on_enter:
+      - send: {channel: wecom.private, text: a, urgent: true}
+      - send: {channel: wecom.private, text: b, urgent: true, window: "daily 10:00-20:00"}
+    end: true
+"""
+    (tmp_path / "p.yaml").write_text(playbook("p", body, extra=WINDOWS))
+    found = [(d.severity, d.line, d.message) for d in compile_paths([tmp_path]).diagnostics]
+    assert found == [
+        (
+            "warning",
+            11,
+            "urgent send can be delivered at night, inside the quiet hours 21:00-09:00: "
+            "give it a window outside them if that is not meant",
+        )
+    ]
