@@ -116,3 +116,52 @@ def test_validate_warns_when_an_urgent_send_can_land_at_night(tmp_path: Path) ->
             "give it a window outside them if that is not meant",
         )
     ]
+
+
+# ----------------------------------------------------------------------------- interaction
+
+SILENCE = """\
+  watching:
+    triggers:
+      - inactive_for: 7d
+        actions: [{send: {channel: wecom.private, text: "silent {{ journey.days_inactive }}d"}}]
+      - condition: "journey.days_inactive >= 3 && customer.days_inactive < 3"
+        actions: [{send: {channel: log, text: "silent for this playbook only"}}]
+      - after: 20d
+        goto: done
+  done: {end: true}
+"""
+CLICKS = [
+    {"after": "0s", "type": "contact.added"},
+    {"after": "5d", "type": "message.received"},
+    {"after": "9d", "type": "link.clicked"},
+]
+
+
+def test_a_playbooks_interaction_events_alone_reset_its_inactivity() -> None:
+    own = "interaction_events: [message.received, order.paid]\n"
+    timeline = run(playbook("winback", SILENCE, extra=own), CLICKS, days=21)
+    assert [(e.text, e.at - START) for e in timeline if e.kind == "message"] == [
+        ("silent for this playbook only", timedelta(days=9)),  # the click: silent here only
+        ("silent 7d", timedelta(days=12)),  # the click on day 9 did not count
+    ]
+
+
+def test_by_default_every_catalogue_interaction_resets_inactivity() -> None:
+    timeline = run(playbook("winback", SILENCE), CLICKS, days=21)
+    assert [(e.text, e.at - START) for e in timeline if e.kind == "message"] == [
+        ("silent 7d", timedelta(days=16)),  # seven days after the click
+    ]
+
+
+def test_the_customer_remembers_a_bounded_number_of_event_types() -> None:
+    from sopflow.core.state import EVENT_TYPES_LIMIT, Profile
+
+    profile = Profile()
+    for index in range(EVENT_TYPES_LIMIT + 5):
+        profile.remember_event(f"custom.e{index}", START + timedelta(minutes=index))
+    profile.remember_event("custom.e0", START + timedelta(days=1))  # seen again: kept, newest
+    assert len(profile.last_event_at) == EVENT_TYPES_LIMIT
+    assert "custom.e1" not in profile.last_event_at
+    assert profile.last_interaction(("custom.e0", "custom.e104")) == START + timedelta(days=1)
+    assert profile.last_interaction(("custom.e1",)) is None

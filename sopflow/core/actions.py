@@ -48,6 +48,7 @@ def context_for(
         step.timezone(plan),
         extra,
         tiers.period_seconds if tiers else None,
+        plan.interaction_events if plan else None,
     )
 
 

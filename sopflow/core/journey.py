@@ -183,7 +183,7 @@ def _earliest_due(step: Step, limit: datetime | None) -> DueItem | None:
         plan = step.catalog.plan_of(journey)
         tz = step.timezone(plan)
         for index, trigger in enumerate(plan.stages[journey.stage].triggers):
-            due = next_due(trigger, index, journey, step.state.profile, tz)
+            due = next_due(trigger, index, journey, step.state.profile, tz, plan.interaction_events)
             if due is not None:
                 consider(TriggerDue(due, journey, index))
         for scheduled in journey.scheduled:
@@ -266,6 +266,7 @@ def _learn(step: Step, event: CustomerEvent) -> None:
     data = event.data
     if event.type not in NOT_INTERACTIONS:
         profile.last_interaction_at = step.now
+    profile.remember_event(event.type, step.now)
     if event.type == "contact.added" and profile.added_at is None:
         profile.added_at = step.now
     if isinstance(data.get("timezone"), str):

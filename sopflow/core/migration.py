@@ -45,7 +45,7 @@ def apply_migration(
     journey.fired = {}
     tz = step.timezone(plan)
     for index, trigger in enumerate(plan.stages[target].triggers):
-        due = next_due(trigger, index, journey, step.state.profile, tz)
+        due = next_due(trigger, index, journey, step.state.profile, tz, plan.interaction_events)
         if due is not None and due <= now:
             journey.fired[str(index)] = now  # its moment passed under the old version
     step.record(

@@ -51,9 +51,17 @@ def countdown_deadline(
 
 
 def next_due(
-    trigger: TriggerPlan, index: int, journey: JourneyState, profile: Profile, tz_name: str
+    trigger: TriggerPlan,
+    index: int,
+    journey: JourneyState,
+    profile: Profile,
+    tz_name: str,
+    interaction_events: tuple[str, ...] | None = None,
 ) -> datetime | None:
-    """The next time this trigger fires in the current stage visit, or None."""
+    """The next time this trigger fires in the current stage visit, or None.
+
+    `interaction_events`: the playbook's own list of what counts as interaction (None:
+    the catalogue's), for `inactive_for`."""
     entered = journey.entered_stage_at
     last = journey.fired.get(str(index))
     # A moment qualifies if it is not before the stage was entered and after the last firing.
@@ -91,7 +99,7 @@ def next_due(
             moment: datetime = croniter(trigger.cron, start).get_next(datetime)
             return moment
         case "inactivity":
-            since = profile.last_interaction_at or journey.enrolled_at
+            since = profile.last_interaction(interaction_events) or journey.enrolled_at
             due = max(since + timedelta(seconds=trigger.inactive_seconds or 0), entered)
             return due if qualifies(due) else None
         case "countdown":

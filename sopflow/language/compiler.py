@@ -415,6 +415,9 @@ def build_plan(playbook: models.Playbook, context: BundleContext) -> Plan:
         migrations=tuple(
             MigrationPlan(from_version=m.from_version, stages=m.stages) for m in playbook.migrations
         ),
+        interaction_events=(
+            None if playbook.interaction_events is None else tuple(playbook.interaction_events)
+        ),
     )
     return unversioned.model_copy(update={"version": content_hash(unversioned)})
 

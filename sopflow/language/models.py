@@ -430,6 +430,12 @@ class Playbook(StrictModel):
         description="Named send windows: a range, or a list of ranges (the next to open wins).",
     )
     content: dict[str, Template] = Field(default_factory=dict, description="Local content items.")
+    interaction_events: list[Annotated[str, Field(pattern=EVENT_TYPE_PATTERN)]] | None = Field(
+        default=None,
+        description="The events that count as the customer interacting, for `inactive_for` "
+        "and `journey.days_inactive` (default: every event the catalogue marks as "
+        "interaction, i.e. all but staff actions and system notices).",
+    )
     migrations: list[Migration] = Field(
         default_factory=list, description="Explicit moves of in-flight journeys (sopflow migrate)."
     )

@@ -195,6 +195,9 @@ class Plan(FrozenModel):
     contact_policy: ContactPolicyPlan = ContactPolicyPlan()
     stages: dict[str, StagePlan]
     migrations: tuple[MigrationPlan, ...] = ()
+    # The event types that count as interaction for this playbook (`inactive_for`,
+    # `journey.days_inactive`); None: the event catalogue's interaction flag.
+    interaction_events: Annotated[tuple[str, ...] | None, HASHED_WHEN_SET] = None
 
     @property
     def enrol_event(self) -> str | None:
