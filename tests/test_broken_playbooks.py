@@ -51,5 +51,13 @@ def test_the_corpus_covers_every_kind_of_diagnostic() -> None:
         "unknown time zone",
         "is not a cron expression",
         "is not a duration",
+        "never opens outside the quiet hours",
+        "urgent send can be delivered at night",
+        "urgent has no effect",
+        "a send window is a range",
+        "has no on_missing",
+        "is never taken",
+        "is not a deadline",
+        "is read but nothing writes it",
     ):
         assert phrase in everything, phrase

@@ -13,8 +13,8 @@ from tests.test_core_behaviour import START, playbook, run, what
 # uses no new feature keeps its version, so an upgrade neither looks like a redeployment
 # nor strands the journeys pinned to the old one. A plan field added later must be marked
 # HASHED_WHEN_SET (sopflow/language/plan.py) or this test fails.
+# (auto_high_ticket is left out: its countdowns now declare on_missing and on_past.)
 VERSIONS_BEFORE_V11 = {
-    "auto_high_ticket": "57f7f75ec1fd813e",
     "koc_campaign": "19b9aa3f0d8ba8af",
     "koc_nurturing": "725a92a8e2569e6f",
     "one_to_one_five_stage": "df662445b1a5ea6a",
@@ -26,7 +26,9 @@ PROFILE_BEFORE_V11 = "30198332bcf48bfe"
 
 def test_playbooks_that_use_no_new_feature_keep_their_versions() -> None:
     bundle = compile_paths([REPO / "playbooks"])
-    assert {name: plan.version for name, plan in bundle.plans.items()} == VERSIONS_BEFORE_V11
+    versions = {name: plan.version for name, plan in bundle.plans.items()}
+    assert {name: versions[name] for name in VERSIONS_BEFORE_V11} == VERSIONS_BEFORE_V11
+    assert versions["auto_high_ticket"] != "57f7f75ec1fd813e"  # it uses countdown branches
     assert bundle.profile is not None
     assert bundle.profile.version == PROFILE_BEFORE_V11
 
@@ -165,3 +167,136 @@ def test_the_customer_remembers_a_bounded_number_of_event_types() -> None:
     assert "custom.e1" not in profile.last_event_at
     assert profile.last_interaction(("custom.e0", "custom.e104")) == START + timedelta(days=1)
     assert profile.last_interaction(("custom.e1",)) is None
+
+
+# ----------------------------------------------------------------------------- everywhere
+
+EVERYWHERE = """\
+triggers:
+  - event: quiz.completed
+    actions: [{tag: {add: ["skin:{{ event.data.skin }}"]}}]
+  - every: 3d
+    actions: [{send: {channel: log, text: "every 3 days of the journey"}}]
+  - condition: "'vip:yes' in customer.tags"
+    actions: [{send: {channel: log, text: "vip"}}]
+"""
+STAGES = """\
+  first:
+    triggers: [{after: 2d, goto: second}]
+  second:
+    triggers:
+      - event: quiz.completed
+        actions: [{send: {channel: log, text: "the stage's own"}}]
+      - after: 1d
+        goto: third
+  third:
+    triggers: [{after: 5d, goto: done}]
+  done: {end: true}
+"""
+
+
+def test_playbook_wide_triggers_run_in_every_stage_after_the_stages_own() -> None:
+    events = [
+        {"after": "0s", "type": "contact.added"},
+        {"after": "1d", "type": "quiz.completed", "data": {"skin": "oily"}},
+        {"after": "2d1h", "type": "quiz.completed", "data": {"skin": "dry"}},
+        {"after": "3d1h", "type": "tag.added", "data": {"tag": "vip:yes"}},
+    ]
+    timeline = run(playbook("p", STAGES, extra=EVERYWHERE), events, days=10)
+    assert [
+        (e.kind, e.stage, e.text or e.detail.get("tag"), e.at - START)
+        for e in timeline
+        if e.kind in ("message", "tag_added") and e.playbook
+    ] == [
+        ("tag_added", "first", "skin:oily", timedelta(days=1)),
+        # Both lists run for one event: the stage's own first, then the playbook's.
+        ("message", "second", "the stage's own", timedelta(days=2, hours=1)),
+        ("tag_added", "second", "skin:dry", timedelta(days=2, hours=1)),
+        # Timed from the journey's start: stage changes on days 2 and 3 restart nothing.
+        ("message", "third", "every 3 days of the journey", timedelta(days=3)),
+        ("message", "third", "vip", timedelta(days=3, hours=1)),
+        ("message", "third", "every 3 days of the journey", timedelta(days=6)),
+        # The condition stays true: entering `done` would not fire it again (and `done`
+        # is an end).
+    ]
+
+
+def test_a_playbook_wide_goto_is_checked_once_and_counts_as_a_way_out(tmp_path: Path) -> None:
+    body = """\
+  waiting: {}
+  other: {}
+"""
+    extra = "triggers: [{event: contact.removed, goto: gone}]\n"
+    (tmp_path / "p.yaml").write_text(playbook("p", body, extra=extra))
+    found = [str(d) for d in compile_paths([tmp_path]).diagnostics]
+    assert found == [
+        f"{tmp_path / 'p.yaml'}:5:43: error: unknown stage 'gone' (at triggers[0].goto)",
+        f"{tmp_path / 'p.yaml'}:8:3: warning: stage 'other' is unreachable: "
+        "no transition leads to it (at stages.other)",
+    ]
+
+
+# ----------------------------------------------------------------------------- countdowns
+
+COUNTDOWN = """\
+  counting:
+    triggers:
+      - countdown:
+          deadline: %s
+          offsets: [1d]
+          on_missing: {actions: [{send: {channel: log, text: missing}}], goto: closed}
+          on_past: {actions: [{send: {channel: log, text: "past {{ countdown.deadline }}"}}]}
+        actions: [{send: {channel: log, text: "left {{ countdown.remaining }}"}}]
+        goto: closed
+      - after: 10d
+        goto: closed
+  closed: {end: true}
+"""
+
+
+def messages(timeline: list) -> list[tuple[str, timedelta]]:
+    return [(e.text, e.at - START) for e in timeline if e.kind == "message"]
+
+
+def test_a_countdown_reads_its_deadline_from_the_enrolling_events_data() -> None:
+    enrol = [
+        {"after": "0s", "type": "sale.joined", "data": {"ends_at": "2026-11-26T09:00:00+08:00"}}
+    ]
+    timeline = run(playbook("sale", COUNTDOWN % "event.data.ends_at", "sale.joined"), enrol)
+    assert messages(timeline) == [("left 1d", timedelta(days=2))]
+    assert [e.stage for e in timeline if e.kind == "stage_entered"] == ["counting", "closed"]
+
+
+def test_a_missing_or_unreadable_deadline_takes_on_missing_at_once() -> None:
+    for data in ({}, {"ends_at": "next friday"}):
+        enrol = [{"after": "0s", "type": "sale.joined", "data": data}]
+        timeline = run(playbook("sale", COUNTDOWN % "event.data.ends_at", "sale.joined"), enrol)
+        branch = next(e for e in timeline if e.kind == "countdown_branch")
+        assert branch.detail == {
+            "branch": "on_missing",
+            "deadline": "event.data.ends_at: missing or not a time",
+        }
+        assert messages(timeline) == [("missing", timedelta(0))]
+
+
+def test_a_past_deadline_takes_on_past_and_the_stage_goes_on() -> None:
+    events = [
+        {"after": "0s", "type": "contact.added", "data": {"attributes": {"ends": "2026-11-01"}}}
+    ]
+    timeline = run(playbook("sale", COUNTDOWN % "ends"), events)
+    assert messages(timeline) == [("past 2026-11-01 00:00:00+08:00", timedelta(0))]
+    # No goto in on_past: the customer stays until the stage's other trigger.
+    assert [(e.stage, e.at - START) for e in timeline if e.kind == "stage_entered"] == [
+        ("counting", timedelta(0)),
+        ("closed", timedelta(days=10)),
+    ]
+
+
+def test_a_countdown_without_branches_still_waits_as_before() -> None:
+    body = (COUNTDOWN % "ends").replace(
+        "          on_missing: {actions: [{send: {channel: log, text: missing}}], goto: closed}\n",
+        "",
+    )
+    timeline = run(playbook("sale", body), [{"type": "contact.added"}])
+    assert messages(timeline) == []
+    assert [e.kind for e in timeline if e.kind == "countdown_branch"] == []

@@ -14,6 +14,7 @@ from sopflow.core.step import MAX_TRANSITIONS_PER_STEP, Step
 from sopflow.language.channels import CUSTOMER_CHANNELS, TASK_CHANNEL
 from sopflow.language.guards import evaluate_guard
 from sopflow.language.plan import (
+    EVERYWHERE,
     ActionStep,
     Branch,
     EndStep,
@@ -111,8 +112,9 @@ def enter_stage(step: Step, journey: JourneyState, plan: Plan, stage_name: str) 
     stage = plan.stages[stage_name]
     journey.stage = stage_name
     journey.entered_stage_at = step.now
-    journey.fired = {}
-    journey.conditions = {}
+    # The stage's triggers start afresh; playbook-wide ones belong to the journey.
+    journey.fired = {k: v for k, v in journey.fired.items() if k.startswith(EVERYWHERE)}
+    journey.conditions = {k: v for k, v in journey.conditions.items() if k.startswith(EVERYWHERE)}
     journey.counters[stage_name] = journey.counters.get(stage_name, 0) + 1
     step.record("stage_entered", journey)
     run_actions(step, journey, plan, stage.on_enter)
@@ -147,6 +149,7 @@ def try_enrol(step: Step, plan: Plan) -> bool:
         return False
     count = step.state.enrolment_counts.get(plan.name, 0) + 1
     step.state.enrolment_counts[plan.name] = count
+    data = step.event.data if step.event is not None else {}
     journey = JourneyState(
         journey_id=f"{plan.name}#{count}",
         playbook=plan.name,
@@ -154,6 +157,7 @@ def try_enrol(step: Step, plan: Plan) -> bool:
         stage=plan.entry_stage,
         enrolled_at=step.now,
         entered_stage_at=step.now,
+        enrolment_data={k: data[k] for k in sorted(plan.enrolment_data_keys()) if k in data},
     )
     step.state.journeys[plan.name] = journey
     step.record("enrolled", journey, detail={"version": plan.version})

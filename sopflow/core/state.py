@@ -121,6 +121,8 @@ class JourneyState(BaseModel):
     conditions: dict[str, bool] = Field(default_factory=dict)
     tasks: dict[str, TaskState] = Field(default_factory=dict)
     scheduled: list[ScheduledSend] = Field(default_factory=list)
+    # What countdowns read from the event that enrolled the customer (only those keys).
+    enrolment_data: dict[str, Any] = Field(default_factory=dict)
 
 
 TimelineKind = Literal[
@@ -144,6 +146,7 @@ TimelineKind = Literal[
     "goal_reached",
     "journey_ended",
     "migrated",
+    "countdown_branch",
 ]
 DeliveryStatus = Literal["pending", "delivered", "failed"]
 

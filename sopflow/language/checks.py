@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from sopflow.language import models
+from sopflow.language.attributes import journey_writes, playbook_reads, unwritten
 from sopflow.language.channels import CHANNELS
 from sopflow.language.diagnostics import Diagnostic, KeyPath, did_you_mean
 from sopflow.language.durations import parse_duration
 from sopflow.language.guards import check_guard
 from sopflow.language.loader import SourceDocument
 from sopflow.language.templates import check_template
-from sopflow.language.walk import walk_actions, walk_transitions
+from sopflow.language.walk import EVERY_STAGE, walk_actions, walk_transitions, walk_triggers
 from sopflow.language.windows import Window, parse_window, week_minutes
 
 
@@ -24,6 +26,8 @@ class BundleContext:
     tiers: models.Tiers | None = None
     content: dict[str, str] = field(default_factory=dict)
     playbook_names: set[str] | None = None  # None: unknown, enrol targets are not checked
+    # Customer attributes some document writes (set actions, event_attributes).
+    customer_attributes: set[str] = field(default_factory=set)
 
     def tag_groups(self) -> dict[str, models.TagGroup]:
         if self.taxonomy is None:
@@ -43,14 +47,26 @@ def check_playbook(source: SourceDocument, context: BundleContext) -> list[Diagn
     found += _check_guards(source, playbook)
     found += _check_policy(source, playbook)
     found += _check_shape(source, playbook)
+    found += _check_attribute_reads(source, playbook, context)
     return found
+
+
+def _check_attribute_reads(
+    source: SourceDocument, playbook: models.Playbook, context: BundleContext
+) -> Iterator[Diagnostic]:
+    reads = playbook_reads(playbook)
+    journey = journey_writes(playbook)
+    for read, message in unwritten(reads, context.customer_attributes, journey):
+        yield source.at("warning", message, read.path)
 
 
 def _check_transitions(source: SourceDocument, playbook: models.Playbook) -> list[Diagnostic]:
     stages = list(playbook.stages)
     found = []
+    reported: set[KeyPath] = set()  # a playbook-wide trigger's goto is walked once per stage
     for transition in walk_transitions(playbook):
-        if transition.target not in playbook.stages:
+        if transition.target not in playbook.stages and transition.path not in reported:
+            reported.add(transition.path)
             hint = did_you_mean(transition.target, stages)
             found.append(
                 source.at("error", f"unknown stage '{transition.target}'{hint}", transition.path)
@@ -254,31 +270,68 @@ def _check_tag(tag: str, groups: dict[str, models.TagGroup]) -> str | None:
 
 
 def _check_triggers(source: SourceDocument, playbook: models.Playbook) -> Iterator[Diagnostic]:
-    for stage_name, stage in playbook.stages.items():
-        for index, trigger in enumerate(stage.triggers):
-            path: KeyPath = ("stages", stage_name, "triggers", index)
-            if isinstance(trigger, models.CountdownTrigger):
-                yield from _check_countdown(source, path, trigger.countdown)
-            if isinstance(trigger, models.WaitTrigger) and trigger.timeout is None:
-                yield source.at(
-                    "warning",
-                    f"waiting for {trigger.wait_for} with no timeout: "
-                    "a customer could wait forever",
-                    (*path, "wait_for"),
-                )
+    for path, trigger in walk_triggers(playbook):
+        if isinstance(trigger, models.CountdownTrigger):
+            yield from _check_countdown(source, path, trigger.countdown)
+        if isinstance(trigger, models.WaitTrigger) and trigger.timeout is None:
+            yield source.at(
+                "warning",
+                f"waiting for {trigger.wait_for} with no timeout: a customer could wait forever",
+                (*path, "wait_for"),
+            )
+
+
+EVENT_DATA_PREFIX = "event.data."
+_DATA_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def deadline_event_key(deadline: str | None) -> str | None:
+    """`ends_at` for a deadline read from the enrolling event's data (`event.data.ends_at`)."""
+    if deadline is None or not deadline.startswith(EVENT_DATA_PREFIX):
+        return None
+    return deadline.removeprefix(EVENT_DATA_PREFIX)
 
 
 def _check_countdown(
     source: SourceDocument, path: KeyPath, countdown: models.CountdownSpec
 ) -> Iterator[Diagnostic]:
+    here: KeyPath = (*path, "countdown")
     if (countdown.deadline is None) == (countdown.deadline_after is None):
         yield source.at(
             "error",
-            "a countdown needs exactly one of deadline (an attribute) "
+            "a countdown needs exactly one of deadline (an attribute or event.data.<key>) "
             "or deadline_after (a duration)",
-            (*path, "countdown"),
+            here,
         )
         return
+    if countdown.deadline is not None:
+        name = deadline_event_key(countdown.deadline) or countdown.deadline
+        if not _DATA_KEY.match(name):
+            yield source.at(
+                "error",
+                f"'{countdown.deadline}' is not a deadline: write an attribute's name "
+                "(campaign_ends_at) or event.data.<key> (the data of the event that "
+                "enrolled the customer)",
+                (*here, "deadline"),
+            )
+        missing = [b for b in ("on_missing", "on_past") if getattr(countdown, b) is None]
+        if missing:
+            yield source.at(
+                "warning",
+                f"countdown to {countdown.deadline} has no {' and no '.join(missing)}: a "
+                f"customer whose deadline is {_deadline_cases(missing)} on entering would "
+                "wait here with no deadline to reach",
+                (*here, "deadline"),
+            )
+    else:
+        for branch in ("on_missing", "on_past"):
+            if getattr(countdown, branch) is not None:
+                yield source.at(
+                    "warning",
+                    f"{branch} is never taken: a deadline_after is always known and ahead",
+                    (*here, branch),
+                    key=True,
+                )
     if countdown.deadline_after is not None:
         available = parse_duration(countdown.deadline_after)
         for index, offset in enumerate(countdown.offsets):
@@ -291,6 +344,11 @@ def _check_countdown(
                 )
 
 
+def _deadline_cases(missing: list[str]) -> str:
+    cases = {"on_missing": "missing (or unreadable)", "on_past": "already past"}
+    return " or ".join(cases[b] for b in missing)
+
+
 def _guards(playbook: models.Playbook) -> Iterator[tuple[KeyPath, str, bool]]:
     if playbook.enrol.when:
         yield ("enrol", "when"), playbook.enrol.when, playbook.enrol.event is not None
@@ -299,13 +357,11 @@ def _guards(playbook: models.Playbook) -> Iterator[tuple[KeyPath, str, bool]]:
             yield ("exit", index, "when"), rule.when, rule.event is not None
     if playbook.goal and playbook.goal.when:
         yield ("goal", "when"), playbook.goal.when, True
-    for stage_name, stage in playbook.stages.items():
-        for index, trigger in enumerate(stage.triggers):
-            path: KeyPath = ("stages", stage_name, "triggers", index)
-            if isinstance(trigger, models.EventTrigger | models.WaitTrigger) and trigger.when:
-                yield (*path, "when"), trigger.when, True
-            if isinstance(trigger, models.ConditionTrigger):
-                yield (*path, "condition"), trigger.condition, False
+    for path, trigger in walk_triggers(playbook):
+        if isinstance(trigger, models.EventTrigger | models.WaitTrigger) and trigger.when:
+            yield (*path, "when"), trigger.when, True
+        if isinstance(trigger, models.ConditionTrigger):
+            yield (*path, "condition"), trigger.condition, False
 
 
 def _check_guards(source: SourceDocument, playbook: models.Playbook) -> Iterator[Diagnostic]:
@@ -353,7 +409,8 @@ def _check_shape(source: SourceDocument, playbook: models.Playbook) -> Iterator[
                 ("stages", name),
                 key=True,
             )
-        if not stage.end and name not in ends and not targets.get(name) and not playbook.exit:
+        way_out = targets.get(name) or playbook.exit or EVERY_STAGE in ends
+        if not stage.end and name not in ends and not way_out:
             yield source.at(
                 "warning",
                 f"stage '{name}' has no way out and is not an end: "

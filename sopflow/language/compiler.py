@@ -12,7 +12,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from sopflow.language import models
-from sopflow.language.checks import BundleContext, check_playbook
+from sopflow.language.attributes import customer_writes, journey_writes, reads_in_text, unwritten
+from sopflow.language.checks import BundleContext, check_playbook, deadline_event_key
 from sopflow.language.diagnostics import Diagnostic, PlaybookError
 from sopflow.language.durations import parse_duration
 from sopflow.language.guards import check_guard
@@ -160,11 +161,12 @@ def plans_of_file(bundle: Bundle, path: Path) -> list[Plan]:
 
 
 def _context(documents: list[SourceDocument], bundle: Bundle) -> BundleContext:
+    playbooks = [d.model for d in documents if isinstance(d.model, models.Playbook)]
     context = BundleContext(
-        playbook_names={
-            d.model.metadata.name for d in documents if isinstance(d.model, models.Playbook)
-        }
+        playbook_names={p.metadata.name for p in playbooks},
+        customer_attributes=customer_writes(playbooks),
     )
+    every_journey_attribute = set().union(*(journey_writes(p) for p in playbooks))
     for source in documents:
         match source.model:
             case models.TagTaxonomy():
@@ -201,6 +203,11 @@ def _context(documents: list[SourceDocument], bundle: Bundle) -> BundleContext:
                     if problem:
                         bundle.diagnostics.append(source.at("error", problem, ("items", key)))
                     context.content[key] = text
+                    reads = reads_in_text(text, ("items", key))
+                    for read, message in unwritten(
+                        reads, context.customer_attributes, every_journey_attribute
+                    ):
+                        bundle.diagnostics.append(source.at("warning", message, read.path))
     return context
 
 
@@ -355,28 +362,36 @@ def _trigger(
             return TriggerPlan(kind="condition", condition=trigger.condition, **common)
         case models.CountdownTrigger(countdown=countdown):
             offsets = sorted((_seconds(o) or 0 for o in countdown.offsets), reverse=True)
+            event_key = deadline_event_key(countdown.deadline)
             plan = CountdownPlan(
-                deadline_attribute=countdown.deadline,
+                deadline_attribute=countdown.deadline if event_key is None else None,
                 deadline_after_seconds=_seconds(countdown.deadline_after),
                 offsets_seconds=tuple(offsets),
+                deadline_event_key=event_key,
+                on_missing=_branch(countdown.on_missing, playbook, context),
+                on_past=_branch(countdown.on_past, playbook, context),
             )
             return TriggerPlan(kind="countdown", countdown=plan, **common)
         case models.WaitTrigger():
-            on_timeout = None
-            if trigger.on_timeout:
-                on_timeout = Branch(
-                    actions=_steps(trigger.on_timeout.actions, playbook, context),
-                    goto=trigger.on_timeout.goto,
-                )
             return TriggerPlan(
                 kind="wait",
                 event=trigger.wait_for,
                 when=trigger.when,
                 timeout_seconds=_seconds(trigger.timeout),
-                on_timeout=on_timeout,
+                on_timeout=_branch(trigger.on_timeout, playbook, context),
                 **common,
             )
     raise AssertionError(f"unhandled trigger {trigger!r}")
+
+
+def _branch(
+    branch: models.TimeoutBranch | models.DeadlineBranch | None,
+    playbook: models.Playbook,
+    context: BundleContext,
+) -> Branch | None:
+    if branch is None:
+        return None
+    return Branch(actions=_steps(branch.actions, playbook, context), goto=branch.goto)
 
 
 def build_plan(playbook: models.Playbook, context: BundleContext) -> Plan:
@@ -415,6 +430,7 @@ def build_plan(playbook: models.Playbook, context: BundleContext) -> Plan:
         migrations=tuple(
             MigrationPlan(from_version=m.from_version, stages=m.stages) for m in playbook.migrations
         ),
+        triggers=tuple(_trigger(t, playbook, context) for t in playbook.triggers),
         interaction_events=(
             None if playbook.interaction_events is None else tuple(playbook.interaction_events)
         ),

@@ -296,12 +296,28 @@ class ConditionTrigger(TriggerBase):
     condition: Guard = Field(description="Fires when it becomes true (a tag, tier, attribute).")
 
 
+class DeadlineBranch(StrictModel):
+    actions: list[Action] = Field(default_factory=list)
+    goto: str | None = None
+
+
 class CountdownSpec(StrictModel):
-    deadline: str | None = Field(default=None, description="Attribute holding the deadline.")
+    deadline: str | None = Field(
+        default=None,
+        description="Where the deadline is: an attribute (campaign_ends_at) or the data of "
+        "the event that enrolled the customer (event.data.ends_at).",
+    )
     deadline_after: Duration | None = Field(
         default=None, description="Or a deadline this long after entering the stage."
     )
     offsets: list[str] = Field(min_length=1, description="Before the deadline: [7d, 3d, 1h].")
+    on_missing: DeadlineBranch | None = Field(
+        default=None,
+        description="Taken on entering the stage when the deadline is missing or unreadable.",
+    )
+    on_past: DeadlineBranch | None = Field(
+        default=None, description="Taken on entering the stage when the deadline has passed."
+    )
 
     _valid_offsets = field_validator("offsets")(_check_durations)
 
@@ -425,11 +441,21 @@ class Playbook(StrictModel):
     exit: list[ExitRule] = Field(default_factory=list, description="End from any stage.")
     goal: Goal | None = None
     contact_policy: ContactPolicy = Field(default_factory=ContactPolicy)
+    triggers: list[Trigger] = Field(
+        default_factory=list,
+        description="Active in every stage but end stages, after the stage's own triggers: "
+        "as if written at the end of each stage's list.",
+    )
     windows: dict[str, WindowRanges] = Field(
         default_factory=dict,
         description="Named send windows: a range, or a list of ranges (the next to open wins).",
     )
     content: dict[str, Template] = Field(default_factory=dict, description="Local content items.")
+    event_attributes: list[Annotated[str, Field(pattern=NAME_PATTERN)]] = Field(
+        default_factory=list,
+        description="Customer attributes that events bring in `data.attributes` (a form, the "
+        "CRM): listed, `validate` knows they are written.",
+    )
     interaction_events: list[Annotated[str, Field(pattern=EVENT_TYPE_PATTERN)]] | None = Field(
         default=None,
         description="The events that count as the customer interacting, for `inactive_for` "
