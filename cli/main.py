@@ -106,12 +106,17 @@ def deploy(
     home: Home = None,
 ) -> None:
     """Compile playbooks (with taxonomy, tiers, content) and deploy them for new journeys."""
+    from sopflow.language import Diagnostic
     from sopflow.store.deploy import deploy_paths
 
+    told: list[Diagnostic] = []
     try:
-        deployed = deploy_paths(paths, _settings(home=home))
+        deployed = deploy_paths(paths, _settings(home=home), told)
     except SopflowError as e:
         raise _fail(e) from e
+    finally:
+        for diagnostic in told:
+            typer.echo(str(diagnostic), err=True)
     for _, name, version in deployed:
         typer.echo(f"deployed {name} {version}")
 

@@ -300,3 +300,56 @@ def test_a_countdown_without_branches_still_waits_as_before() -> None:
     timeline = run(playbook("sale", body), [{"type": "contact.added"}])
     assert messages(timeline) == []
     assert [e.kind for e in timeline if e.kind == "countdown_branch"] == []
+
+
+# ----------------------------------------------------------------------------- folders
+
+
+def test_validate_and_deploy_skip_simulate_files_anywhere_with_a_note(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    folder = tmp_path / "brand"
+    (folder / "campaign" / "runs").mkdir(parents=True)
+    (folder / "welcome.yaml").write_text((REPO / "playbooks" / "welcome.yaml").read_text())
+    (folder / "campaign" / "runs" / "events.yaml").write_text("- {after: 0s, type: x.y}\n")
+    (folder / "customer.yaml").write_text("id: wx_1\nattributes: {nickname: Wang}\n")
+    notes = [
+        f"{folder / 'campaign/runs/events.yaml'}:1:1: note: not a sopflow document (a list: "
+        "events for `sopflow simulate --events`?), skipped",
+        f"{folder / 'customer.yaml'}:1:1: note: not a sopflow document (a mapping with no "
+        "apiVersion or kind: a customer for `sopflow simulate --customer`?), skipped",
+    ]
+    runner = CliRunner()
+    validated = runner.invoke(app, ["validate", str(folder)])
+    assert (validated.exit_code, validated.output.splitlines()) == (0, notes)
+    deployed = runner.invoke(app, ["deploy", str(folder), "--home", str(tmp_path / "home")])
+    assert deployed.exit_code == 0, deployed.output
+    assert deployed.output.splitlines() == [
+        *notes,
+        f"deployed welcome {VERSIONS_BEFORE_V11['welcome']}",
+    ]
+
+
+def test_a_refused_taxonomy_still_checks_the_tags_and_builds_no_profile(tmp_path: Path) -> None:
+    body = """\
+  s:
+    on_enter: [{tag: {add: ["skin:wet"]}}]
+    end: true
+"""
+    taxonomy = """\
+apiVersion: sopflow/v1
+kind: TagTaxonomy
+metadata: {name: t}
+categories:
+  c:
+    skin: {tags: [dry, oily], multi: maybe}
+"""
+    (tmp_path / "p.yaml").write_text(playbook("p", body) + "---\n" + taxonomy)
+    bundle = compile_paths([tmp_path])
+    assert [d.message for d in bundle.errors] == [
+        "unknown tag 'skin:wet', did you mean 'skin:dry'?",
+        "Input should be a valid boolean, unable to interpret input",
+    ]
+    assert bundle.profile is None and bundle.plans == {}

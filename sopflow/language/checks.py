@@ -28,6 +28,10 @@ class BundleContext:
     playbook_names: set[str] | None = None  # None: unknown, enrol targets are not checked
     # Customer attributes some document writes (set actions, event_attributes).
     customer_attributes: set[str] = field(default_factory=set)
+    # Playbooks defined in documents that failed their schema check: name -> file:line.
+    refused_playbooks: dict[str, str] = field(default_factory=dict)
+    # A taxonomy or tiers document was refused: the bundle gets no profile.
+    profile_incomplete: bool = False
 
     def tag_groups(self) -> dict[str, models.TagGroup]:
         if self.taxonomy is None:
@@ -161,7 +165,18 @@ def _check_actions(
                         yield source.at("error", problem, (*path, scope, key))
             case models.EnrolAction(enrol=target):
                 names = context.playbook_names
-                if names is not None and target not in names:
+                if (
+                    names is not None
+                    and target not in names
+                    and target in context.refused_playbooks
+                ):
+                    yield source.at(
+                        "error",
+                        f"playbook '{target}' (defined at {context.refused_playbooks[target]}) "
+                        "does not validate: fix its errors first",
+                        (*path, "enrol"),
+                    )
+                elif names is not None and target not in names:
                     yield source.at(
                         "error",
                         f"unknown playbook '{target}'{did_you_mean(target, names)}",

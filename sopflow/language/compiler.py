@@ -48,6 +48,7 @@ from sopflow.language.plan import (
     TriggerPlan,
     WindowPlan,
 )
+from sopflow.language.salvage import Salvaged
 from sopflow.language.templates import check_template
 from sopflow.language.windows import parse_window
 
@@ -70,11 +71,20 @@ class Bundle:
             raise PlaybookError(self.errors)
 
 
-def compile_bundle(documents: Iterable[SourceDocument], problems: list[Diagnostic]) -> Bundle:
-    """Compile documents that refer to each other (playbooks, taxonomy, tiers, content)."""
+def compile_bundle(
+    documents: Iterable[SourceDocument],
+    problems: list[Diagnostic],
+    salvaged: Iterable[Salvaged] = (),
+) -> Bundle:
+    """Compile documents that refer to each other (playbooks, taxonomy, tiers, content).
+
+    `salvaged`: what is left of documents that failed their schema check (the loader's);
+    never compiled, they are context for the others' checks, and their own semantic
+    checks run when only unknown keys were pruned."""
     documents = list(documents)
+    salvaged = list(salvaged)
     bundle = Bundle(diagnostics=list(problems))
-    context = _context(documents, bundle)
+    context = _context(documents, bundle, salvaged)
     for source in documents:
         if not isinstance(source.model, models.Playbook):
             continue
@@ -93,6 +103,10 @@ def compile_bundle(documents: Iterable[SourceDocument], problems: list[Diagnosti
         bundle.diagnostics.extend(found)
         if not any(d.severity == "error" for d in found):
             bundle.plans[name] = build_plan(source.model, context)
+    for saved in salvaged:
+        if isinstance(saved.model, models.Playbook) and saved.only_unknown_keys:
+            own = SourceDocument(saved.model, saved.file, saved.positions)
+            bundle.diagnostics.extend(check_playbook(own, context))
     bundle.profile = _profile_plan(context, documents, bundle)
     bundle.diagnostics.sort(key=lambda d: (d.file, d.line, d.column))
     return bundle
@@ -102,11 +116,12 @@ def compile_paths(paths: Iterable[Path]) -> Bundle:
     """Compile files together; a folder contributes every *.yaml below it except scenarios."""
     documents: list[SourceDocument] = []
     problems: list[Diagnostic] = []
+    salvaged: list[Salvaged] = []
     for path in yaml_files(paths):
-        found, errors = load_file(path)
+        found, errors = load_file(path, salvaged)
         documents += found
         problems += errors
-    return compile_bundle(documents, problems)
+    return compile_bundle(documents, problems, salvaged)
 
 
 def yaml_files(paths: Iterable[Path]) -> list[Path]:
@@ -160,13 +175,33 @@ def plans_of_file(bundle: Bundle, path: Path) -> list[Plan]:
     return [bundle.plans[n] for n in names]
 
 
-def _context(documents: list[SourceDocument], bundle: Bundle) -> BundleContext:
+def _context(
+    documents: list[SourceDocument], bundle: Bundle, salvaged: list[Salvaged]
+) -> BundleContext:
     playbooks = [d.model for d in documents if isinstance(d.model, models.Playbook)]
+    saved = [s.model for s in salvaged if isinstance(s.model, models.Playbook)]
     context = BundleContext(
         playbook_names={p.metadata.name for p in playbooks},
-        customer_attributes=customer_writes(playbooks),
+        customer_attributes=customer_writes([*playbooks, *saved]),
+        refused_playbooks={
+            s.name: f"{s.file}:{s.line}" for s in salvaged if s.kind == "Playbook" and s.name
+        },
     )
-    every_journey_attribute = set().union(*(journey_writes(p) for p in playbooks))
+    every_journey_attribute = set().union(*(journey_writes(p) for p in [*playbooks, *saved]))
+    # Refused documents still tell the others what exists (content items, tag groups);
+    # a profile is never built from a refused taxonomy or tiers.
+    for refused in salvaged:
+        match refused.model:
+            case models.ContentLibrary():
+                for key, text in refused.model.items.items():
+                    context.content.setdefault(key, text)
+            case models.TagTaxonomy():
+                context.taxonomy = context.taxonomy or refused.model
+                context.profile_incomplete = True
+            case models.Tiers():
+                context.profile_incomplete = True
+        if refused.kind in ("TagTaxonomy", "Tiers"):
+            context.profile_incomplete = True
     for source in documents:
         match source.model:
             case models.TagTaxonomy():
@@ -178,6 +213,8 @@ def _context(documents: list[SourceDocument], bundle: Bundle) -> BundleContext:
                             ("kind",),
                         )
                     )
+                if context.taxonomy is not None and context.profile_incomplete:
+                    context.taxonomy = None  # the valid one wins over a refused one
                 context.taxonomy = source.model
                 bundle.diagnostics += _check_taxonomy(source, source.model)
             case models.Tiers():
@@ -443,6 +480,8 @@ def _profile_plan(
 ) -> ProfilePlan | None:
     if context.taxonomy is None and context.tiers is None:
         return None
+    if context.profile_incomplete:
+        return None  # a taxonomy or tiers document was refused: no half a profile
     if any(
         d.severity == "error"
         for d in bundle.diagnostics

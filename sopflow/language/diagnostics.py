@@ -9,7 +9,8 @@ from typing import Literal
 
 from sopflow.errors import SopflowError
 
-Severity = Literal["error", "warning"]
+# A note tells what was done (a file skipped) and changes no exit code.
+Severity = Literal["error", "warning", "note"]
 KeyPath = tuple[str | int, ...]
 
 

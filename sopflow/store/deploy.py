@@ -10,12 +10,17 @@ from sopflow.settings import Settings
 from sopflow.store.plans import PlanStore
 
 
-def deploy_paths(paths: list[Path], settings: Settings) -> list[tuple[str, str, str]]:
+def deploy_paths(
+    paths: list[Path], settings: Settings, told: list[Diagnostic] | None = None
+) -> list[tuple[str, str, str]]:
     """Compile everything under `paths` and deploy it all, or nothing when one has an error.
 
-    Returns (file, playbook, version) for each deployed playbook.
+    Returns (file, playbook, version) for each deployed playbook; `told` receives the
+    warnings and notes (files skipped as not sopflow documents) for the operator.
     """
     bundle = compile_paths(paths)
+    if told is not None:
+        told += [d for d in bundle.diagnostics if d.severity != "error"]
     bundle.raise_on_errors()
     if not bundle.plans:
         where = str(paths[0]) if paths else "."
