@@ -137,6 +137,10 @@ async def test_malformed_event_gets_422_naming_the_field(running: Running) -> No
     )
     assert naive.status_code == 422
     assert naive.json()["error"]["details"][0]["field"] == "occurred_at"
+    too_long = await running.http.post("/v1/events", json={"customer_id": "x", "type": "a" * 101})
+    assert too_long.status_code == 422
+    [detail] = too_long.json()["error"]["details"]
+    assert (detail["field"], detail["limit"]) == ("type", "at most 100 characters")
     not_json = await running.http.post(
         "/v1/events", content=b"{oops", headers={"Content-Type": "application/json"}
     )
@@ -290,12 +294,20 @@ async def test_unknown_types_future_dates_and_oversized_batches_are_refused(
     assert typo.json()["error"]["message"].startswith(
         "type: unknown event type 'contact.aded', did you mean 'contact.added'?"
     )
+    [detail] = typo.json()["error"]["details"]
+    assert (detail["field"], detail["nearest"]) == ("type", "contact.added")
+    assert detail["limit"] == "a standard type or one a deployed playbook declares"
     future = await running.http.post(
         "/v1/events",
         json={"customer_id": "x", "type": "contact.added", "occurred_at": "2099-01-01T00:00:00Z"},
     )
     assert future.status_code == 422
     assert "is in the future" in future.json()["error"]["message"]
+    [detail] = future.json()["error"]["details"]
+    assert detail["field"] == "occurred_at"
+    assert detail["limit"] == (
+        "at most 300 s ahead of the server's clock (SOPFLOW_MAX_EVENT_SKEW_SECONDS)"
+    )
     mixed = await running.http.post(
         "/v1/events:batch",
         json={
@@ -307,6 +319,7 @@ async def test_unknown_types_future_dates_and_oversized_batches_are_refused(
     )
     assert mixed.status_code == 422
     assert mixed.json()["error"]["message"].startswith("events.1.type: unknown event type")
+    assert mixed.json()["error"]["details"][0]["field"] == "events.1.type"
     # Every event is checked before any is sent: the valid one did not go out either.
     assert (await running.http.get("/v1/customers/ok-1")).status_code == 404
     too_many = [{"customer_id": f"c{i}", "type": "contact.added"} for i in range(1001)]

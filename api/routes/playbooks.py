@@ -91,7 +91,9 @@ async def deploy_playbooks(
         ]
         raise ApiError(422, "invalid_playbook", "; ".join(str(d) for d in bundle.errors), details)
     if not bundle.plans:
-        raise ApiError(422, "invalid_playbook", "the body holds no Playbook document")
+        raise ApiError.invalid(
+            "body", "the body holds no Playbook document", code="invalid_playbook"
+        )
     await asyncio.to_thread(
         plans.deploy_all, list(bundle.plans.values()), bundle.profile, bundle.profile is None
     )
@@ -164,7 +166,7 @@ async def simulate(
             customer,
         )
     except SopflowError as e:
-        raise ApiError(422, "invalid_request", str(e)) from e
+        raise ApiError.invalid("body", str(e)) from e
     return simulator.timeline_json(timeline)
 
 
