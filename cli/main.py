@@ -163,14 +163,24 @@ def simulate(
         str | None, typer.Option(help="Virtual start, ISO 8601 (default: now).")
     ] = None,
     format: Annotated[Format, typer.Option("--format", help="table or json.")] = Format.table,
+    with_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--with", help="Another playbook of the folder to run alongside (repeatable)."
+        ),
+    ] = None,
 ) -> None:
-    """Run the playbook on a virtual clock and print the customer's timeline."""
+    """Run the playbooks of a file on a virtual clock and print the customer's timeline.
+
+    The file's playbooks run, with those of its folder they enrol customers in and those
+    named by --with; all of them share the customer (and the contact caps)."""
     import json
     from datetime import UTC, datetime
 
     from sopflow.core import simulator
     from sopflow.language import compile_paths
     from sopflow.language.compiler import plans_of_file
+    from sopflow.language.diagnostics import did_you_mean
 
     try:
         moment = (
@@ -180,6 +190,11 @@ def simulate(
         bundle = compile_paths([playbook.parent])
         roots = plans_of_file(bundle, playbook)
         plan = roots[0]
+        for name in with_ or []:
+            if name not in bundle.plans:
+                hint = did_you_mean(name, bundle.plans)
+                raise SopflowError(f"--with: no playbook '{name}' in {playbook.parent}{hint}")
+            roots.append(bundle.plans[name])
         scenario = (
             simulator.load_events(events, moment)
             if events

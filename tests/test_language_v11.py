@@ -2,6 +2,7 @@
 interaction, playbook-wide triggers, countdowns that cannot hang; and plan versions that
 stay put for playbooks that use none of it."""
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -353,3 +354,28 @@ categories:
         "Input should be a valid boolean, unable to interpret input",
     ]
     assert bundle.profile is None and bundle.plans == {}
+
+
+# ----------------------------------------------------------------------------- simulate
+
+
+def test_simulate_runs_the_files_playbooks_and_those_named_with(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    capped = "contact_policy: {max_per_day: 1}\n"
+    hello = "  hello:\n    on_enter: [{send: {channel: wecom.private, text: %s}}]\n    end: true\n"
+    (tmp_path / "nurture.yaml").write_text(playbook("nurture", hello % "welcome", extra=capped))
+    (tmp_path / "campaign.yaml").write_text(playbook("campaign", hello % "sale", extra=capped))
+    runner = CliRunner()
+    base = ["simulate", str(tmp_path / "nurture.yaml"), "--days", "1", "--format", "json"]
+    alone = runner.invoke(app, base)
+    assert {e["playbook"] for e in json.loads(alone.output)} == {"nurture"}
+    together = runner.invoke(app, [*base, "--with", "campaign"])
+    sends = [(e["playbook"], e["kind"]) for e in json.loads(together.output) if e.get("text")]
+    # One customer: the caps count both playbooks' messages.
+    assert sends == [("campaign", "message"), ("nurture", "suppressed")]
+    typo = runner.invoke(app, [*base, "--with", "campain"])
+    assert typo.exit_code == 1
+    assert f"--with: no playbook 'campain' in {tmp_path}, did you mean 'campaign'?" in typo.output
