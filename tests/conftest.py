@@ -6,7 +6,6 @@ gets its own task queue and data folder so tests cannot see each other's work.
 
 from __future__ import annotations
 
-import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -22,6 +21,8 @@ from temporalio.testing import WorkflowEnvironment
 from cli.binaries import temporal_cli, temporal_test_server
 from sopflow.language import Plan, compile_playbook, compile_playbook_file
 from sopflow.settings import Settings
+from tests.helpers import SERVER_START_LIMIT
+from tests.postgres import session_postgres_url, with_option
 from workflows.contracts import SEARCH_ATTRIBUTES
 
 REPO = Path(__file__).resolve().parent.parent
@@ -56,6 +57,8 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=pydantic_data_converter,
         test_server_existing_path=str(temporal_test_server()),
+        # temporalio waits 5 s by default: too short for a JVM on a busy machine.
+        test_server_startup_timeout=SERVER_START_LIMIT,
     )
     async with env:
         yield env
@@ -76,14 +79,20 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
             "--dynamic-config-value",
             "system.forceSearchAttributesCacheRefreshOnRead=true",
         ],
+        # temporalio waits 5 s by default; registering the search attributes on a fresh
+        # SQLite database takes longer than that on a busy machine.
+        dev_server_startup_timeout=SERVER_START_LIMIT,
     )
     async with env:
         yield env
 
 
-POSTGRES_URL = os.environ.get(
-    "SOPFLOW_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """SOPFLOW_TEST_POSTGRES_URL, the server at 127.0.0.1:5432, or a throwaway one
+    (tests/postgres.py): `make test` needs no PostgreSQL installed."""
+    with session_postgres_url() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -92,14 +101,15 @@ def database_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterato
     if request.param == "sqlite":
         yield Settings(home=tmp_path / "home")
         return
+    postgres: str = request.getfixturevalue("postgres_url")
     schema = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
+    with psycopg.connect(postgres, autocommit=True) as connection:
         connection.execute(f"CREATE SCHEMA {schema}")
     try:
-        url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+        url = with_option(postgres, "options", f"-csearch_path%3D{schema}")
         yield Settings(home=tmp_path / "home", database_url=url)
     finally:
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
+        with psycopg.connect(postgres, autocommit=True) as connection:
             connection.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
