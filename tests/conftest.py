@@ -88,7 +88,7 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
 
 
 @pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
+def postgres_server() -> Iterator[str]:
     """SOPFLOW_TEST_POSTGRES_URL, the server at 127.0.0.1:5432, or a throwaway one
     (tests/postgres.py): `make test` needs no PostgreSQL installed."""
     with session_postgres_url() as url:
@@ -101,7 +101,7 @@ def database_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterato
     if request.param == "sqlite":
         yield Settings(home=tmp_path / "home")
         return
-    postgres: str = request.getfixturevalue("postgres_url")
+    postgres: str = request.getfixturevalue("postgres_server")
     schema = f"t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(postgres, autocommit=True) as connection:
         connection.execute(f"CREATE SCHEMA {schema}")
