@@ -26,12 +26,28 @@ class ApiError(Exception):
         self.status, self.code, self.message = status, code, message
         self.details = details or []
 
+    @classmethod
+    def invalid(
+        cls,
+        field: str,
+        message: str,
+        *,
+        limit: str | None = None,
+        nearest: str | None = None,
+        code: str = "invalid_request",
+    ) -> ApiError:
+        """A 422 naming the refused field, with the limit it broke and the nearest valid
+        name when there is one: every 422 of the API carries its details."""
+        detail = ErrorDetail(field=field, message=message, limit=limit, nearest=nearest)
+        return cls(422, code, f"{field}: {message}", [detail])
+
 
 def error_response(
     status: int, code: str, message: str, details: list[ErrorDetail] | None = None
 ) -> JSONResponse:
     body = ErrorResponse(error=ErrorBody(code=code, message=message, details=details or []))
-    return JSONResponse(status_code=status, content=body.model_dump(mode="json"))
+    # A detail's limit and nearest name appear only when there is one.
+    return JSONResponse(status_code=status, content=body.model_dump(mode="json", exclude_none=True))
 
 
 def _field_name(loc: tuple[object, ...]) -> str:
@@ -40,11 +56,40 @@ def _field_name(loc: tuple[object, ...]) -> str:
     return ".".join(parts) or "body"
 
 
+# pydantic's error context keys that are limits, and how to say them.
+_LIMITS = {
+    "max_length": "at most {} characters",
+    "min_length": "at least {} characters",
+    "le": "at most {}",
+    "lt": "less than {}",
+    "ge": "at least {}",
+    "gt": "more than {}",
+    "pattern": "matching {}",
+}
+
+
+def _limit(ctx: dict[str, object] | None) -> str | None:
+    for key, text in _LIMITS.items():
+        if ctx and key in ctx:
+            return text.format(ctx[key])
+    return None
+
+
+def _expected(ctx: dict[str, object] | None) -> str | None:
+    # Enums and literals say what they expected: the valid values.
+    return str(ctx["expected"]) if ctx and "expected" in ctx else None
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
         details = [
-            ErrorDetail(field=_field_name(tuple(e["loc"])), message=str(e["msg"]))
+            ErrorDetail(
+                field=_field_name(tuple(e["loc"])),
+                message=str(e["msg"]),
+                limit=_limit(e.get("ctx")),
+                nearest=_expected(e.get("ctx")),
+            )
             for e in exc.errors()
         ]
         summary = "; ".join(f"{d.field}: {d.message}" for d in details)

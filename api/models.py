@@ -62,8 +62,12 @@ class EventAccepted(BaseModel):
 
 
 class ErrorDetail(BaseModel):
-    field: str | None = None
+    field: str | None = Field(default=None, description="The refused field, e.g. events.3.type.")
     message: str
+    limit: str | None = Field(
+        default=None, description="The limit it broke, with the setting that sets it, if any."
+    )
+    nearest: str | None = Field(default=None, description="The nearest valid value or name.")
 
 
 class ErrorBody(BaseModel):

@@ -29,7 +29,9 @@ from worker.main import build_worker
 from workflows.client import connect
 from workflows.contracts import SEARCH_ATTRIBUTES
 
-SERVER_START_TIMEOUT_SECONDS = 60.0
+# Generous: on a busy machine a first start (a new SQLite database, the search attributes)
+# has taken minutes; it returns as soon as the server answers (docs/limits.md).
+SERVER_START_TIMEOUT_SECONDS = 180.0
 SERVER_STOP_TIMEOUT_SECONDS = 15.0
 WORKER_STOP_TIMEOUT_SECONDS = 30.0
 

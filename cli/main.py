@@ -112,13 +112,20 @@ def deploy(
     ] = None,
 ) -> None:
     """Compile playbooks (with taxonomy, tiers, content) and deploy them for new journeys."""
+    from sopflow.language import Diagnostic
     from sopflow.store.deploy import deploy_paths
     from sopflow.store.plans import PlanStore
 
+    told: list[Diagnostic] = []
     try:
-        record, deployed = deploy_paths(paths, PlanStore.from_settings(_settings(home=home)), by=by)
+        record, deployed = deploy_paths(
+            paths, PlanStore.from_settings(_settings(home=home)), by=by, told=told
+        )
     except SopflowError as e:
         raise _fail(e) from e
+    finally:
+        for diagnostic in told:
+            typer.echo(str(diagnostic), err=True)
     for _, name, version in deployed:
         typer.echo(f"deployed {name} {version}")
     typer.echo(f"deployment {record.id}" + (" (merged)" if record.merged else ""))
@@ -226,14 +233,24 @@ def simulate(
         str | None, typer.Option(help="Virtual start, ISO 8601 (default: now).")
     ] = None,
     format: Annotated[Format, typer.Option("--format", help="table or json.")] = Format.table,
+    with_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--with", help="Another playbook of the folder to run alongside (repeatable)."
+        ),
+    ] = None,
 ) -> None:
-    """Run the playbook on a virtual clock and print the customer's timeline."""
+    """Run the playbooks of a file on a virtual clock and print the customer's timeline.
+
+    The file's playbooks run, with those of its folder they enrol customers in and those
+    named by --with; all of them share the customer (and the contact caps)."""
     import json
     from datetime import UTC, datetime
 
     from sopflow.core import simulator
     from sopflow.language import compile_paths
     from sopflow.language.compiler import plans_of_file
+    from sopflow.language.diagnostics import did_you_mean
 
     try:
         moment = (
@@ -243,6 +260,11 @@ def simulate(
         bundle = compile_paths([playbook.parent])
         roots = plans_of_file(bundle, playbook)
         plan = roots[0]
+        for name in with_ or []:
+            if name not in bundle.plans:
+                hint = did_you_mean(name, bundle.plans)
+                raise SopflowError(f"--with: no playbook '{name}' in {playbook.parent}{hint}")
+            roots.append(bundle.plans[name])
         scenario = (
             simulator.load_events(events, moment)
             if events

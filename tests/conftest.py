@@ -7,7 +7,6 @@ gets its own task queue and data folder so tests cannot see each other's work.
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -23,6 +22,8 @@ from temporalio.testing import WorkflowEnvironment
 from cli.binaries import temporal_cli, temporal_test_server
 from sopflow.language import Plan, compile_playbook, compile_playbook_file
 from sopflow.settings import Settings
+from tests.helpers import SERVER_START_LIMIT
+from tests.postgres import session_postgres_url, with_option
 from workflows.contracts import SEARCH_ATTRIBUTES
 
 REPO = Path(__file__).resolve().parent.parent
@@ -57,6 +58,8 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=pydantic_data_converter,
         test_server_existing_path=str(temporal_test_server()),
+        # temporalio waits 5 s by default: too short for a JVM on a busy machine.
+        test_server_startup_timeout=SERVER_START_LIMIT,
     )
     async with env:
         yield env
@@ -77,26 +80,33 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
             "--dynamic-config-value",
             "system.forceSearchAttributesCacheRefreshOnRead=true",
         ],
+        # temporalio waits 5 s by default; registering the search attributes on a fresh
+        # SQLite database takes longer than that on a busy machine.
+        dev_server_startup_timeout=SERVER_START_LIMIT,
     )
     async with env:
         yield env
 
 
-POSTGRES_URL = os.environ.get(
-    "SOPFLOW_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """SOPFLOW_TEST_POSTGRES_URL, the server at 127.0.0.1:5432, or a throwaway one
+    (tests/postgres.py): `make test` needs no PostgreSQL installed."""
+    with session_postgres_url() as url:
+        yield url
 
 
 @contextlib.contextmanager
-def throwaway_schema() -> Iterator[str]:
-    """A fresh PostgreSQL schema, dropped afterwards: yields a URL whose connections use it."""
+def throwaway_schema(server: str) -> Iterator[str]:
+    """A fresh schema on `server`, dropped afterwards: yields a URL whose connections use it
+    (a throwaway server's URL already has a query string: the option is added to it)."""
     schema = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
+    with psycopg.connect(server, autocommit=True) as connection:
         connection.execute(f"CREATE SCHEMA {schema}")
     try:
-        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+        yield with_option(server, "options", f"-csearch_path%3D{schema}")
     finally:
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
+        with psycopg.connect(server, autocommit=True) as connection:
             connection.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
@@ -106,14 +116,14 @@ def database_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterato
     if request.param == "sqlite":
         yield Settings(home=tmp_path / "home")
         return
-    with throwaway_schema() as url:
+    with throwaway_schema(request.getfixturevalue("postgres_server")) as url:
         yield Settings(home=tmp_path / "home", database_url=url)
 
 
 @pytest.fixture
-def postgres_url() -> Iterator[str]:
+def postgres_url(postgres_server: str) -> Iterator[str]:
     """The URL of a fresh, empty PostgreSQL schema (SOPFLOW_DATABASE_URL's form)."""
-    with throwaway_schema() as url:
+    with throwaway_schema(postgres_server) as url:
         yield url
 
 

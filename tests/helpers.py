@@ -38,7 +38,17 @@ def plan_store(settings: Settings) -> PlanStore:
     return _STORES[url]
 
 
-async def eventually(probe: Callable[[], Awaitable[T]], timeout: float = 15.0) -> T:
+# Limits of the waits on real servers. They wait on a condition and return as soon as it
+# holds; the limit only bounds a failure, so it is set for a machine whose cores other work
+# keeps busy (a 2-core machine under a parallel build took minutes where an idle one takes
+# seconds): generous, never a measure of speed.
+SERVER_START_LIMIT = timedelta(seconds=180)  # a Temporal server, from spawn to ready
+CONDITION_LIMIT_SECONDS = 60.0  # a workflow acting on a signal, a delivery, a listing
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]], timeout: float = CONDITION_LIMIT_SECONDS
+) -> T:
     """Poll `probe` until it returns something truthy; fail with the last value seen.
 
     A query that fails (the workflow is between runs of a continue-as-new on a loaded

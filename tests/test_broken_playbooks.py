@@ -75,5 +75,15 @@ def test_the_corpus_covers_every_kind_of_diagnostic() -> None:
         "unknown test",
         "function 'lipsum' is not allowed",
         "tojson indents by at most",
+        "never opens outside the quiet hours",
+        "urgent send can be delivered at night",
+        "urgent has no effect",
+        "a send window is a range",
+        "has no on_missing",
+        "is never taken",
+        "is not a deadline",
+        "is read but nothing writes it",
+        "does not validate: fix its errors first",
+        "not a sopflow document",
     ):
         assert phrase in everything, phrase

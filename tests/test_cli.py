@@ -2,19 +2,29 @@
 
 import json
 import os
+import queue
 import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO, free_port
+from tests.helpers import CONDITION_LIMIT_SECONDS
 
 SOPFLOW = [sys.executable, "-m", "cli"]
+# `sopflow dev` waits up to 180 s for its Temporal server (cli/dev.py), then starts the
+# worker and the API: ready well within this on a busy machine, in seconds on an idle one.
+DEV_READY_LIMIT_SECONDS = 300.0
+# One README command (curl, the temporal CLI): a process start and one request.
+COMMAND_LIMIT_SECONDS = 120.0
+# `sopflow dev` stopping: the worker's in-flight tasks (30 s), then the server (15 s).
+DEV_STOP_LIMIT_SECONDS = 120.0
 
 
 def readme_shell_commands() -> list[str]:
@@ -32,7 +42,12 @@ def run_shell(
     command = command.replace(".venv/bin/temporal", str(Path(sys.executable).parent / "temporal"))
     command = command.replace("workflow list", f"workflow list --address 127.0.0.1:{temporal_port}")
     done = subprocess.run(
-        ["bash", "-c", command], cwd=cwd, capture_output=True, text=True, timeout=30, check=check
+        ["bash", "-c", command],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_LIMIT_SECONDS,
+        check=check,
     )
     return done.stdout if done.returncode == 0 else ""
 
@@ -62,7 +77,11 @@ class DevProcess:
     def run_to_end(self, playbooks: Path = REPO / "playbooks") -> subprocess.CompletedProcess[str]:
         """Run `sopflow dev` expecting it to refuse to start."""
         return subprocess.run(
-            self.command(playbooks), cwd=self.folder, capture_output=True, text=True, timeout=60
+            self.command(playbooks),
+            cwd=self.folder,
+            capture_output=True,
+            text=True,
+            timeout=COMMAND_LIMIT_SECONDS,
         )
 
     def start(self) -> str:
@@ -74,20 +93,43 @@ class DevProcess:
             text=True,
             env={**os.environ, "PYTHONPATH": str(REPO)},
         )
-        lines = []
         assert self.process.stdout is not None
-        for line in self.process.stdout:
+        # A thread reads the output, so waiting for "ready" is bounded without racing the
+        # pipe's buffering; it stops at the first line after "ready" is seen.
+        printed: queue.Queue[str | None] = queue.Queue()
+        stdout = self.process.stdout
+
+        def read_until_ready() -> None:
+            for line in stdout:
+                printed.put(line)
+                if "sopflow: ready" in line:
+                    return
+            printed.put(None)  # exited
+
+        threading.Thread(target=read_until_ready, daemon=True).start()
+        lines: list[str] = []
+        deadline = time.monotonic() + DEV_READY_LIMIT_SECONDS
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = printed.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                raise AssertionError("sopflow dev exited before it was ready:\n" + "".join(lines))
             lines.append(line)
             if "sopflow: ready" in line:
                 return "".join(lines)
-        raise AssertionError("sopflow dev exited before it was ready:\n" + "".join(lines))
+        self.process.kill()
+        raise AssertionError(
+            f"sopflow dev not ready within {DEV_READY_LIMIT_SECONDS:.0f}s:\n" + "".join(lines)
+        )
 
     def stop(self, sig: int = signal.SIGTERM) -> tuple[int, str]:
         assert self.process is not None and self.process.stdout is not None
         self.process.send_signal(sig)
         rest = self.process.stdout.read()
         self.process.stdout.close()
-        return self.process.wait(timeout=60), rest
+        return self.process.wait(timeout=DEV_STOP_LIMIT_SECONDS), rest
 
 
 def server_pids(db: Path) -> list[str]:
@@ -95,7 +137,7 @@ def server_pids(db: Path) -> list[str]:
     return found.stdout.split()
 
 
-def wait_for(probe, timeout: float = 20.0):
+def wait_for(probe, timeout: float = CONDITION_LIMIT_SECONDS):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = probe()
@@ -105,7 +147,9 @@ def wait_for(probe, timeout: float = 20.0):
     raise AssertionError("condition not met")
 
 
-@pytest.mark.timeout(240)
+# Two `sopflow dev` starts and stops and the README's commands, each bounded above: the
+# whole is bounded by their sum, far above what it takes on an idle machine (about 20 s).
+@pytest.mark.timeout(2 * (DEV_READY_LIMIT_SECONDS + DEV_STOP_LIMIT_SECONDS) + 300)
 def test_dev_runs_the_readme_stops_cleanly_and_resumes(tmp_path: Path) -> None:
     dev = DevProcess(tmp_path)
     banner = dev.start()

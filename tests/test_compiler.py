@@ -145,8 +145,15 @@ def test_invalid_yaml_points_at_the_problem() -> None:
 
 
 def test_a_document_that_is_not_a_mapping_is_refused() -> None:
-    [message] = diagnostics_of("- just\n- a list\n")
+    [message] = diagnostics_of("just a sentence\n")
     assert message.startswith("pb.yaml:1:1: error: expected a mapping with apiVersion")
+
+
+def test_a_list_is_not_a_playbook_but_simulates_events() -> None:
+    # A list is what `sopflow simulate --events` reads: noted and skipped, never compiled.
+    assert diagnostics_of("- just\n- a list\n") == [
+        "pb.yaml:1:1: error: no Playbook document found"
+    ]
 
 
 def test_unreadable_file_is_a_diagnostic(tmp_path: Path) -> None:

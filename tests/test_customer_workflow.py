@@ -121,7 +121,7 @@ async def test_a_failing_webhook_is_retried_until_delivered_once(
     async with build_worker(client, settings):
         await send_event(client, settings, "c-retry", "contact.added", "k1")
         await send_event(client, settings, "c-retry", "message.received", "k2")
-        view = await eventually(lambda: _webhook_delivered(client, "c-retry"), timeout=30)
+        view = await eventually(lambda: _webhook_delivered(client, "c-retry"))
     keys = [r.headers["Idempotency-Key"] for r in receiver.received]
     assert keys == ["c-retry/welcome#1/2"] * 3  # the same key on every attempt
     assert [e.status for e in view.timeline if e.kind == "message"] == ["delivered", "delivered"]
@@ -167,7 +167,7 @@ async def test_state_survives_continue_as_new_and_no_event_is_lost(
                 *(send_event(client, settings, "c-flood", "ping", f"p{i}") for i in range(60))
             )
             await send_event(client, settings, "c-flood", "bye", "bye")
-            view = await eventually(lambda: _ended(client, "c-flood"), timeout=30)
+            view = await eventually(lambda: _ended(client, "c-flood"))
             last_run = (
                 await client.get_workflow_handle(customer_workflow_id("c-flood")).describe()
             ).run_id
@@ -234,7 +234,7 @@ async def test_a_retry_after_the_remote_received_the_webhook_delivers_nothing_tw
     async with build_worker(client, settings, real, replace=replace):
         await send_event(client, settings, "c-lost", "contact.added", "k1")
         await send_event(client, settings, "c-lost", "message.received", "k2")
-        view = await eventually(lambda: _webhook_delivered(client, "c-lost"), timeout=30)
+        view = await eventually(lambda: _webhook_delivered(client, "c-lost"))
         await terminate(client, "c-lost")
     assert [r.headers["Idempotency-Key"] for r in receiver.received] == ["c-lost/welcome#1/2"]
     assert real.ledger.delivered("c-lost/welcome#1/2")
@@ -336,7 +336,7 @@ async def test_a_steps_local_messages_go_out_in_one_batch_and_a_retry_skips_what
     replace = {DELIVER_BATCH_ACTIVITY: lose_the_worker_after_the_first}
     async with build_worker(client, settings, real, replace=replace):
         await send_event(client, settings, "c-trio", "contact.added", "k1")
-        view = await eventually(lambda: _ended(client, "c-trio"), timeout=30)
+        view = await eventually(lambda: _ended(client, "c-trio"))
     keys = [f"c-trio/trio#1/{n}" for n in (1, 2, 3)]
     assert calls == [keys, keys]  # one batch for the step, retried whole
     lines = read_deliveries(settings)

@@ -256,7 +256,7 @@ def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[s
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'fresh.db'}"
         return
-    with throwaway_schema() as url:
+    with throwaway_schema(request.getfixturevalue("postgres_server")) as url:
         yield url.replace("postgresql://", "postgresql+psycopg://", 1)
 
 

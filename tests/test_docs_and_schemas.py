@@ -117,3 +117,17 @@ def test_readme_playbook_runs_as_described() -> None:
     paid = CustomerEvent(customer_id="c", type="order.paid", occurred_at=T0, idempotency_key="p")
     ordered = apply_event(state, paid, plans, T0 + timedelta(days=1))
     assert [(d.channel, d.stage) for d in ordered.deliveries] == [("webhook", "thanks")]
+
+
+def test_every_setting_is_in_a_settings_table() -> None:
+    from sopflow.settings import Settings
+
+    tables = (REPO / "docs" / "operations.md").read_text(encoding="utf-8") + (
+        REPO / "docs" / "wecom.md"
+    ).read_text(encoding="utf-8")
+    missing = [
+        f"SOPFLOW_{name.upper()}"
+        for name in Settings.model_fields
+        if f"`SOPFLOW_{name.upper()}`" not in tables
+    ]
+    assert missing == []

@@ -14,11 +14,14 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from tests.conftest import REPO, free_port
+from tests.helpers import CONDITION_LIMIT_SECONDS
 
 SOPFLOW = [sys.executable, "-m", "cli"]
 
 
-@pytest.mark.timeout(120)
+# Two processes starting (imports, a Temporal connection), then one delivery, each wait
+# bounded by CONDITION_LIMIT_SECONDS.
+@pytest.mark.timeout(4 * CONDITION_LIMIT_SECONDS)
 def test_worker_and_api_run_apart_against_a_configured_temporal(
     dev_env: WorkflowEnvironment, tmp_path: Path
 ) -> None:
@@ -79,7 +82,7 @@ def test_worker_and_api_run_apart_against_a_configured_temporal(
     finally:
         for process in processes:
             process.terminate()
-            process.wait(timeout=30)
+            process.wait(timeout=CONDITION_LIMIT_SECONDS)
 
 
 def _answers(url: str) -> bool:
@@ -89,7 +92,7 @@ def _answers(url: str) -> bool:
         return False
 
 
-def _wait(probe, timeout: float = 30.0) -> None:
+def _wait(probe, timeout: float = CONDITION_LIMIT_SECONDS) -> None:
     deadline = time.monotonic() + timeout
     while not probe():
         assert time.monotonic() < deadline, "condition not met"

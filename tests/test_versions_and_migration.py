@@ -68,7 +68,7 @@ async def test_in_flight_journeys_keep_their_version_until_migrated(
             steps, _ = await migrate(client, store, v2, v1.version, dry_run=True)
             return steps if [s.customers for s in steps] == [3, 0] else []
 
-        steps = await eventually(counted, timeout=30)
+        steps = await eventually(counted)
         assert [(s.stage, s.target) for s in steps] == [("greet", "welcome"), ("done", "done")]
         for customer in old:  # a dry run moves no one
             assert await _on(client, customer, v1.version, "greet")

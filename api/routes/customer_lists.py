@@ -70,7 +70,7 @@ def _query(
 ) -> str:
     clauses = [f"WorkflowType = '{WORKFLOW_NAME}'", "ExecutionStatus = 'Running'"]
     if stage and not playbook:
-        raise ApiError(422, "invalid_request", "stage: give the playbook too")
+        raise ApiError.invalid("stage", "give the playbook too")
     if playbook and stage:
         clauses.append(f"{STAGES_SEARCH_ATTRIBUTE} = '{playbook}:{stage}'")
     elif playbook:
@@ -111,13 +111,13 @@ async def list_customers(
     try:
         token = base64.urlsafe_b64decode(cursor.encode()) if cursor else None
     except ValueError as e:
-        raise ApiError(422, "invalid_request", "cursor: not a cursor from this API") from e
+        raise ApiError.invalid("cursor", "not a cursor from this API") from e
     executions = temporal.list_workflows(query, page_size=limit, next_page_token=token)
     try:
         await executions.fetch_next_page()
     except RPCError as e:
         if token is not None:  # Temporal could not use the page token it is handed
-            raise ApiError(422, "invalid_request", "cursor: not a cursor from this API") from e
+            raise ApiError.invalid("cursor", "not a cursor from this API") from e
         raise
     customers = []
     for execution in executions.current_page or []:
@@ -147,7 +147,7 @@ async def _change_tag(
     kind: str,
 ) -> TagChanged:
     if not re.match(r"^[a-z][a-z0-9_]*:\S+$", tag):
-        raise ApiError(422, "invalid_request", f"tag: '{tag}' is not group:value")
+        raise ApiError.invalid("tag", f"'{tag}' is not group:value", limit="group:value")
     event = CustomerEvent(
         customer_id=customer_id,
         type=kind,

@@ -17,7 +17,7 @@ from api.errors import ApiError
 from api.models import ErrorResponse, EventAccepted, EventIn
 from sopflow.core.deployment import Deployment
 from sopflow.core.state import CustomerEvent
-from sopflow.language.diagnostics import did_you_mean
+from sopflow.language.diagnostics import nearest
 from sopflow.language.events import STANDARD_EVENT_TYPES, declared_event_types
 from sopflow.settings import Settings
 from sopflow.store.acquisitions import record_events
@@ -128,24 +128,23 @@ def accept(
     event: EventIn, deployment: Deployment, plans: PlanStore, settings: Settings, where: str
 ) -> CustomerEvent:
     now = datetime.now(UTC)
-    if event.occurred_at and event.occurred_at > now + timedelta(
-        seconds=settings.max_event_skew_seconds
-    ):
-        raise ApiError(
-            422,
-            "invalid_request",
-            f"{where}occurred_at: {event.occurred_at} is in "
-            "the future; check the sender's clock and time zone",
+    skew = settings.max_event_skew_seconds
+    if event.occurred_at and event.occurred_at > now + timedelta(seconds=skew):
+        raise ApiError.invalid(
+            f"{where}occurred_at",
+            f"{event.occurred_at} is in the future; check the sender's clock and time zone",
+            limit=f"at most {skew} s ahead of the server's clock (SOPFLOW_MAX_EVENT_SKEW_SECONDS)",
         )
     known = allowed_types(plans, deployment.model_dump_json())
     if event.type not in known:
-        hint = did_you_mean(event.type, known)
-        raise ApiError(
-            422,
-            "invalid_request",
-            f"{where}type: unknown event type "
-            f"'{event.type}'{hint}; use a standard type (GET /v1/event-types) or "
-            "one a deployed playbook declares",
+        close = nearest(event.type, known)
+        hint = f", did you mean '{close}'?" if close else ""
+        raise ApiError.invalid(
+            f"{where}type",
+            f"unknown event type '{event.type}'{hint}; use a standard type "
+            "(GET /v1/event-types) or one a deployed playbook declares",
+            limit="a standard type or one a deployed playbook declares",
+            nearest=close,
         )
     return CustomerEvent(
         customer_id=event.customer_id,

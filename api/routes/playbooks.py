@@ -125,7 +125,9 @@ async def deploy_playbooks(
         ]
         raise ApiError(422, "invalid_playbook", "; ".join(str(d) for d in bundle.errors), details)
     if not bundle.plans:
-        raise ApiError(422, "invalid_playbook", "the body holds no Playbook document")
+        raise ApiError.invalid(
+            "body", "the body holds no Playbook document", code="invalid_playbook"
+        )
     try:
         record = await asyncio.to_thread(
             functools.partial(
@@ -246,7 +248,7 @@ def _simulate(plans: PlanStore, name: str, request: SimulationRequest) -> list[d
             customer,
         )
     except SopflowError as e:
-        raise ApiError(422, "invalid_request", str(e)) from e
+        raise ApiError.invalid("body", str(e)) from e
     return simulator.timeline_json(timeline)
 
 

@@ -106,7 +106,7 @@ def _decode(cursor: str) -> tuple[datetime | None, str]:
         due, task_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
         return (datetime.fromisoformat(due) if due else None), str(task_id)
     except (ValueError, TypeError) as e:
-        raise ApiError(422, "invalid_request", "cursor: not a cursor from this API") from e
+        raise ApiError.invalid("cursor", "not a cursor from this API") from e
 
 
 def _assignee_for(principal: Principal, asked: str | None) -> str | None:
@@ -243,7 +243,7 @@ async def postpone_task(
     """Move a task's due time (and its escalation) later."""
     task = await _task_for(database, principal, task_id)
     if task.status == "completed":
-        raise ApiError(422, "invalid_request", "the task is completed already")
+        raise ApiError.invalid("task_id", "the task is completed already")
     data = {"until": body.until.isoformat()} if body.until else {"by": body.by}
     await _tell_workflow(temporal, plans, settings, task, "task.postponed", data)
     return TaskAccepted(task_id=task_id, status="open")

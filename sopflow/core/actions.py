@@ -13,6 +13,7 @@ from sopflow.core.state import Delivery, JourneyState, ScheduledSend, TaskState
 from sopflow.core.step import MAX_TRANSITIONS_PER_STEP, Step
 from sopflow.language.channels import CUSTOMER_CHANNELS, TASK_CHANNEL
 from sopflow.language.plan import (
+    EVERYWHERE,
     ActionStep,
     Branch,
     EndStep,
@@ -26,7 +27,9 @@ from sopflow.language.plan import (
     TaskStep,
 )
 from sopflow.language.templates import TemplateError, render_template
+from sopflow.language.windows import next_open_any
 
+SEND_TIME_ROUNDS = 64
 RUNAWAY_REASON = (
     f"stopped after {MAX_TRANSITIONS_PER_STEP} transitions without a wait (a zero-delay cycle)"
 )
@@ -45,6 +48,7 @@ def context_for(
         step.timezone(plan),
         extra,
         tiers.period_seconds if tiers else None,
+        plan.interaction_events if plan else None,
     )
 
 
@@ -107,8 +111,9 @@ def enter_stage(step: Step, journey: JourneyState, plan: Plan, stage_name: str) 
     stage = plan.stages[stage_name]
     journey.stage = stage_name
     journey.entered_stage_at = step.now
-    journey.fired = {}
-    journey.conditions = {}
+    # The stage's triggers start afresh; playbook-wide ones belong to the journey.
+    journey.fired = {k: v for k, v in journey.fired.items() if k.startswith(EVERYWHERE)}
+    journey.conditions = {k: v for k, v in journey.conditions.items() if k.startswith(EVERYWHERE)}
     journey.counters[stage_name] = journey.counters.get(stage_name, 0) + 1
     step.record("stage_entered", journey)
     run_actions(step, journey, plan, stage.on_enter)
@@ -143,6 +148,7 @@ def try_enrol(step: Step, plan: Plan) -> bool:
         return False
     count = step.state.enrolment_counts.get(plan.name, 0) + 1
     step.state.enrolment_counts[plan.name] = count
+    data = step.event.data if step.event is not None else {}
     journey = JourneyState(
         journey_id=f"{plan.name}#{count}",
         playbook=plan.name,
@@ -150,6 +156,7 @@ def try_enrol(step: Step, plan: Plan) -> bool:
         stage=plan.entry_stage,
         enrolled_at=step.now,
         entered_stage_at=step.now,
+        enrolment_data={k: data[k] for k in sorted(plan.enrolment_data_keys()) if k in data},
     )
     step.state.journeys[plan.name] = journey
     step.record("enrolled", journey, detail={"version": plan.version})
@@ -183,7 +190,7 @@ def send(
                 transactional=action.transactional,
             )
         )
-        reason = "send window" if action.window else "quiet hours"
+        reason = "send window" if action.windows else "quiet hours"
         step.record(
             "deferred",
             journey,
@@ -196,13 +203,20 @@ def send(
 
 
 def send_time(step: Step, plan: Plan, action: SendStep, moment: datetime) -> datetime:
-    """The first moment at or after `moment` inside the send window and outside quiet hours."""
+    """The first moment at or after `moment` inside the send window (the next of its
+    ranges to open) and, unless the send is urgent, outside quiet hours."""
     tz = zone(step.timezone(plan))
     quiet = plan.contact_policy.quiet_hours if action.channel in CUSTOMER_CHANNELS else None
-    for _ in range(8):  # a window and quiet hours settle within a few rounds
+    if action.urgent:
+        quiet = None
+    ranges = tuple(window(w) for w in action.windows)
+    # A window and quiet hours settle within a few rounds: each round moves to the next
+    # opening or the end of the quiet hours. The compiler refuses a window that never
+    # opens outside the quiet hours, so the bound only guards a plan made by hand.
+    for _ in range(SEND_TIME_ROUNDS):
         settled = moment
-        if action.window is not None:
-            moment = window(action.window).next_open(moment, tz)
+        if ranges:
+            moment = next_open_any(ranges, moment, tz)
         if quiet is not None:
             moment = quiet_until(moment, window(quiet), tz)
         if moment == settled:

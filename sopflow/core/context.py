@@ -52,7 +52,15 @@ def customer_view(
     }
 
 
-def journey_view(journey: JourneyState, now: datetime) -> dict[str, Any]:
+def journey_view(
+    journey: JourneyState,
+    now: datetime,
+    profile: Profile,
+    interaction_events: tuple[str, ...] | None = None,
+) -> dict[str, Any]:
+    # Inactivity as this playbook counts it (its `interaction_events`, else the
+    # catalogue's), and never before the journey started.
+    last = profile.last_interaction(interaction_events)
     return {
         "playbook": journey.playbook,
         "stage": journey.stage,
@@ -61,6 +69,8 @@ def journey_view(journey: JourneyState, now: datetime) -> dict[str, Any]:
         "attributes": dict(journey.attributes),
         "counters": dict(journey.counters),
         "days_in_stage": (now - journey.entered_stage_at).days,
+        "last_interaction_at": last,
+        "days_inactive": (now - max(last or journey.enrolled_at, journey.enrolled_at)).days,
     }
 
 
@@ -81,6 +91,7 @@ def build_context(
     tz_name: str,
     extra: dict[str, Any] | None = None,
     period_seconds: int | None = None,
+    interaction_events: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
     context: dict[str, Any] = {
         "customer": customer_view(customer_id, profile, now, tz_name, period_seconds),
@@ -88,7 +99,7 @@ def build_context(
         "now": now.astimezone(zone(tz_name)),
     }
     if journey is not None:
-        context["journey"] = journey_view(journey, now)
+        context["journey"] = journey_view(journey, now, profile, interaction_events)
     if event is not None:
         context["event"] = event_view(event)
     if extra:

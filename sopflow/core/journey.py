@@ -36,11 +36,17 @@ from sopflow.core.state import (
     TaskState,
 )
 from sopflow.core.step import MAX_TRANSITIONS_PER_STEP, Catalog, Step, active_journeys
-from sopflow.core.triggers import countdown_deadline, countdown_remaining, next_due
+from sopflow.core.triggers import (
+    countdown_branch,
+    countdown_deadline,
+    countdown_remaining,
+    next_due,
+    trigger_start,
+)
 from sopflow.language.channels import TASK_CHANNEL
 from sopflow.language.durations import parse_duration
 from sopflow.language.events import NOT_INTERACTIONS
-from sopflow.language.plan import TagStep
+from sopflow.language.plan import EVERYWHERE, CountdownPlan, Plan, TagStep, TriggerPlan
 
 __all__ = ["Catalog", "apply_due_timers", "apply_event", "next_due_at", "record_delivery_outcome"]
 
@@ -141,7 +147,7 @@ def record_delivery_outcome(
 class TriggerDue:
     at: datetime
     journey: JourneyState
-    index: int  # of the trigger in the journey's current stage
+    key: str  # of the trigger in Plan.active_triggers of the journey's current stage
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -181,10 +187,10 @@ def _earliest_due(step: Step, limit: datetime | None) -> DueItem | None:
     for journey in active_journeys(step.state):
         plan = step.catalog.plan_of(journey)
         tz = step.timezone(plan)
-        for index, trigger in enumerate(plan.stages[journey.stage].triggers):
-            due = next_due(trigger, index, journey, step.state.profile, tz)
+        for key, trigger in plan.active_triggers(journey.stage):
+            due = next_due(trigger, key, journey, step.state.profile, tz, plan.interaction_events)
             if due is not None:
-                consider(TriggerDue(due, journey, index))
+                consider(TriggerDue(due, journey, key))
         for scheduled in journey.scheduled:
             consider(ScheduledDue(scheduled.due_at, journey, scheduled))
         for task in journey.tasks.values():
@@ -210,8 +216,8 @@ def _fire_due(step: Step, limit: datetime) -> None:
             end_journey(step, item.journey, RUNAWAY_REASON)
             continue
         match item:
-            case TriggerDue(journey=journey, index=index):
-                _fire_trigger(step, journey, index)
+            case TriggerDue(journey=journey, key=key):
+                _fire_trigger(step, journey, key)
             case ScheduledDue(journey=journey, send=scheduled):
                 journey.scheduled.remove(scheduled)
                 deliver_message(
@@ -232,17 +238,23 @@ def _fire_due(step: Step, limit: datetime) -> None:
     step.now = limit
 
 
-def _fire_trigger(step: Step, journey: JourneyState, index: int) -> None:
+def _fire_trigger(step: Step, journey: JourneyState, key: str) -> None:
     plan = step.catalog.plan_of(journey)
-    trigger = plan.stages[journey.stage].triggers[index]
-    journey.fired[str(index)] = step.now
+    trigger = plan.trigger(journey.stage, key)
+    start = trigger_start(journey, key)
+    journey.fired[key] = step.now
     if trigger.kind == "wait":
         branch = trigger.on_timeout
         if branch is not None:
             run_branch(step, journey, plan, branch.actions, branch.goto)
         return
     if trigger.kind == "countdown":
-        deadline = countdown_deadline(trigger, journey, step.state.profile, step.timezone(plan))
+        tz = step.timezone(plan)
+        deadline = countdown_deadline(trigger, journey, step.state.profile, tz, start)
+        branch_name = countdown_branch(trigger, start, deadline)
+        if branch_name is not None and trigger.countdown is not None:
+            _countdown_branch(step, journey, plan, trigger.countdown, branch_name, deadline)
+            return
         if deadline is not None and step.now >= deadline:
             run_branch(step, journey, plan, (), trigger.goto)  # the deadline itself
             return
@@ -256,6 +268,34 @@ def _fire_trigger(step: Step, journey: JourneyState, index: int) -> None:
     run_branch(step, journey, plan, trigger.actions, trigger.goto)
 
 
+def _countdown_branch(
+    step: Step,
+    journey: JourneyState,
+    plan: Plan,
+    countdown: CountdownPlan,
+    name: str,
+    deadline: datetime | None,
+) -> None:
+    """The deadline is missing or already past: record it, and take the declared branch."""
+    written = (
+        f"event.data.{countdown.deadline_event_key}"
+        if countdown.deadline_event_key
+        else countdown.deadline_attribute
+    )
+    step.record(
+        "countdown_branch",
+        journey,
+        detail={
+            "branch": name,
+            "deadline": deadline.isoformat() if deadline else f"{written}: missing or not a time",
+        },
+    )
+    branch = countdown.on_missing if name == "on_missing" else countdown.on_past
+    assert branch is not None
+    extra = {"countdown": countdown_view("0m", deadline)}
+    run_branch(step, journey, plan, branch.actions, branch.goto, extra)
+
+
 # ----------------------------------------------------------------------------- events
 
 
@@ -265,6 +305,7 @@ def _learn(step: Step, event: CustomerEvent) -> None:
     data = event.data
     if event.type not in NOT_INTERACTIONS:
         profile.last_interaction_at = step.now
+    profile.remember_event(event.type, step.now)
     if event.type == "contact.added" and profile.added_at is None:
         profile.added_at = step.now
     if isinstance(data.get("timezone"), str):
@@ -341,14 +382,36 @@ def _react(step: Step, journey: JourneyState, event: CustomerEvent) -> None:
         if goal.exit:
             end_journey(step, journey, "goal reached")
             return
-    for index, trigger in enumerate(plan.stages[journey.stage].triggers):
+    # The stage's own triggers first, then the playbook-wide ones: in each list the first
+    # trigger that matches runs, so one event can run one of each (docs/language.md).
+    own = [(str(i), t) for i, t in enumerate(plan.stages[journey.stage].triggers)]
+    ran = _first_match(step, journey, plan, event, own, context)
+    if journey.status != "active" or not plan.triggers:
+        return
+    if ran:  # the stage's trigger may have changed what the guards read
+        context = context_for(step, journey, plan)
+    everywhere = [(f"{EVERYWHERE}{i}", t) for i, t in enumerate(plan.triggers)]
+    _first_match(step, journey, plan, event, everywhere, context)
+
+
+def _first_match(
+    step: Step,
+    journey: JourneyState,
+    plan: Plan,
+    event: CustomerEvent,
+    triggers: list[tuple[str, TriggerPlan]],
+    context: dict[str, Any],
+) -> bool:
+    """Run the first event or wait trigger of `triggers` that this event matches."""
+    for key, trigger in triggers:
         if trigger.kind not in ("event", "wait") or trigger.event != event.type:
             continue
         if trigger.when and not step.guard(trigger.when, context, journey):
             continue
-        journey.fired[str(index)] = step.now  # a wait that got its event no longer times out
+        journey.fired[key] = step.now  # a wait that got its event no longer times out
         run_branch(step, journey, plan, trigger.actions, trigger.goto)
-        return
+        return True
+    return False
 
 
 def _task_event(step: Step, journey: JourneyState, event: CustomerEvent) -> None:
@@ -392,18 +455,17 @@ def _evaluate_conditions(step: Step) -> None:
         for journey in active_journeys(step.state):
             plan = step.catalog.plan_of(journey)
             exits = [rule.when for rule in plan.exit if rule.event is None and rule.when]
-            triggers = plan.stages[journey.stage].triggers
-            if not exits and not any(t.kind == "condition" and t.condition for t in triggers):
+            triggers = plan.active_triggers(journey.stage)
+            if not exits and not any(t.kind == "condition" and t.condition for _, t in triggers):
                 continue  # nothing to evaluate: skip building the guard context
             context = context_for(step, journey, plan)
             if any(step.guard(when, context, journey) for when in exits):
                 end_journey(step, journey, "exit condition met")
                 changed = True
                 continue
-            for index, trigger in enumerate(triggers):
+            for key, trigger in triggers:
                 if trigger.kind != "condition" or not trigger.condition:
                     continue
-                key = str(index)
                 value = step.guard(trigger.condition, context, journey)
                 was = journey.conditions.get(key, False)
                 journey.conditions[key] = value

@@ -44,10 +44,10 @@ def apply_migration(
     journey.conditions = {}
     journey.fired = {}
     tz = step.timezone(plan)
-    for index, trigger in enumerate(plan.stages[target].triggers):
-        due = next_due(trigger, index, journey, step.state.profile, tz)
+    for key, trigger in plan.active_triggers(target):
+        due = next_due(trigger, key, journey, step.state.profile, tz, plan.interaction_events)
         if due is not None and due <= now:
-            journey.fired[str(index)] = now  # its moment passed under the old version
+            journey.fired[key] = now  # its moment passed under the old version
     step.record(
         "migrated",
         journey,

@@ -99,16 +99,14 @@ def reachable_plans(roots: list[Plan], plans: dict[str, Plan]) -> dict[str, Plan
     frontier = list(roots)
     while frontier:
         current = frontier.pop()
-        for stage in current.stages.values():
-            steps = [*stage.on_enter, *(a for t in stage.triggers for a in t.actions)]
-            for step in steps:
-                if (
-                    isinstance(step, EnrolStep)
-                    and step.playbook in plans
-                    and step.playbook not in chosen
-                ):
-                    chosen[step.playbook] = plans[step.playbook]
-                    frontier.append(plans[step.playbook])
+        for step in current.all_steps():
+            if (
+                isinstance(step, EnrolStep)
+                and step.playbook in plans
+                and step.playbook not in chosen
+            ):
+                chosen[step.playbook] = plans[step.playbook]
+                frontier.append(plans[step.playbook])
     return chosen
 
 

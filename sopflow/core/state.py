@@ -18,6 +18,7 @@ from sopflow.language.plan import Branch
 TIMELINE_LIMIT = 500
 SEEN_EVENT_KEYS_LIMIT = 1000
 RECENT_ORDERS_LIMIT = 50
+EVENT_TYPES_LIMIT = 100
 
 
 class CustomerEvent(BaseModel):
@@ -53,6 +54,23 @@ class Profile(BaseModel):
     predicted_next_purchase_at: datetime | None = None
     tier: str | None = None
     lifecycle: str | None = None
+    # When each event type last came (at most EVENT_TYPES_LIMIT types, the most recent):
+    # a playbook that says which events count as interaction reads its own inactivity here.
+    last_event_at: dict[str, datetime] = Field(default_factory=dict)
+
+    def last_interaction(self, interaction_events: tuple[str, ...] | None) -> datetime | None:
+        """The latest interaction: of the catalogue's interaction events (None), or of the
+        event types a playbook lists as interaction."""
+        if interaction_events is None:
+            return self.last_interaction_at
+        moments = [self.last_event_at[t] for t in interaction_events if t in self.last_event_at]
+        return max(moments) if moments else None
+
+    def remember_event(self, event_type: str, moment: datetime) -> None:
+        self.last_event_at.pop(event_type, None)
+        self.last_event_at[event_type] = moment
+        while len(self.last_event_at) > EVENT_TYPES_LIMIT:
+            del self.last_event_at[next(iter(self.last_event_at))]
 
 
 class TaskState(BaseModel):
@@ -103,6 +121,8 @@ class JourneyState(BaseModel):
     conditions: dict[str, bool] = Field(default_factory=dict)
     tasks: dict[str, TaskState] = Field(default_factory=dict)
     scheduled: list[ScheduledSend] = Field(default_factory=list)
+    # What countdowns read from the event that enrolled the customer (only those keys).
+    enrolment_data: dict[str, Any] = Field(default_factory=dict)
 
 
 TimelineKind = Literal[
@@ -127,6 +147,7 @@ TimelineKind = Literal[
     "goal_reached",
     "journey_ended",
     "migrated",
+    "countdown_branch",
 ]
 DeliveryStatus = Literal["pending", "delivered", "failed"]
 

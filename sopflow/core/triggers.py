@@ -14,16 +14,9 @@ from croniter import croniter
 
 from sopflow.core.clock import at_local, parse_moment, zone
 from sopflow.core.state import JourneyState, Profile
-from sopflow.language.plan import TriggerPlan
+from sopflow.language.events import PROFILE_MOMENTS
+from sopflow.language.plan import EVERYWHERE, TriggerPlan
 from sopflow.language.windows import parse_clock
-
-PROFILE_MOMENTS = (
-    "added_at",
-    "last_interaction_at",
-    "last_order_at",
-    "predicted_next_purchase_at",
-    "first_order_at",
-)
 
 
 def attribute_moment(
@@ -40,22 +33,57 @@ def attribute_moment(
     return None
 
 
+def trigger_start(journey: JourneyState, key: str) -> datetime:
+    """When a trigger's time starts: entering the stage, or for a playbook-wide trigger
+    (which belongs to the journey, not the stage) the journey's start."""
+    return journey.enrolled_at if key.startswith(EVERYWHERE) else journey.entered_stage_at
+
+
 def countdown_deadline(
-    trigger: TriggerPlan, journey: JourneyState, profile: Profile, tz_name: str
+    trigger: TriggerPlan, journey: JourneyState, profile: Profile, tz_name: str, start: datetime
 ) -> datetime | None:
+    """The countdown's deadline, or None when it is missing or unreadable."""
     countdown = trigger.countdown
     assert countdown is not None
     if countdown.deadline_after_seconds is not None:
-        return journey.entered_stage_at + timedelta(seconds=countdown.deadline_after_seconds)
+        return start + timedelta(seconds=countdown.deadline_after_seconds)
+    if countdown.deadline_event_key is not None:
+        value = journey.enrolment_data.get(countdown.deadline_event_key)
+        return parse_moment(value, zone(tz_name)) if value is not None else None
     return attribute_moment(countdown.deadline_attribute or "", journey, profile, tz_name)
 
 
+def countdown_branch(
+    trigger: TriggerPlan, start: datetime, deadline: datetime | None
+) -> str | None:
+    """'on_missing' or 'on_past' when the countdown declares that branch and its case
+    holds: the deadline is missing, or was already past when the countdown started
+    (`start`: entering the stage)."""
+    countdown = trigger.countdown
+    if countdown is None:
+        return None
+    if deadline is None:
+        return "on_missing" if countdown.on_missing is not None else None
+    if deadline < start and countdown.on_past is not None:
+        return "on_past"
+    return None
+
+
 def next_due(
-    trigger: TriggerPlan, index: int, journey: JourneyState, profile: Profile, tz_name: str
+    trigger: TriggerPlan,
+    key: str,
+    journey: JourneyState,
+    profile: Profile,
+    tz_name: str,
+    interaction_events: tuple[str, ...] | None = None,
 ) -> datetime | None:
-    """The next time this trigger fires in the current stage visit, or None."""
-    entered = journey.entered_stage_at
-    last = journey.fired.get(str(index))
+    """The next time this trigger fires in the current stage visit (for a playbook-wide
+    trigger, in the journey), or None. `key`: the trigger's key in `Plan.active_triggers`.
+
+    `interaction_events`: the playbook's own list of what counts as interaction (None:
+    the catalogue's), for `inactive_for`."""
+    entered = trigger_start(journey, key)
+    last = journey.fired.get(key)
     # A moment qualifies if it is not before the stage was entered and after the last firing.
     floor = entered if last is None else last
 
@@ -81,7 +109,7 @@ def next_due(
             due = at_local(added_local + timedelta(days=trigger.day or 0), clock, tz)
             return due if qualifies(due) else None
         case "at":
-            return _next_at(trigger, journey, profile, tz_name, qualifies)
+            return _next_at(trigger, journey, profile, tz_name, entered, qualifies)
         case "every":
             step = timedelta(seconds=trigger.every_seconds or 1)
             periods = int((floor - entered) / step) + 1
@@ -91,11 +119,13 @@ def next_due(
             moment: datetime = croniter(trigger.cron, start).get_next(datetime)
             return moment
         case "inactivity":
-            since = profile.last_interaction_at or journey.enrolled_at
+            since = profile.last_interaction(interaction_events) or journey.enrolled_at
             due = max(since + timedelta(seconds=trigger.inactive_seconds or 0), entered)
             return due if qualifies(due) else None
         case "countdown":
-            deadline = countdown_deadline(trigger, journey, profile, tz_name)
+            deadline = countdown_deadline(trigger, journey, profile, tz_name, entered)
+            if countdown_branch(trigger, entered, deadline) is not None:
+                return entered if last is None else None  # taken on entering the stage
             if deadline is None:
                 return None
             offsets = trigger.countdown.offsets_seconds if trigger.countdown else ()
@@ -108,7 +138,12 @@ def next_due(
 
 
 def _next_at(
-    trigger: TriggerPlan, journey: JourneyState, profile: Profile, tz_name: str, qualifies: Any
+    trigger: TriggerPlan,
+    journey: JourneyState,
+    profile: Profile,
+    tz_name: str,
+    start: datetime,
+    qualifies: Any,
 ) -> datetime | None:
     at = trigger.at
     assert at is not None
@@ -126,7 +161,7 @@ def _next_at(
     if not at.yearly:
         due = occurrence(base)
         return due if qualifies(due) else None
-    start_year = journey.entered_stage_at.astimezone(tz).year
+    start_year = start.astimezone(tz).year
     for year in range(start_year - 1, start_year + 3):
         try:
             due = occurrence(base.replace(year=year))

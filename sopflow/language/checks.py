@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from sopflow.language import models
+from sopflow.language.attributes import journey_writes, playbook_reads, unwritten
+from sopflow.language.channels import CHANNELS
 from sopflow.language.diagnostics import Diagnostic, KeyPath, did_you_mean
 from sopflow.language.durations import parse_duration
 from sopflow.language.guards import check_guard
 from sopflow.language.loader import SourceDocument
 from sopflow.language.templates import check_template
-from sopflow.language.walk import walk_actions, walk_transitions
-from sopflow.language.windows import parse_window
+from sopflow.language.walk import EVERY_STAGE, walk_actions, walk_transitions, walk_triggers
+from sopflow.language.windows import Window, parse_window, week_minutes
 
 
 @dataclass
@@ -23,6 +26,12 @@ class BundleContext:
     tiers: models.Tiers | None = None
     content: dict[str, str] = field(default_factory=dict)
     playbook_names: set[str] | None = None  # None: unknown, enrol targets are not checked
+    # Customer attributes some document writes (set actions, event_attributes).
+    customer_attributes: set[str] = field(default_factory=set)
+    # Playbooks defined in documents that failed their schema check: name -> file:line.
+    refused_playbooks: dict[str, str] = field(default_factory=dict)
+    # A taxonomy or tiers document was refused: the bundle gets no profile.
+    profile_incomplete: bool = False
 
     def tag_groups(self) -> dict[str, models.TagGroup]:
         if self.taxonomy is None:
@@ -42,14 +51,26 @@ def check_playbook(source: SourceDocument, context: BundleContext) -> list[Diagn
     found += _check_guards(source, playbook)
     found += _check_policy(source, playbook)
     found += _check_shape(source, playbook)
+    found += _check_attribute_reads(source, playbook, context)
     return found
+
+
+def _check_attribute_reads(
+    source: SourceDocument, playbook: models.Playbook, context: BundleContext
+) -> Iterator[Diagnostic]:
+    reads = playbook_reads(playbook)
+    journey = journey_writes(playbook)
+    for read, message in unwritten(reads, context.customer_attributes, journey):
+        yield source.at("warning", message, read.path)
 
 
 def _check_transitions(source: SourceDocument, playbook: models.Playbook) -> list[Diagnostic]:
     stages = list(playbook.stages)
     found = []
+    reported: set[KeyPath] = set()  # a playbook-wide trigger's goto is walked once per stage
     for transition in walk_transitions(playbook):
-        if transition.target not in playbook.stages:
+        if transition.target not in playbook.stages and transition.path not in reported:
+            reported.add(transition.path)
             hint = did_you_mean(transition.target, stages)
             found.append(
                 source.at("error", f"unknown stage '{transition.target}'{hint}", transition.path)
@@ -144,7 +165,18 @@ def _check_actions(
                         yield source.at("error", problem, (*path, scope, key))
             case models.EnrolAction(enrol=target):
                 names = context.playbook_names
-                if names is not None and target not in names:
+                if (
+                    names is not None
+                    and target not in names
+                    and target in context.refused_playbooks
+                ):
+                    yield source.at(
+                        "error",
+                        f"playbook '{target}' (defined at {context.refused_playbooks[target]}) "
+                        "does not validate: fix its errors first",
+                        (*path, "enrol"),
+                    )
+                elif names is not None and target not in names:
                     yield source.at(
                         "error",
                         f"unknown playbook '{target}'{did_you_mean(target, names)}",
@@ -169,13 +201,64 @@ def _check_send(
         problem = check_template(send.text)
         if problem:
             yield source.at("error", problem, (*here, "text"))
-    if send.window is not None and send.window not in playbook.windows:
+    ranges: list[Window] = []
+    written = [send.window] if isinstance(send.window, str) else send.window or []
+    for index, item in enumerate(written):
+        where: KeyPath = (*here, "window")
+        if isinstance(send.window, list):
+            where = (*where, index)
+        if item in playbook.windows:
+            named = playbook.windows[item]
+            ranges += [parse_window(t) for t in ([named] if isinstance(named, str) else named)]
+            continue
         try:
-            parse_window(send.window)
+            ranges.append(parse_window(item))
         except ValueError as e:
-            hint = did_you_mean(send.window, playbook.windows)
-            message = f"unknown window '{send.window}'{hint}" if hint else str(e)
-            yield source.at("error", message, (*here, "window"))
+            hint = did_you_mean(item, playbook.windows)
+            message = f"unknown window '{item}'{hint}" if hint else str(e)
+            yield source.at("error", message, where)
+    yield from _check_quiet_hours(source, playbook, here, send, ranges, len(ranges) == len(written))
+
+
+def _check_quiet_hours(
+    source: SourceDocument,
+    playbook: models.Playbook,
+    here: KeyPath,
+    send: models.SendSpec,
+    ranges: list[Window],
+    complete: bool,
+) -> Iterator[Diagnostic]:
+    """An urgent send that can land at night; a window that never opens outside quiet hours."""
+    quiet_text = playbook.contact_policy.quiet_hours
+    reaches_customer = CHANNELS[send.channel].reaches_customer
+    if send.urgent and (quiet_text is None or not reaches_customer):
+        why = (
+            f"channel {send.channel.value} has no quiet hours"
+            if not reaches_customer
+            else "the playbook has no quiet_hours"
+        )
+        yield source.at("warning", f"urgent has no effect: {why}", (*here, "urgent"))
+        return
+    if quiet_text is None or not reaches_customer or not complete:
+        return
+    quiet = week_minutes(parse_window(quiet_text))
+    open_minutes = frozenset().union(*(week_minutes(r) for r in ranges)) if ranges else None
+    if send.urgent:
+        at_night = quiet if open_minutes is None else quiet & open_minutes
+        if at_night:
+            yield source.at(
+                "warning",
+                f"urgent send can be delivered at night, inside the quiet hours {quiet_text}: "
+                "give it a window outside them if that is not meant",
+                (*here, "urgent"),
+            )
+    elif open_minutes is not None and open_minutes <= quiet:
+        yield source.at(
+            "error",
+            f"the send window never opens outside the quiet hours {quiet_text}: "
+            "the message could never be sent (mark it urgent, or move the window)",
+            (*here, "window"),
+        )
 
 
 def _valid_assignee(rule: str) -> bool:
@@ -202,31 +285,68 @@ def _check_tag(tag: str, groups: dict[str, models.TagGroup]) -> str | None:
 
 
 def _check_triggers(source: SourceDocument, playbook: models.Playbook) -> Iterator[Diagnostic]:
-    for stage_name, stage in playbook.stages.items():
-        for index, trigger in enumerate(stage.triggers):
-            path: KeyPath = ("stages", stage_name, "triggers", index)
-            if isinstance(trigger, models.CountdownTrigger):
-                yield from _check_countdown(source, path, trigger.countdown)
-            if isinstance(trigger, models.WaitTrigger) and trigger.timeout is None:
-                yield source.at(
-                    "warning",
-                    f"waiting for {trigger.wait_for} with no timeout: "
-                    "a customer could wait forever",
-                    (*path, "wait_for"),
-                )
+    for path, trigger in walk_triggers(playbook):
+        if isinstance(trigger, models.CountdownTrigger):
+            yield from _check_countdown(source, path, trigger.countdown)
+        if isinstance(trigger, models.WaitTrigger) and trigger.timeout is None:
+            yield source.at(
+                "warning",
+                f"waiting for {trigger.wait_for} with no timeout: a customer could wait forever",
+                (*path, "wait_for"),
+            )
+
+
+EVENT_DATA_PREFIX = "event.data."
+_DATA_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def deadline_event_key(deadline: str | None) -> str | None:
+    """`ends_at` for a deadline read from the enrolling event's data (`event.data.ends_at`)."""
+    if deadline is None or not deadline.startswith(EVENT_DATA_PREFIX):
+        return None
+    return deadline.removeprefix(EVENT_DATA_PREFIX)
 
 
 def _check_countdown(
     source: SourceDocument, path: KeyPath, countdown: models.CountdownSpec
 ) -> Iterator[Diagnostic]:
+    here: KeyPath = (*path, "countdown")
     if (countdown.deadline is None) == (countdown.deadline_after is None):
         yield source.at(
             "error",
-            "a countdown needs exactly one of deadline (an attribute) "
+            "a countdown needs exactly one of deadline (an attribute or event.data.<key>) "
             "or deadline_after (a duration)",
-            (*path, "countdown"),
+            here,
         )
         return
+    if countdown.deadline is not None:
+        name = deadline_event_key(countdown.deadline) or countdown.deadline
+        if not _DATA_KEY.match(name):
+            yield source.at(
+                "error",
+                f"'{countdown.deadline}' is not a deadline: write an attribute's name "
+                "(campaign_ends_at) or event.data.<key> (the data of the event that "
+                "enrolled the customer)",
+                (*here, "deadline"),
+            )
+        missing = [b for b in ("on_missing", "on_past") if getattr(countdown, b) is None]
+        if missing:
+            yield source.at(
+                "warning",
+                f"countdown to {countdown.deadline} has no {' and no '.join(missing)}: a "
+                f"customer whose deadline is {_deadline_cases(missing)} on entering would "
+                "wait here with no deadline to reach",
+                (*here, "deadline"),
+            )
+    else:
+        for branch in ("on_missing", "on_past"):
+            if getattr(countdown, branch) is not None:
+                yield source.at(
+                    "warning",
+                    f"{branch} is never taken: a deadline_after is always known and ahead",
+                    (*here, branch),
+                    key=True,
+                )
     if countdown.deadline_after is not None:
         available = parse_duration(countdown.deadline_after)
         for index, offset in enumerate(countdown.offsets):
@@ -239,6 +359,11 @@ def _check_countdown(
                 )
 
 
+def _deadline_cases(missing: list[str]) -> str:
+    cases = {"on_missing": "missing (or unreadable)", "on_past": "already past"}
+    return " or ".join(cases[b] for b in missing)
+
+
 def _guards(playbook: models.Playbook) -> Iterator[tuple[KeyPath, str, bool]]:
     if playbook.enrol.when:
         yield ("enrol", "when"), playbook.enrol.when, playbook.enrol.event is not None
@@ -247,13 +372,11 @@ def _guards(playbook: models.Playbook) -> Iterator[tuple[KeyPath, str, bool]]:
             yield ("exit", index, "when"), rule.when, rule.event is not None
     if playbook.goal and playbook.goal.when:
         yield ("goal", "when"), playbook.goal.when, True
-    for stage_name, stage in playbook.stages.items():
-        for index, trigger in enumerate(stage.triggers):
-            path: KeyPath = ("stages", stage_name, "triggers", index)
-            if isinstance(trigger, models.EventTrigger | models.WaitTrigger) and trigger.when:
-                yield (*path, "when"), trigger.when, True
-            if isinstance(trigger, models.ConditionTrigger):
-                yield (*path, "condition"), trigger.condition, False
+    for path, trigger in walk_triggers(playbook):
+        if isinstance(trigger, models.EventTrigger | models.WaitTrigger) and trigger.when:
+            yield (*path, "when"), trigger.when, True
+        if isinstance(trigger, models.ConditionTrigger):
+            yield (*path, "condition"), trigger.condition, False
 
 
 def _check_guards(source: SourceDocument, playbook: models.Playbook) -> Iterator[Diagnostic]:
@@ -301,7 +424,8 @@ def _check_shape(source: SourceDocument, playbook: models.Playbook) -> Iterator[
                 ("stages", name),
                 key=True,
             )
-        if not stage.end and name not in ends and not targets.get(name) and not playbook.exit:
+        way_out = targets.get(name) or playbook.exit or EVERY_STAGE in ends
+        if not stage.end and name not in ends and not way_out:
             yield source.at(
                 "warning",
                 f"stage '{name}' has no way out and is not an end: "

@@ -9,13 +9,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from sopflow.language import models
-from sopflow.language.checks import BundleContext, check_playbook
+from sopflow.language.attributes import customer_writes, journey_writes, reads_in_text, unwritten
+from sopflow.language.checks import BundleContext, check_playbook, deadline_event_key
 from sopflow.language.diagnostics import Diagnostic, PlaybookError
 from sopflow.language.durations import parse_duration
 from sopflow.language.guards import check_guard
 from sopflow.language.loader import SourceDocument, load_file, load_text
 from sopflow.language.plan import (
+    HASHED_WHEN_SET,
     ActionStep,
     AtPlan,
     Branch,
@@ -44,6 +48,7 @@ from sopflow.language.plan import (
     TriggerPlan,
     WindowPlan,
 )
+from sopflow.language.salvage import Salvaged
 from sopflow.language.templates import check_template
 from sopflow.language.windows import parse_window
 
@@ -66,11 +71,20 @@ class Bundle:
             raise PlaybookError(self.errors)
 
 
-def compile_bundle(documents: Iterable[SourceDocument], problems: list[Diagnostic]) -> Bundle:
-    """Compile documents that refer to each other (playbooks, taxonomy, tiers, content)."""
+def compile_bundle(
+    documents: Iterable[SourceDocument],
+    problems: list[Diagnostic],
+    salvaged: Iterable[Salvaged] = (),
+) -> Bundle:
+    """Compile documents that refer to each other (playbooks, taxonomy, tiers, content).
+
+    `salvaged`: what is left of documents that failed their schema check (the loader's);
+    never compiled, they are context for the others' checks, and their own semantic
+    checks run when only unknown keys were pruned."""
     documents = list(documents)
+    salvaged = list(salvaged)
     bundle = Bundle(diagnostics=list(problems))
-    context = _context(documents, bundle)
+    context = _context(documents, bundle, salvaged)
     for source in documents:
         if not isinstance(source.model, models.Playbook):
             continue
@@ -89,6 +103,10 @@ def compile_bundle(documents: Iterable[SourceDocument], problems: list[Diagnosti
         bundle.diagnostics.extend(found)
         if not any(d.severity == "error" for d in found):
             bundle.plans[name] = build_plan(source.model, context)
+    for saved in salvaged:
+        if isinstance(saved.model, models.Playbook) and saved.only_unknown_keys:
+            own = SourceDocument(saved.model, saved.file, saved.positions)
+            bundle.diagnostics.extend(check_playbook(own, context))
     bundle.profile = _profile_plan(context, documents, bundle)
     bundle.diagnostics.sort(key=lambda d: (d.file, d.line, d.column))
     return bundle
@@ -98,11 +116,12 @@ def compile_paths(paths: Iterable[Path]) -> Bundle:
     """Compile files together; a folder contributes every *.yaml below it except scenarios."""
     documents: list[SourceDocument] = []
     problems: list[Diagnostic] = []
+    salvaged: list[Salvaged] = []
     for path in yaml_files(paths):
-        found, errors = load_file(path)
+        found, errors = load_file(path, salvaged)
         documents += found
         problems += errors
-    return compile_bundle(documents, problems)
+    return compile_bundle(documents, problems, salvaged)
 
 
 def yaml_files(paths: Iterable[Path]) -> list[Path]:
@@ -156,12 +175,33 @@ def plans_of_file(bundle: Bundle, path: Path) -> list[Plan]:
     return [bundle.plans[n] for n in names]
 
 
-def _context(documents: list[SourceDocument], bundle: Bundle) -> BundleContext:
+def _context(
+    documents: list[SourceDocument], bundle: Bundle, salvaged: list[Salvaged]
+) -> BundleContext:
+    playbooks = [d.model for d in documents if isinstance(d.model, models.Playbook)]
+    saved = [s.model for s in salvaged if isinstance(s.model, models.Playbook)]
     context = BundleContext(
-        playbook_names={
-            d.model.metadata.name for d in documents if isinstance(d.model, models.Playbook)
-        }
+        playbook_names={p.metadata.name for p in playbooks},
+        customer_attributes=customer_writes([*playbooks, *saved]),
+        refused_playbooks={
+            s.name: f"{s.file}:{s.line}" for s in salvaged if s.kind == "Playbook" and s.name
+        },
     )
+    every_journey_attribute = set().union(*(journey_writes(p) for p in [*playbooks, *saved]))
+    # Refused documents still tell the others what exists (content items, tag groups);
+    # a profile is never built from a refused taxonomy or tiers.
+    for refused in salvaged:
+        match refused.model:
+            case models.ContentLibrary():
+                for key, text in refused.model.items.items():
+                    context.content.setdefault(key, text)
+            case models.TagTaxonomy():
+                context.taxonomy = context.taxonomy or refused.model
+                context.profile_incomplete = True
+            case models.Tiers():
+                context.profile_incomplete = True
+        if refused.kind in ("TagTaxonomy", "Tiers"):
+            context.profile_incomplete = True
     for source in documents:
         match source.model:
             case models.TagTaxonomy():
@@ -173,6 +213,8 @@ def _context(documents: list[SourceDocument], bundle: Bundle) -> BundleContext:
                             ("kind",),
                         )
                     )
+                if context.taxonomy is not None and context.profile_incomplete:
+                    context.taxonomy = None  # the valid one wins over a refused one
                 context.taxonomy = source.model
                 bundle.diagnostics += _check_taxonomy(source, source.model)
             case models.Tiers():
@@ -198,6 +240,11 @@ def _context(documents: list[SourceDocument], bundle: Bundle) -> BundleContext:
                     if problem:
                         bundle.diagnostics.append(source.at("error", problem, ("items", key)))
                     context.content[key] = text
+                    reads = reads_in_text(text, ("items", key))
+                    for read, message in unwritten(
+                        reads, context.customer_attributes, every_journey_attribute
+                    ):
+                        bundle.diagnostics.append(source.at("warning", message, read.path))
     return context
 
 
@@ -235,15 +282,31 @@ def _seconds(duration: str | None) -> int | None:
     return None if duration is None else int(parse_duration(duration).total_seconds())
 
 
-def _window(text: str | None, named: dict[str, str]) -> WindowPlan | None:
-    if text is None:
-        return None
-    window = parse_window(named.get(text, text))
+def _range(text: str) -> WindowPlan:
+    window = parse_window(text)
     return WindowPlan(
         days=tuple(sorted(window.days)),
         start=window.start.strftime("%H:%M"),
         end=window.end.strftime("%H:%M"),
     )
+
+
+def _send_window(
+    written: str | list[str] | None, named: dict[str, str | list[str]]
+) -> WindowPlan | tuple[WindowPlan, ...] | None:
+    """A send's window as the plan holds it: one range as before, several as a tuple.
+
+    Names resolve to the playbook's windows (a named window may itself be a list)."""
+    if written is None:
+        return None
+    ranges: list[WindowPlan] = []
+    for item in [written] if isinstance(written, str) else written:
+        resolved = named.get(item, item)
+        for text in [resolved] if isinstance(resolved, str) else resolved:
+            plan = _range(text)
+            if plan not in ranges:
+                ranges.append(plan)
+    return ranges[0] if len(ranges) == 1 else tuple(ranges)
 
 
 def _steps(
@@ -260,8 +323,9 @@ def _steps(
                         channel=send.channel.value,
                         text=text,
                         content=send.content,
-                        window=_window(send.window, playbook.windows),
+                        window=_send_window(send.window, playbook.windows),
                         transactional=send.transactional,
+                        urgent=send.urgent,
                     )
                 )
             case models.TaskAction(task=task):
@@ -335,28 +399,36 @@ def _trigger(
             return TriggerPlan(kind="condition", condition=trigger.condition, **common)
         case models.CountdownTrigger(countdown=countdown):
             offsets = sorted((_seconds(o) or 0 for o in countdown.offsets), reverse=True)
+            event_key = deadline_event_key(countdown.deadline)
             plan = CountdownPlan(
-                deadline_attribute=countdown.deadline,
+                deadline_attribute=countdown.deadline if event_key is None else None,
                 deadline_after_seconds=_seconds(countdown.deadline_after),
                 offsets_seconds=tuple(offsets),
+                deadline_event_key=event_key,
+                on_missing=_branch(countdown.on_missing, playbook, context),
+                on_past=_branch(countdown.on_past, playbook, context),
             )
             return TriggerPlan(kind="countdown", countdown=plan, **common)
         case models.WaitTrigger():
-            on_timeout = None
-            if trigger.on_timeout:
-                on_timeout = Branch(
-                    actions=_steps(trigger.on_timeout.actions, playbook, context),
-                    goto=trigger.on_timeout.goto,
-                )
             return TriggerPlan(
                 kind="wait",
                 event=trigger.wait_for,
                 when=trigger.when,
                 timeout_seconds=_seconds(trigger.timeout),
-                on_timeout=on_timeout,
+                on_timeout=_branch(trigger.on_timeout, playbook, context),
                 **common,
             )
     raise AssertionError(f"unhandled trigger {trigger!r}")
+
+
+def _branch(
+    branch: models.TimeoutBranch | models.DeadlineBranch | None,
+    playbook: models.Playbook,
+    context: BundleContext,
+) -> Branch | None:
+    if branch is None:
+        return None
+    return Branch(actions=_steps(branch.actions, playbook, context), goto=branch.goto)
 
 
 def build_plan(playbook: models.Playbook, context: BundleContext) -> Plan:
@@ -387,13 +459,17 @@ def build_plan(playbook: models.Playbook, context: BundleContext) -> Plan:
         exit=tuple(ExitPlan(event=r.event, when=r.when) for r in playbook.exit),
         goal=GoalPlan(event=goal.event, when=goal.when, exit=goal.exit) if goal else None,
         contact_policy=ContactPolicyPlan(
-            quiet_hours=_window(policy.quiet_hours, {}),
+            quiet_hours=_range(policy.quiet_hours) if policy.quiet_hours else None,
             max_per_day=policy.max_per_day,
             max_per_week=policy.max_per_week,
         ),
         stages=stages,
         migrations=tuple(
             MigrationPlan(from_version=m.from_version, stages=m.stages) for m in playbook.migrations
+        ),
+        triggers=tuple(_trigger(t, playbook, context) for t in playbook.triggers),
+        interaction_events=(
+            None if playbook.interaction_events is None else tuple(playbook.interaction_events)
         ),
     )
     return unversioned.model_copy(update={"version": content_hash(unversioned)})
@@ -404,6 +480,8 @@ def _profile_plan(
 ) -> ProfilePlan | None:
     if context.taxonomy is None and context.tiers is None:
         return None
+    if context.profile_incomplete:
+        return None  # a taxonomy or tiers document was refused: no half a profile
     if any(
         d.severity == "error"
         for d in bundle.diagnostics
@@ -455,11 +533,38 @@ def _level(level: models.TierLevel) -> TierLevelPlan:
 
 
 def content_hash(plan: Plan | ProfilePlan) -> str:
-    """Hash of the behaviour-bearing content of a plan (its own version field excluded)."""
+    """Hash of the behaviour-bearing content of a plan (its own version field excluded).
+
+    Fields added to plans after they were first versioned (marked `HASHED_WHEN_SET`) count
+    only when they differ from their default: a playbook that uses no new feature keeps
+    its version across upgrades, so nothing looks redeployed and no journey is orphaned.
+    """
+    dumped = plan.model_dump(mode="json", exclude={"version"})
     canonical = json.dumps(
-        plan.model_dump(mode="json", exclude={"version"}),
+        _without_unset_new_fields(plan, dumped),
         sort_keys=True,
         ensure_ascii=False,
         separators=(",", ":"),
     )
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _without_unset_new_fields(value: Any, dumped: Any) -> Any:
+    """`dumped` (the JSON dump of `value`) without the new fields that hold their default."""
+    if isinstance(value, BaseModel) and isinstance(dumped, dict):
+        kept = {}
+        for name, info in type(value).model_fields.items():
+            if name not in dumped:
+                continue
+            current = getattr(value, name)
+            if HASHED_WHEN_SET in info.metadata and current == info.get_default(
+                call_default_factory=True
+            ):
+                continue
+            kept[name] = _without_unset_new_fields(current, dumped[name])
+        return kept
+    if isinstance(value, tuple | list) and isinstance(dumped, list):
+        return [_without_unset_new_fields(v, d) for v, d in zip(value, dumped, strict=True)]
+    if isinstance(value, dict) and isinstance(dumped, dict):
+        return {k: _without_unset_new_fields(value[k], dumped[k]) for k in dumped}
+    return dumped

@@ -82,6 +82,18 @@ JOURNEY = Name(
         Name("attributes", "map", "values set by `set_journey`", open=True),
         Name("counters", "map(int)", "visits per stage", {"s": 1}),
         Name("days_in_stage", "int", "whole days in the current stage", 1),
+        Name(
+            "last_interaction_at",
+            "timestamp",
+            "the latest interaction as this playbook counts it (`interaction_events`)",
+            SAMPLE_TIME,
+        ),
+        Name(
+            "days_inactive",
+            "int",
+            "whole days since that interaction, or since the journey started if later",
+            1,
+        ),
     ),
 )
 EVENT = Name(

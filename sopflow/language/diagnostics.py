@@ -9,7 +9,8 @@ from typing import Literal
 
 from sopflow.errors import SopflowError
 
-Severity = Literal["error", "warning"]
+# A note tells what was done (a file skipped) and changes no exit code.
+Severity = Literal["error", "warning", "note"]
 KeyPath = tuple[str | int, ...]
 
 
@@ -45,7 +46,13 @@ def format_path(path: KeyPath) -> str:
     return text
 
 
+def nearest(word: str, candidates: Iterable[str]) -> str | None:
+    """The candidate nearest to `word`, if any is near enough to be a likely typo."""
+    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
 def did_you_mean(word: str, candidates: Iterable[str]) -> str:
     """A ", did you mean 'x'?" suffix for the nearest candidate, or empty."""
-    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
-    return f", did you mean '{close[0]}'?" if close else ""
+    close = nearest(word, candidates)
+    return f", did you mean '{close}'?" if close else ""

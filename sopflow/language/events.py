@@ -48,6 +48,15 @@ CATALOGUE: tuple[EventSpec, ...] = (
         interaction=False,
     ),
 )
+# The moments of a customer that documented events keep (contact.added, order.paid, any
+# interaction): `at` triggers and countdowns read them by name like attributes.
+PROFILE_MOMENTS = (
+    "added_at",
+    "last_interaction_at",
+    "last_order_at",
+    "predicted_next_purchase_at",
+    "first_order_at",
+)
 STANDARD_EVENT_TYPES: dict[str, str] = {spec.type: spec.meaning for spec in CATALOGUE}
 NOT_INTERACTIONS = frozenset(spec.type for spec in CATALOGUE if not spec.interaction)
 
@@ -58,8 +67,7 @@ def declared_event_types(plans: list[Plan], profile: ProfilePlan | None) -> set[
     for plan in plans:
         found |= {t for t in (plan.enrol.event, plan.goal.event if plan.goal else None) if t}
         found |= {rule.event for rule in plan.exit if rule.event}
-        for stage in plan.stages.values():
-            found |= {t.event for t in stage.triggers if t.event}
+        found |= {t.event for t in plan.all_triggers() if t.event}
     if profile is not None:
         found |= {rule.event for rule in profile.tag_rules}
     return found

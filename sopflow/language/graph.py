@@ -48,20 +48,37 @@ def _gotos(actions: tuple[ActionStep, ...], label: str) -> Iterator[tuple[str, s
             yield action.on_complete.goto, f"task {action.id} done"
 
 
+def _trigger_moves(trigger: TriggerPlan) -> Iterator[tuple[str, str]]:
+    label = trigger_label(trigger)
+    yield from _gotos(trigger.actions, label)
+    if trigger.goto:
+        yield trigger.goto, label
+    if trigger.on_timeout and trigger.on_timeout.goto:
+        timeout = format_duration(timedelta(seconds=trigger.timeout_seconds or 0))
+        yield trigger.on_timeout.goto, f"no {trigger.event} in {timeout}"
+    countdown = trigger.countdown
+    if countdown is not None:
+        for case, branch in (("missing", countdown.on_missing), ("past", countdown.on_past)):
+            if branch is not None:
+                yield from _gotos(branch.actions, f"deadline {case}")
+                if branch.goto:
+                    yield branch.goto, f"deadline {case}"
+
+
 def transitions(plan: Plan) -> Iterator[tuple[str, str, str]]:
-    """(from, to, label) for every way between stages."""
+    """(from, to, label) for every way between stages; a playbook-wide trigger's from every
+    stage that is not an end (labelled "any stage")."""
     for name, stage in plan.stages.items():
         for target, label in _gotos(stage.on_enter, "on enter"):
             yield name, target, label
         for trigger in stage.triggers:
-            label = trigger_label(trigger)
-            for target, inner in _gotos(trigger.actions, label):
-                yield name, target, inner
-            if trigger.goto:
-                yield name, trigger.goto, label
-            if trigger.on_timeout and trigger.on_timeout.goto:
-                timeout = format_duration(timedelta(seconds=trigger.timeout_seconds or 0))
-                yield name, trigger.on_timeout.goto, f"no {trigger.event} in {timeout}"
+            for target, label in _trigger_moves(trigger):
+                yield name, target, label
+        if stage.end:
+            continue
+        for trigger in plan.triggers:
+            for target, label in _trigger_moves(trigger):
+                yield name, target, f"{label} (any stage)"
 
 
 def _escape(label: str) -> str:

@@ -11,6 +11,9 @@ from pydantic import BaseModel, ValidationError
 
 from sopflow.language import models
 from sopflow.language.diagnostics import Diagnostic, KeyPath, did_you_mean
+from sopflow.language.foreign import foreign_note
+from sopflow.language.salvage import Salvaged, salvage
+from sopflow.language.schema_keys import keys_at
 from sopflow.language.yaml_positions import PositionIndex, YamlLimitError, parse_documents
 
 
@@ -28,12 +31,16 @@ class SourceDocument:
         return Diagnostic(severity, message, self.file, line, column, existing)  # type: ignore[arg-type]
 
 
-def load_text(text: str, filename: str) -> tuple[list[SourceDocument], list[Diagnostic]]:
+def load_text(
+    text: str, filename: str, salvaged: list[Salvaged] | None = None
+) -> tuple[list[SourceDocument], list[Diagnostic]]:
     """Every document of a (multi-document) YAML text, validated by its `kind`.
 
     Never raises for what the text holds: a text over the parsing limits (size, depth,
     aliases) or one that is not YAML gives one positioned diagnostic; a key written twice
     gives one each, and the documents are still validated so every mistake shows at once.
+    Documents that are not sopflow's (simulate's events and customers) get a note; those
+    that fail validation go, as far as they can be saved, to `salvaged` when it is given.
     """
     try:
         parsed, duplicates = parse_documents(text)
@@ -50,19 +57,30 @@ def load_text(text: str, filename: str) -> tuple[list[SourceDocument], list[Diag
         if data is None:
             continue
         positions = PositionIndex(root)
+        line = root.start_mark.line + 1
+        note = foreign_note(data, filename, line)
+        if note is not None:
+            problems.append(note)
+            continue
         document, found = _validate(data, positions, filename)
         problems.extend(found)
         if document is not None:
             documents.append(SourceDocument(document, filename, positions))
+        elif salvaged is not None and isinstance(data, dict):
+            saved = salvage(data, filename, line, positions)
+            if saved is not None:
+                salvaged.append(saved)
     return documents, problems
 
 
-def load_file(path: Path) -> tuple[list[SourceDocument], list[Diagnostic]]:
+def load_file(
+    path: Path, salvaged: list[Salvaged] | None = None
+) -> tuple[list[SourceDocument], list[Diagnostic]]:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         return [], [Diagnostic("error", f"cannot read: {e}", str(path), 1, 1)]
-    return load_text(text, str(path))
+    return load_text(text, str(path), salvaged)
 
 
 def _validate(data: Any, positions: PositionIndex, filename: str) -> tuple[Any, list[Diagnostic]]:
@@ -80,11 +98,14 @@ def _validate(data: Any, positions: PositionIndex, filename: str) -> tuple[Any, 
     try:
         return model_class.model_validate(data), []
     except ValidationError as e:
-        return None, validation_diagnostics(e, positions, filename)
+        return None, validation_diagnostics(e, positions, filename, model_class)
 
 
 def validation_diagnostics(
-    error: ValidationError, positions: PositionIndex, filename: str
+    error: ValidationError,
+    positions: PositionIndex,
+    filename: str,
+    model: type[BaseModel] | None = None,
 ) -> list[Diagnostic]:
     found: list[Diagnostic] = []
     for item in error.errors():
@@ -94,7 +115,9 @@ def validation_diagnostics(
         if kind == "extra_forbidden":
             key = str(loc[-1])
             line, column = positions.locate(loc, key=True)
-            message = f"unknown key '{key}'{did_you_mean(key, _ALL_KEYS)}"
+            # Suggest only keys valid where it was written (any key if that is unknown).
+            valid = keys_at(model, tuple(item["loc"][:-1])) if model else None
+            message = f"unknown key '{key}'{did_you_mean(key, valid or _ALL_KEYS)}"
         elif kind == "union_tag_invalid":
             tag = str(item.get("ctx", {}).get("tag", "?"))
             expected = item.get("ctx", {}).get("expected_tags", "")

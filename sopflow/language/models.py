@@ -12,11 +12,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from croniter import croniter
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
     Field,
+    PlainValidator,
     Tag,
     field_validator,
 )
@@ -80,6 +80,36 @@ def _check_cron(value: str) -> str:
     return value
 
 
+def _one_or_more_texts(value: Any, what: str) -> str | list[str]:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and value and all(isinstance(item, str) for item in value):
+        return [str(item) for item in value]
+    raise ValueError(f"{what}, or a non-empty list of them")
+
+
+def _window_items(value: Any) -> str | list[str]:
+    """A send's window: one or a list of ranges and named windows (names checked later)."""
+    return _one_or_more_texts(
+        value, "a send window is a range ('weekdays 11:30-13:00') or a named window"
+    )
+
+
+def _window_ranges(value: Any) -> str | list[str]:
+    """A named window: one range or a list of ranges, each checked here."""
+    texts = _one_or_more_texts(value, "a named window is a range ('weekdays 11:30-13:00')")
+    for text in [texts] if isinstance(texts, str) else texts:
+        parse_window(text)
+    return texts
+
+
+# A window as written: one text or a list (the JSON Schema shows both for editors).
+WindowList = Annotated[
+    str | list[str], PlainValidator(_window_items, json_schema_input_type=str | list[str])
+]
+WindowRanges = Annotated[
+    str | list[str], PlainValidator(_window_ranges, json_schema_input_type=str | list[str])
+]
 Duration = Annotated[str, Field(description="15m, 3h, 3d, 2w, 1d12h or ISO 8601 (P3D).")]
 Guard = Annotated[str, Field(description="A CEL expression over customer, journey, event, now.")]
 Template = Annotated[str, Field(description="Jinja2 text over customer, journey, event, now.")]
@@ -105,10 +135,16 @@ class SendSpec(StrictModel):
         default=False,
         description="A service message (order, delivery): never capped, not counted.",
     )
-    window: str | None = Field(
+    window: WindowList | None = Field(
         default=None,
         description="When it may be sent: a named window of the playbook or "
-        "'weekdays 11:30-13:00', 'weekends 10:00-20:00', 'mon,fri 18:00-20:00'.",
+        "'weekdays 11:30-13:00', 'weekends 10:00-20:00', 'mon,fri 18:00-20:00'; "
+        "or a list of them: the next range to open wins.",
+    )
+    urgent: bool = Field(
+        default=False,
+        description="Exempt from the quiet hours (the last hour of a countdown); "
+        "the contact caps still apply.",
     )
 
 
@@ -260,12 +296,28 @@ class ConditionTrigger(TriggerBase):
     condition: Guard = Field(description="Fires when it becomes true (a tag, tier, attribute).")
 
 
+class DeadlineBranch(StrictModel):
+    actions: list[Action] = Field(default_factory=list)
+    goto: str | None = None
+
+
 class CountdownSpec(StrictModel):
-    deadline: str | None = Field(default=None, description="Attribute holding the deadline.")
+    deadline: str | None = Field(
+        default=None,
+        description="Where the deadline is: an attribute (campaign_ends_at) or the data of "
+        "the event that enrolled the customer (event.data.ends_at).",
+    )
     deadline_after: Duration | None = Field(
         default=None, description="Or a deadline this long after entering the stage."
     )
     offsets: list[str] = Field(min_length=1, description="Before the deadline: [7d, 3d, 1h].")
+    on_missing: DeadlineBranch | None = Field(
+        default=None,
+        description="Taken on entering the stage when the deadline is missing or unreadable.",
+    )
+    on_past: DeadlineBranch | None = Field(
+        default=None, description="Taken on entering the stage when the deadline has passed."
+    )
 
     _valid_offsets = field_validator("offsets")(_check_durations)
 
@@ -389,10 +441,27 @@ class Playbook(StrictModel):
     exit: list[ExitRule] = Field(default_factory=list, description="End from any stage.")
     goal: Goal | None = None
     contact_policy: ContactPolicy = Field(default_factory=ContactPolicy)
-    windows: dict[str, Annotated[str, AfterValidator(_check_window)]] = Field(
-        default_factory=dict, description="Named send windows."
+    triggers: list[Trigger] = Field(
+        default_factory=list,
+        description="Active in every stage but end stages, after the stage's own triggers: "
+        "as if written at the end of each stage's list.",
+    )
+    windows: dict[str, WindowRanges] = Field(
+        default_factory=dict,
+        description="Named send windows: a range, or a list of ranges (the next to open wins).",
     )
     content: dict[str, Template] = Field(default_factory=dict, description="Local content items.")
+    event_attributes: list[Annotated[str, Field(pattern=NAME_PATTERN)]] = Field(
+        default_factory=list,
+        description="Customer attributes that events bring in `data.attributes` (a form, the "
+        "CRM): listed, `validate` knows they are written.",
+    )
+    interaction_events: list[Annotated[str, Field(pattern=EVENT_TYPE_PATTERN)]] | None = Field(
+        default=None,
+        description="The events that count as the customer interacting, for `inactive_for` "
+        "and `journey.days_inactive` (default: every event the catalogue marks as "
+        "interaction, i.e. all but staff actions and system notices).",
+    )
     migrations: list[Migration] = Field(
         default_factory=list, description="Explicit moves of in-flight journeys (sopflow migrate)."
     )

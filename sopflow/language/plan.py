@@ -8,6 +8,7 @@ journey pinned to a version behaves the same for as long as it lives.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -15,6 +16,18 @@ from pydantic import BaseModel, ConfigDict, Field
 
 class FrozenModel(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class _HashedWhenSet:
+    """Marks a field added after plans were first versioned: `content_hash` leaves it out
+    while it holds its default, so a playbook that does not use the feature keeps the
+    version (and the journeys pinned to it) it had before the field existed."""
+
+    def __repr__(self) -> str:
+        return "HASHED_WHEN_SET"
+
+
+HASHED_WHEN_SET = _HashedWhenSet()
 
 
 class WindowPlan(FrozenModel):
@@ -28,8 +41,19 @@ class SendStep(FrozenModel):
     channel: str
     text: str
     content: str | None = None
-    window: WindowPlan | None = None
+    # One range (the shape of every plan before language v1.1), or several: the next
+    # range to open wins.
+    window: WindowPlan | tuple[WindowPlan, ...] | None = None
     transactional: bool = False
+    # Exempt from quiet hours (never from the caps).
+    urgent: Annotated[bool, HASHED_WHEN_SET] = False
+
+    @property
+    def windows(self) -> tuple[WindowPlan, ...]:
+        """The send window's ranges; empty: any time."""
+        if self.window is None:
+            return ()
+        return self.window if isinstance(self.window, tuple) else (self.window,)
 
 
 class Branch(FrozenModel):
@@ -101,6 +125,11 @@ class CountdownPlan(FrozenModel):
     deadline_attribute: str | None = None
     deadline_after_seconds: int | None = None
     offsets_seconds: tuple[int, ...]
+    # The deadline is this key of the data of the event that enrolled the customer.
+    deadline_event_key: Annotated[str | None, HASHED_WHEN_SET] = None
+    # Taken on entering the stage when the deadline is missing, or already past.
+    on_missing: Annotated[Branch | None, HASHED_WHEN_SET] = None
+    on_past: Annotated[Branch | None, HASHED_WHEN_SET] = None
 
 
 class TriggerPlan(FrozenModel):
@@ -158,6 +187,11 @@ class MigrationPlan(FrozenModel):
     stages: dict[str, str]
 
 
+# The key prefix of playbook-wide triggers (in a journey's `fired` and `conditions`): they
+# belong to the journey, so entering a stage does not reset them.
+EVERYWHERE = "*"
+
+
 class Plan(FrozenModel):
     """One playbook, compiled."""
 
@@ -172,10 +206,59 @@ class Plan(FrozenModel):
     contact_policy: ContactPolicyPlan = ContactPolicyPlan()
     stages: dict[str, StagePlan]
     migrations: tuple[MigrationPlan, ...] = ()
+    # Playbook-wide triggers: active in every stage, timed from the journey's start.
+    triggers: Annotated[tuple[TriggerPlan, ...], HASHED_WHEN_SET] = ()
+    # The event types that count as interaction for this playbook (`inactive_for`,
+    # `journey.days_inactive`); None: the event catalogue's interaction flag.
+    interaction_events: Annotated[tuple[str, ...] | None, HASHED_WHEN_SET] = None
 
     @property
     def enrol_event(self) -> str | None:
         return self.enrol.event
+
+    def active_triggers(self, stage: str) -> list[tuple[str, TriggerPlan]]:
+        """The triggers active in a stage with their keys: the stage's own ("0", "1", ...)
+        first, then the playbook-wide ones ("*0", "*1", ...)."""
+        own = [(str(i), t) for i, t in enumerate(self.stages[stage].triggers)]
+        return own + [(f"{EVERYWHERE}{i}", t) for i, t in enumerate(self.triggers)]
+
+    def trigger(self, stage: str, key: str) -> TriggerPlan:
+        """The trigger of `active_triggers(stage)` with this key."""
+        if key.startswith(EVERYWHERE):
+            return self.triggers[int(key.removeprefix(EVERYWHERE))]
+        return self.stages[stage].triggers[int(key)]
+
+    def all_triggers(self) -> list[TriggerPlan]:
+        return [t for stage in self.stages.values() for t in stage.triggers] + list(self.triggers)
+
+    def all_steps(self) -> Iterator[ActionStep]:
+        """Every action of the plan, nested ones (branches, task completions) included."""
+
+        def nested(steps: tuple[ActionStep, ...]) -> Iterator[ActionStep]:
+            for step in steps:
+                yield step
+                if isinstance(step, TaskStep) and step.on_complete is not None:
+                    yield from nested(step.on_complete.actions)
+
+        for stage in self.stages.values():
+            yield from nested(stage.on_enter)
+        for trigger in self.all_triggers():
+            yield from nested(trigger.actions)
+            branches = [trigger.on_timeout]
+            if trigger.countdown is not None:
+                branches += [trigger.countdown.on_missing, trigger.countdown.on_past]
+            for branch in branches:
+                if branch is not None:
+                    yield from nested(branch.actions)
+
+    def enrolment_data_keys(self) -> frozenset[str]:
+        """The keys of the enrolling event's data that countdowns read as deadlines: a
+        journey keeps these (and only these) when it starts."""
+        return frozenset(
+            t.countdown.deadline_event_key
+            for t in self.all_triggers()
+            if t.countdown is not None and t.countdown.deadline_event_key is not None
+        )
 
 
 class TagGroupPlan(FrozenModel):

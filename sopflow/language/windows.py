@@ -75,3 +75,24 @@ def parse_window(text: str) -> Window:
     if start == end:
         raise ValueError(f"window '{text}' is empty: start and end are the same time")
     return Window(days, start, end)
+
+
+def next_open_any(windows: tuple[Window, ...], moment: datetime, zone: ZoneInfo) -> datetime:
+    """The earliest opening of any of the windows at or after `moment` (the next wins)."""
+    return min(w.next_open(moment, zone) for w in windows)
+
+
+MINUTES_PER_WEEK = 7 * 24 * 60
+
+
+def week_minutes(window: Window) -> frozenset[int]:
+    """The minutes of a week (0 = Monday 00:00) the window is open, for checks that
+    compare windows with the quiet hours: a week is 10,080 minutes, small enough to list."""
+    start = window.start.hour * 60 + window.start.minute
+    end = window.end.hour * 60 + window.end.minute
+    length = end - start if start < end else 24 * 60 - start + end
+    return frozenset(
+        (day * 24 * 60 + start + offset) % MINUTES_PER_WEEK
+        for day in window.days
+        for offset in range(length)
+    )

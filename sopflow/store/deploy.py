@@ -28,14 +28,22 @@ def deployer() -> str:
 
 
 def deploy_paths(
-    paths: list[Path], store: PlanStore, *, by: str | None = None, source: str = "cli"
+    paths: list[Path],
+    store: PlanStore,
+    *,
+    by: str | None = None,
+    source: str = "cli",
+    told: list[Diagnostic] | None = None,
 ) -> tuple[DeploymentRecord, list[tuple[str, str, str]]]:
     """Compile everything under `paths` and deploy it all, or nothing when one has an error.
 
     The deploy is based on the deployment its own transaction reads. Returns the new
-    deployment and (file, playbook, version) for each deployed playbook.
+    deployment and (file, playbook, version) for each deployed playbook; `told` receives
+    the warnings and notes (files skipped as not sopflow documents) for the operator.
     """
     bundle = compile_paths(paths)
+    if told is not None:
+        told += [d for d in bundle.diagnostics if d.severity != "error"]
     bundle.raise_on_errors()
     if not bundle.plans:
         where = str(paths[0]) if paths else "."
