@@ -24,7 +24,7 @@ from sopflow.settings import Settings
 from sopflow.store.database import Database
 from sopflow.store.deploy import deploy_paths, import_folder
 from sopflow.store.keys import Role, authenticate, create_key
-from sopflow.store.plans import PlanStore
+from sopflow.store.plans import DeploymentConflict, PlanStore
 from worker.main import build_worker
 from workflows.client import connect
 from workflows.contracts import SEARCH_ATTRIBUTES
@@ -131,7 +131,7 @@ async def run_dev(settings: Settings, announce: Callable[[str], None] = print) -
     ensure_port_free(host, port, "Temporal dev server", "--temporal-port")
     ensure_port_free(host, settings.temporal_ui_port, "Temporal UI", "--ui-port")
     ensure_port_free(settings.api_host, settings.api_port, "API", "--api-port")
-    deployed = deploy_playbooks(settings)
+    deployed = deploy_playbooks(settings, announce)
     operator_key = development_key(settings)
 
     stop = asyncio.Event()
@@ -176,13 +176,36 @@ async def run_dev(settings: Settings, announce: Callable[[str], None] = print) -
 DEV_KEY_FILE = "dev-operator.key"
 
 
-def deploy_playbooks(settings: Settings) -> list[tuple[str, str, str]]:
+def deploy_playbooks(
+    settings: Settings, announce: Callable[[str], None] = print
+) -> list[tuple[str, str, str]]:
     """Deploy the playbooks folder; first, once, the plans a data folder from before the
-    database-backed store kept in `plans/`, so its journeys in flight find their versions."""
+    database-backed store kept in `plans/`, so its journeys in flight find their versions.
+
+    The deploy is based on the last one `sopflow dev` made: what was deployed since through
+    the API or the CLI is kept unless the folder changed the same playbook (or the
+    taxonomy and tiers) too, and then the newer deployment is kept and the folder is not
+    deployed; either way the banner says so."""
     store = PlanStore.from_settings(settings)
     if store.current() is None and (settings.plans_dir / "deployment.json").exists():
         import_folder(store, settings.plans_dir, by="sopflow dev", source="dev")
-    _, deployed = deploy_paths([settings.playbooks_dir], store, by="sopflow dev", source="dev")
+    own = next((r.id for r in store.history(limit=200) if r.source == "dev"), None)
+    try:
+        record, deployed = deploy_paths(
+            [settings.playbooks_dir], store, by="sopflow dev", source="dev", base=own
+        )
+    except DeploymentConflict as e:
+        announce(
+            f"sopflow: kept deployment {e.current}: it changed what {settings.playbooks_dir}/ "
+            f"changes too ({', '.join(e.conflicts)}); deploy the folder with "
+            f"`.venv/bin/sopflow deploy {settings.playbooks_dir}` to replace it"
+        )
+        return []
+    if record.merged:
+        announce(
+            f"sopflow: deployment {record.id} keeps what was deployed since sopflow dev's "
+            f"last start (deployment {own}) and adds {settings.playbooks_dir}/'s changes"
+        )
     return deployed
 
 

@@ -128,6 +128,8 @@ def deploy(
             typer.echo(str(diagnostic), err=True)
     for _, name, version in deployed:
         typer.echo(f"deployed {name} {version}")
+    if not record.profile_changed and record.deployment.profile:
+        typer.echo(f"kept the deployed taxonomy and tiers (profile {record.deployment.profile})")
     typer.echo(f"deployment {record.id}" + (" (merged)" if record.merged else ""))
 
 

@@ -414,3 +414,70 @@ def test_sopflow_dev_imports_an_old_plans_folder_once_then_deploys(tmp_path: Pat
     assert store.history(limit=1)[0].deployed == history[0].deployed
     old.database.dispose()
     store.database.dispose()
+
+
+def test_a_deploy_without_a_taxonomy_keeps_the_deployed_one_and_says_so(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    home = str(tmp_path / "home")
+    runner = CliRunner()
+    everything = runner.invoke(app, ["deploy", str(REPO / "playbooks"), "--home", home])
+    assert everything.exit_code == 0, everything.output
+    profile = PlanStore.from_settings(Settings(home=tmp_path / "home")).deployment().profile
+    assert profile is not None
+    one = runner.invoke(app, ["deploy", str(REPO / "playbooks" / "welcome.yaml"), "--home", home])
+    assert one.exit_code == 0, one.output
+    assert f"kept the deployed taxonomy and tiers (profile {profile})" in one.output
+    assert PlanStore.from_settings(Settings(home=tmp_path / "home")).deployment().profile == profile
+
+
+def _folder_with_taxonomy(folder: Path, value: str) -> Path:
+    """A copy of the shipped playbooks whose taxonomy gains one tag value."""
+    import shutil
+
+    shutil.copytree(REPO / "playbooks", folder)
+    taxonomy = folder / "taxonomy.yaml"
+    text = taxonomy.read_text(encoding="utf-8")
+    assert "tags: [haggling, " in text
+    taxonomy.write_text(
+        text.replace("tags: [haggling, ", f"tags: [{value}, haggling, ", 1), encoding="utf-8"
+    )
+    return folder
+
+
+def test_restarting_sopflow_dev_keeps_a_taxonomy_deployed_through_the_api(tmp_path: Path) -> None:
+    from cli.dev import deploy_playbooks
+
+    settings = Settings(home=tmp_path / "home", playbooks_dir=REPO / "playbooks")
+    said: list[str] = []
+    deploy_playbooks(settings, said.append)
+    store = PlanStore.from_settings(settings)
+    # An operator deploys a taxonomy with one more tag through the API.
+    newer = compile_paths([_folder_with_taxonomy(tmp_path / "api", "api_only")]).profile
+    assert newer is not None
+    store.deploy_all([], newer, source="api", by="ops")
+    deploy_playbooks(settings, said.append)  # sopflow dev starts again, playbooks/ unchanged
+    assert store.deployment().profile == newer.version
+    assert any("keeps what was deployed since" in line for line in said)
+
+
+def test_sopflow_dev_does_not_replace_a_newer_taxonomy_when_the_folder_changed_it_too(
+    tmp_path: Path,
+) -> None:
+    from cli.dev import deploy_playbooks
+
+    settings = Settings(home=tmp_path / "home", playbooks_dir=REPO / "playbooks")
+    deploy_playbooks(settings, print)
+    store = PlanStore.from_settings(settings)
+    newer = compile_paths([_folder_with_taxonomy(tmp_path / "api", "api_only")]).profile
+    assert newer is not None
+    store.deploy_all([], newer, source="api", by="ops")
+    edited = settings.model_copy(
+        update={"playbooks_dir": _folder_with_taxonomy(tmp_path / "local", "local_only")}
+    )
+    said: list[str] = []
+    assert deploy_playbooks(edited, said.append) == []
+    assert store.deployment().profile == newer.version
+    assert any(line.startswith("sopflow: kept deployment") for line in said), said

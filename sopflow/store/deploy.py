@@ -34,12 +34,16 @@ def deploy_paths(
     by: str | None = None,
     source: str = "cli",
     told: list[Diagnostic] | None = None,
+    base: int | None = None,
 ) -> tuple[DeploymentRecord, list[tuple[str, str, str]]]:
     """Compile everything under `paths` and deploy it all, or nothing when one has an error.
 
     The deploy is based on the deployment its own transaction reads. Returns the new
     deployment and (file, playbook, version) for each deployed playbook; `told` receives
     the warnings and notes (files skipped as not sopflow documents) for the operator.
+    Paths with no TagTaxonomy or Tiers keep the deployed profile rules (never cleared by
+    a deploy that does not carry them); `base` names the deployment the caller started
+    from, so deploys made since are merged rather than replaced (or refused).
     """
     bundle = compile_paths(paths)
     if told is not None:
@@ -49,7 +53,12 @@ def deploy_paths(
         where = str(paths[0]) if paths else "."
         raise PlaybookError([Diagnostic("error", "no playbook (*.yaml) found", where, 1, 1)])
     record = store.deploy_all(
-        list(bundle.plans.values()), bundle.profile, by=by or deployer(), source=source
+        list(bundle.plans.values()),
+        bundle.profile,
+        bundle.profile is None,
+        base=base,
+        by=by or deployer(),
+        source=source,
     )
     return record, [
         (bundle.sources[name].file, name, plan.version)
