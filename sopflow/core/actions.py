@@ -179,6 +179,23 @@ def send(
     except TemplateError as e:
         step.record("send_failed", journey, channel=action.channel, error=f"template: {e}")
         return
+    if action.welcome:
+        code = welcome_code(step)
+        if code is not None:
+            # The customer just added the staff member: WeCom takes the welcome now or
+            # never (20 seconds), whatever the window or the quiet hours say.
+            deliver_message(step, journey, plan, action.channel, text, welcome=(code, action))
+            return
+        if action.welcome_fallback == "skip":
+            step.record(
+                "send_failed",
+                journey,
+                channel=action.channel,
+                text=text,
+                error="welcome skipped: no welcome code (the customer was not just added "
+                "through WeCom's callback)",
+            )
+            return
     at = send_time(step, plan, action, step.now)
     if at > step.now:
         journey.scheduled.append(
@@ -231,10 +248,12 @@ def deliver_message(
     channel: str,
     text: str,
     transactional: bool = False,
+    welcome: tuple[str, SendStep] | None = None,
 ) -> None:
     """Deliver now unless a frequency cap (counted across all journeys) forbids it.
 
     A transactional message (an order confirmation) is never capped and does not count.
+    `welcome` carries the welcome code and the send that asked for it.
     """
     if channel in CUSTOMER_CHANNELS and not transactional:
         reason = cap_reached(step, plan)
@@ -256,11 +275,22 @@ def deliver_message(
             text=text,
             scheduled_at=step.now,
             sender=owner_of(step),
+            welcome_code=welcome[0] if welcome else None,
+            welcome_fallback=welcome[1].welcome_fallback if welcome else "send",
         )
     )
     step.record(
         "message", journey, channel=channel, text=text, idempotency_key=key, status="pending"
     )
+
+
+def welcome_code(step: Step) -> str | None:
+    """The welcome code of the contact.added being handled, if WeCom gave one."""
+    event = step.event
+    if event is None or event.type != "contact.added":
+        return None
+    code = event.data.get("welcome_code")
+    return code if isinstance(code, str) and code else None
 
 
 def owner_of(step: Step) -> str | None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from sopflow.language import models
 from sopflow.language.attributes import journey_writes, playbook_reads, unwritten
-from sopflow.language.channels import CHANNELS
+from sopflow.language.channels import CHANNELS, Channel
 from sopflow.language.diagnostics import Diagnostic, KeyPath, did_you_mean
 from sopflow.language.durations import parse_duration
 from sopflow.language.guards import check_guard
@@ -201,6 +201,8 @@ def _check_send(
         problem = check_template(send.text)
         if problem:
             yield source.at("error", problem, (*here, "text"))
+    if send.welcome:
+        yield from _check_welcome(source, playbook, path, send)
     ranges: list[Window] = []
     written = [send.window] if isinstance(send.window, str) else send.window or []
     for index, item in enumerate(written):
@@ -218,6 +220,27 @@ def _check_send(
             message = f"unknown window '{item}'{hint}" if hint else str(e)
             yield source.at("error", message, where)
     yield from _check_quiet_hours(source, playbook, here, send, ranges, len(ranges) == len(written))
+
+
+def _check_welcome(
+    source: SourceDocument, playbook: models.Playbook, path: KeyPath, send: models.SendSpec
+) -> Iterator[Diagnostic]:
+    """WeCom sends a welcome only on wecom.private, with the code of a contact.added."""
+    here = (*path, "send", "welcome")
+    if send.channel != Channel.WECOM_PRIVATE:
+        yield source.at(
+            "error", f"welcome is a wecom.private message, not {send.channel.value}", here
+        )
+        return
+    entry = next(iter(playbook.stages), None)
+    if playbook.enrol.event != "contact.added" or tuple(path[:3]) != ("stages", entry, "on_enter"):
+        yield source.at(
+            "warning",
+            "a welcome goes out only on entering the first stage of a playbook enrolled by "
+            "contact.added (the welcome code comes with it); elsewhere it is an ordinary "
+            "send, or skipped with welcome_fallback: skip",
+            here,
+        )
 
 
 def _check_quiet_hours(

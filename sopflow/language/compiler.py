@@ -326,6 +326,8 @@ def _steps(
                         window=_send_window(send.window, playbook.windows),
                         transactional=send.transactional,
                         urgent=send.urgent,
+                        welcome=send.welcome,
+                        welcome_fallback=send.welcome_fallback,
                     )
                 )
             case models.TaskAction(task=task):

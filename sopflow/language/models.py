@@ -146,6 +146,17 @@ class SendSpec(StrictModel):
         description="Exempt from the quiet hours (the last hour of a countdown); "
         "the contact caps still apply.",
     )
+    welcome: bool = Field(
+        default=False,
+        description="WeCom's welcome message (wecom.private, in the entry stage of a "
+        "playbook enrolled by contact.added): sent at once with the add callback's "
+        "welcome code, outside any window or quiet hours, exactly once.",
+    )
+    welcome_fallback: Literal["send", "skip"] = Field(
+        default="send",
+        description="When there is no welcome code or WeCom refuses it (older than 20 "
+        "seconds): send it as an ordinary message, or skip it.",
+    )
 
 
 class SendAction(StrictModel):

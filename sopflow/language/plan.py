@@ -47,6 +47,10 @@ class SendStep(FrozenModel):
     transactional: bool = False
     # Exempt from quiet hours (never from the caps).
     urgent: Annotated[bool, HASHED_WHEN_SET] = False
+    # WeCom's welcome message: sent at once with the add callback's welcome code; when
+    # there is none or WeCom refuses it, `send` it as an ordinary message or `skip` it.
+    welcome: Annotated[bool, HASHED_WHEN_SET] = False
+    welcome_fallback: Annotated[Literal["send", "skip"], HASHED_WHEN_SET] = "send"
 
     @property
     def windows(self) -> tuple[WindowPlan, ...]:
