@@ -11,12 +11,13 @@ from sopflow.core.clock import quiet_until, window, zone
 from sopflow.core.context import build_context
 from sopflow.core.state import Delivery, JourneyState, ScheduledSend, TaskState
 from sopflow.core.step import MAX_TRANSITIONS_PER_STEP, Step
-from sopflow.language.channels import CUSTOMER_CHANNELS, TASK_CHANNEL
+from sopflow.language.channels import CUSTOMER_CHANNELS, ENROLMENT_CHANNEL, TASK_CHANNEL
 from sopflow.language.guards import evaluate_guard
 from sopflow.language.plan import (
     ActionStep,
     Branch,
     EndStep,
+    EnrolMemberStep,
     EnrolStep,
     GotoStep,
     Plan,
@@ -26,6 +27,7 @@ from sopflow.language.plan import (
     TagStep,
     TaskStep,
 )
+from sopflow.language.subjects import Audience, bare_id
 from sopflow.language.templates import TemplateError, render_template
 
 RUNAWAY_REASON = (
@@ -36,7 +38,8 @@ RUNAWAY_REASON = (
 def context_for(
     step: Step, journey: JourneyState | None, plan: Plan | None, extra: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    tiers = step.catalog.profile.tiers if step.catalog.profile else None
+    rules = step.profile_rules
+    tiers = rules.tiers if rules else None
     return build_context(
         step.customer_id,
         step.state.profile,
@@ -46,6 +49,7 @@ def context_for(
         step.timezone(plan),
         extra,
         tiers.period_seconds if tiers else None,
+        step.state.group,
     )
 
 
@@ -94,10 +98,14 @@ def run_actions(
                 return  # the rest belonged to the stage the customer just left
             case EnrolStep():
                 target = step.catalog.deployed_plan(action.playbook)
-                if target is not None:
+                # Another audience's playbook cannot run on this subject (the compiler
+                # refuses it; a redeploy could still change a target's audience).
+                if target is not None and target.audience == step.audience:
                     try_enrol(step, target)
             case EndStep():
                 end_journey(step, journey, action.reason or "ended by the playbook")
+            case EnrolMemberStep():
+                enrol_member(step, journey, action)
 
 
 def enter_stage(step: Step, journey: JourneyState, plan: Plan, stage_name: str) -> None:
@@ -140,6 +148,8 @@ def try_enrol(step: Step, plan: Plan) -> bool:
             ended = existing.ended_at or existing.enrolled_at
             if step.now - ended < timedelta(seconds=plan.enrol.cooldown_seconds or 0):
                 return False
+    if plan.audience != step.audience:
+        return False
     if plan.enrol.when and not evaluate_guard(plan.enrol.when, context_for(step, None, plan)):
         return False
     count = step.state.enrolment_counts.get(plan.name, 0) + 1
@@ -182,6 +192,7 @@ def send(
                 channel=action.channel,
                 text=text,
                 transactional=action.transactional,
+                visible_to=list(action.visible_to) if action.visible_to is not None else None,
             )
         )
         reason = "send window" if action.window else "quiet hours"
@@ -193,7 +204,8 @@ def send(
             detail={"until": at.isoformat(), "reason": reason},
         )
         return
-    deliver_message(step, journey, plan, action.channel, text, action.transactional)
+    visible_to = list(action.visible_to) if action.visible_to is not None else None
+    deliver_message(step, journey, plan, action.channel, text, action.transactional, visible_to)
 
 
 def send_time(step: Step, plan: Plan, action: SendStep, moment: datetime) -> datetime:
@@ -218,6 +230,7 @@ def deliver_message(
     channel: str,
     text: str,
     transactional: bool = False,
+    visible_to: list[str] | None = None,
 ) -> None:
     """Deliver now unless a frequency cap (counted across all journeys) forbids it.
 
@@ -242,6 +255,8 @@ def deliver_message(
             channel=channel,
             text=text,
             scheduled_at=step.now,
+            sender=sender_of(step),
+            visible_to=visible_to,
         )
     )
     step.record(
@@ -268,8 +283,23 @@ def cap_reached(step: Step, plan: Plan) -> str | None:
 # ----------------------------------------------------------------------------- staff tasks
 
 
+def sender_of(step: Step) -> str | None:
+    """Who a group's or a staff member's message goes out from: the group's owner (its
+    messages are tasks the owner confirms), the staff member themself. A customer's comes
+    from their owner, resolved where the delivery is made."""
+    match step.audience:
+        case Audience.GROUP:
+            return step.state.group.owner if step.state.group else None
+        case Audience.STAFF:
+            return bare_id(step.customer_id)
+    return None
+
+
 def resolve_assignee(rule: str, step: Step) -> str:
     if rule == "owner":
+        if step.audience != Audience.CUSTOMER:
+            # A group's owner; a staff member's own tasks.
+            return sender_of(step) or "unassigned"
         return str(step.state.profile.attributes.get("owner", "unassigned"))
     kind, _, rest = rule.partition(":")
     if kind == "pool":
@@ -375,6 +405,54 @@ def complete_task(step: Step, journey: JourneyState, plan: Plan, task: TaskState
         run_branch(step, journey, plan, branch.actions, branch.goto)
 
 
+# ----------------------------------------------------------------------------- members
+
+MEMBER_JOINED = "group.member_joined"
+
+
+def enrol_member(step: Step, journey: JourneyState, action: EnrolMemberStep) -> None:
+    """Ask the member who just joined the group to be enrolled in a customer playbook: an
+    event for the member's own workflow, whose journey, guards and caps are theirs. A
+    staff member who joins is no customer and is not enrolled."""
+    event = step.event
+    member = event.data.get("member") if event is not None else None
+    if event is None or event.type != MEMBER_JOINED or not isinstance(member, str) or not member:
+        step.record(
+            "send_failed",
+            journey,
+            channel=ENROLMENT_CHANNEL,
+            error=f"enrol_member {action.playbook}: no member at hand (data.member of "
+            f"{MEMBER_JOINED})",
+        )
+        return
+    if event.data.get("member_type") == "staff":
+        return
+    key = next_key(step, journey)
+    step.deliveries.append(
+        Delivery(
+            idempotency_key=key,
+            kind="enrolment",
+            customer_id=step.customer_id,
+            playbook=journey.playbook,
+            journey_id=journey.journey_id,
+            stage=journey.stage,
+            channel=ENROLMENT_CHANNEL,
+            text=action.playbook,
+            scheduled_at=step.now,
+            target=member,
+        )
+    )
+    step.record(
+        "member_enrolled",
+        journey,
+        channel=ENROLMENT_CHANNEL,
+        text=action.playbook,
+        idempotency_key=key,
+        status="pending",
+        detail={"member": member, "playbook": action.playbook},
+    )
+
+
 # ----------------------------------------------------------------------------- profile edits
 
 
@@ -388,7 +466,7 @@ def change_tags(step: Step, journey: JourneyState | None, action: TagStep) -> No
         tag = resolve_tag(step, journey, written)
         if tag is None or tag in profile.tags:
             continue
-        for removed in profile_rules.apply_tag(profile, tag, step.catalog.profile):
+        for removed in profile_rules.apply_tag(profile, tag, step.profile_rules):
             step.record("tag_removed", journey, detail={"tag": removed})
         step.record("tag_added", journey, detail={"tag": tag})
 
@@ -403,7 +481,7 @@ def resolve_tag(step: Step, journey: JourneyState | None, written: str) -> str |
         except TemplateError:
             value = ""
     tag = f"{group}:{value}"
-    rules = step.catalog.profile
+    rules = step.profile_rules
     spec = rules.groups.get(group) if rules else None
     if (
         not value

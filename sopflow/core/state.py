@@ -53,6 +53,27 @@ class Profile(BaseModel):
     predicted_next_purchase_at: datetime | None = None
     tier: str | None = None
     lifecycle: str | None = None
+    # The customer groups a customer is in (chat ids), from group.joined / group.left.
+    groups: list[str] = Field(default_factory=list)
+
+
+class Member(BaseModel):
+    """One member of a group chat."""
+
+    joined_at: datetime
+    customer: bool = True  # else a staff member
+    join_scene: int | None = None
+
+
+class GroupInfo(BaseModel):
+    """What sopflow knows of a group chat beyond the profile (tags, attributes, time zone
+    and creation time live in the group's Profile, as a customer's do)."""
+
+    owner: str | None = None
+    name: str | None = None
+    members: dict[str, Member] = Field(default_factory=dict)
+    last_joined_at: datetime | None = None
+    dismissed_at: datetime | None = None
 
 
 class TaskState(BaseModel):
@@ -78,6 +99,7 @@ class ScheduledSend(BaseModel):
     channel: str
     text: str
     transactional: bool = False
+    visible_to: list[str] | None = None
 
 
 class JourneyState(BaseModel):
@@ -126,6 +148,10 @@ TimelineKind = Literal[
     "goal_reached",
     "journey_ended",
     "migrated",
+    "member_joined",
+    "member_left",
+    "member_enrolled",
+    "group_updated",
 ]
 DeliveryStatus = Literal["pending", "delivered", "failed"]
 
@@ -148,7 +174,8 @@ class TimelineEntry(BaseModel):
 
 
 class CustomerState(BaseModel):
-    """Everything the durable shell carries for one customer across continue-as-new."""
+    """Everything the durable shell carries for one subject across continue-as-new: a
+    customer, a group chat (`group/<chat_id>`) or a staff member (`staff/<userid>`)."""
 
     customer_id: str
     # The latest time the core has acted at: events and timers never run before it.
@@ -161,6 +188,8 @@ class CustomerState(BaseModel):
     timeline_seq: int = 0
     # Customer-facing sends of the last week, for the frequency caps across journeys.
     sent_at: list[datetime] = Field(default_factory=list)
+    # A group chat's owner and members (group subjects only).
+    group: GroupInfo | None = None
 
 
 class MigrationOrder(BaseModel):
@@ -176,7 +205,7 @@ class Delivery(BaseModel):
     """An external effect: a message to a customer or a task for staff."""
 
     idempotency_key: str
-    kind: Literal["message", "task"] = "message"
+    kind: Literal["message", "task", "enrolment"] = "message"
     customer_id: str
     playbook: str
     journey_id: str
@@ -192,6 +221,11 @@ class Delivery(BaseModel):
     sender: str | None = None
     welcome_code: str | None = None
     welcome_fallback: Literal["send", "skip"] = "send"
+    # An enrolment (a group journey's `enrol_member`): the customer to enrol; the
+    # playbook is the delivery's text.
+    target: str | None = None
+    # A moments post: the customer tags that see it (None: every customer of the sender).
+    visible_to: list[str] | None = None
 
 
 class StepResult(BaseModel):

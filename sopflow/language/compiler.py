@@ -22,6 +22,7 @@ from sopflow.language.plan import (
     ContactPolicyPlan,
     CountdownPlan,
     EndStep,
+    EnrolMemberStep,
     EnrolPlan,
     EnrolStep,
     ExitPlan,
@@ -44,6 +45,7 @@ from sopflow.language.plan import (
     TriggerPlan,
     WindowPlan,
 )
+from sopflow.language.subjects import Audience
 from sopflow.language.templates import check_template
 from sopflow.language.windows import parse_window
 
@@ -157,10 +159,10 @@ def plans_of_file(bundle: Bundle, path: Path) -> list[Plan]:
 
 
 def _context(documents: list[SourceDocument], bundle: Bundle) -> BundleContext:
+    playbooks = [d.model for d in documents if isinstance(d.model, models.Playbook)]
     context = BundleContext(
-        playbook_names={
-            d.model.metadata.name for d in documents if isinstance(d.model, models.Playbook)
-        }
+        playbook_names={p.metadata.name for p in playbooks},
+        playbook_audiences={p.metadata.name: p.audience for p in playbooks},
     )
     for source in documents:
         match source.model:
@@ -194,9 +196,13 @@ def _context(documents: list[SourceDocument], bundle: Bundle) -> BundleContext:
                                 key=True,
                             )
                         )
-                    problem = check_template(text)
-                    if problem:
-                        bundle.diagnostics.append(source.at("error", problem, ("items", key)))
+                    # An item may serve any audience: it is checked again where a
+                    # playbook uses it, against that playbook's audience.
+                    problems = [check_template(text, audience=a) for a in Audience]
+                    if all(problems):
+                        bundle.diagnostics.append(
+                            source.at("error", str(problems[0]), ("items", key))
+                        )
                     context.content[key] = text
     return context
 
@@ -262,6 +268,7 @@ def _steps(
                         content=send.content,
                         window=_window(send.window, playbook.windows),
                         transactional=send.transactional,
+                        visible_to=tuple(send.visible_to) if send.visible_to is not None else None,
                     )
                 )
             case models.TaskAction(task=task):
@@ -296,6 +303,8 @@ def _steps(
                 steps.append(EnrolStep(playbook=target))
             case models.EndAction(end=reason):
                 steps.append(EndStep(reason=reason if isinstance(reason, str) else None))
+            case models.EnrolMemberAction(enrol_member=target):
+                steps.append(EnrolMemberStep(playbook=target))
     return tuple(steps)
 
 
@@ -376,6 +385,7 @@ def build_plan(playbook: models.Playbook, context: BundleContext) -> Plan:
         name=playbook.metadata.name,
         title=playbook.metadata.title,
         version="",
+        audience=playbook.audience.value,
         timezone=playbook.timezone,
         entry_stage=next(iter(playbook.stages)),
         enrol=EnrolPlan(
@@ -454,10 +464,33 @@ def _level(level: models.TierLevel) -> TierLevelPlan:
     )
 
 
+# Keys added to plans after plans were deployed: left out of the hash while unset, so a
+# playbook that does not use them keeps its version (and its journeys theirs).
+UNSET_LATER_KEYS = frozenset({"visible_to"})
+
+
+def _without_unset(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: _without_unset(v)
+            for k, v in value.items()
+            if not (k in UNSET_LATER_KEYS and v is None)
+        }
+    if isinstance(value, list):
+        return [_without_unset(v) for v in value]
+    return value
+
+
 def content_hash(plan: Plan | ProfilePlan) -> str:
-    """Hash of the behaviour-bearing content of a plan (its own version field excluded)."""
+    """Hash of the behaviour-bearing content of a plan (its own version field excluded).
+
+    A customer playbook's audience is left out: plans compiled before audiences existed
+    keep their versions, and so do the journeys pinned to them."""
+    excluded = {"version"}
+    if isinstance(plan, Plan) and plan.audience == Audience.CUSTOMER.value:
+        excluded.add("audience")
     canonical = json.dumps(
-        plan.model_dump(mode="json", exclude={"version"}),
+        _without_unset(plan.model_dump(mode="json", exclude=excluded)),
         sort_keys=True,
         ensure_ascii=False,
         separators=(",", ":"),

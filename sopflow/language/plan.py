@@ -30,6 +30,8 @@ class SendStep(FrozenModel):
     content: str | None = None
     window: WindowPlan | None = None
     transactional: bool = False
+    # wecom.moments: the customer tags that may see the post (None: every customer).
+    visible_to: tuple[str, ...] | None = None
 
 
 class Branch(FrozenModel):
@@ -80,8 +82,23 @@ class EndStep(FrozenModel):
     reason: str | None = None
 
 
+class EnrolMemberStep(FrozenModel):
+    """A group journey enrols the member who just joined in a customer playbook."""
+
+    kind: Literal["enrol_member"] = "enrol_member"
+    playbook: str
+
+
 ActionStep = Annotated[
-    SendStep | TaskStep | TagStep | SetStep | ScoreStep | GotoStep | EnrolStep | EndStep,
+    SendStep
+    | TaskStep
+    | TagStep
+    | SetStep
+    | ScoreStep
+    | GotoStep
+    | EnrolStep
+    | EndStep
+    | EnrolMemberStep,
     Field(discriminator="kind"),
 ]
 
@@ -164,6 +181,9 @@ class Plan(FrozenModel):
     name: str
     title: str | None = None
     version: str = Field(description="Content hash: the identity of this behaviour.")
+    # Who runs through it (sopflow.language.subjects.Audience); plans compiled before
+    # audiences existed are customers' and keep their versions (the hash leaves it out).
+    audience: Literal["customer", "group", "staff"] = "customer"
     timezone: str = "Asia/Shanghai"
     entry_stage: str
     enrol: EnrolPlan

@@ -8,8 +8,9 @@ from typing import Any
 from jinja2 import StrictUndefined, TemplateError, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
-from sopflow.language.context import ORDERS_FIELDS, ROOTS, TEMPLATE_ROOTS
+from sopflow.language.context import ORDERS_FIELDS, ROOTS, SUBJECT_ROOT, template_roots
 from sopflow.language.diagnostics import did_you_mean
+from sopflow.language.subjects import Audience
 
 # The sandbox refuses attribute tricks (`__class__`...) from template authors; strict
 # undefined turns a missing variable into an error instead of a silent blank in a message.
@@ -29,20 +30,29 @@ def render_template(source: str, context: dict[str, Any]) -> str:
     return rendered
 
 
-def check_template(source: str, *, with_event: bool = True) -> str | None:
+def check_template(
+    source: str, *, with_event: bool = True, audience: Audience = Audience.CUSTOMER
+) -> str | None:
     """A message saying why the template cannot render, or None."""
     try:
         tree = _ENVIRONMENT.parse(source)
     except TemplateError as e:
         return f"template does not parse: {e}"
     assigned = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
-    roots = TEMPLATE_ROOTS if with_event else TEMPLATE_ROOTS - {"event"}
+    roots = template_roots(audience)
+    roots = roots if with_event else roots - {"event"}
     for name in tree.find_all(nodes.Name):
         if name.ctx == "load" and name.name not in roots and name.name not in assigned:
+            if name.name in SUBJECT_ROOT.values():
+                own = SUBJECT_ROOT[audience]
+                return (
+                    f"template variable '{name.name}' cannot exist in a playbook with "
+                    f"audience {audience.value}: it reads '{own}'"
+                )
             return f"template variable '{name.name}' cannot exist{did_you_mean(name.name, roots)}"
     for access in tree.find_all(nodes.Getattr):
         target = access.node
-        if isinstance(target, nodes.Name) and target.name in ROOTS:
+        if isinstance(target, nodes.Name) and target.name in ROOTS and target.name in roots:
             fields = ROOTS[target.name]
             if access.attr not in fields:
                 suggestion = did_you_mean(access.attr, fields)
