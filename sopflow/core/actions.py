@@ -284,15 +284,16 @@ def cap_reached(step: Step, plan: Plan) -> str | None:
 
 
 def sender_of(step: Step) -> str | None:
-    """Who a group's or a staff member's message goes out from: the group's owner (its
-    messages are tasks the owner confirms), the staff member themself. A customer's comes
-    from their owner, resolved where the delivery is made."""
+    """The staff member a message goes out from (WeCom sends only through a task they
+    confirm): a customer's owner (the staff member who added them), a group's owner, a
+    staff member themself."""
     match step.audience:
         case Audience.GROUP:
             return step.state.group.owner if step.state.group else None
         case Audience.STAFF:
             return bare_id(step.customer_id)
-    return None
+    owner = step.state.profile.attributes.get("owner")
+    return owner if isinstance(owner, str) and owner else None
 
 
 def resolve_assignee(rule: str, step: Step) -> str:

@@ -56,6 +56,7 @@ def learn_group(step: Step, event: CustomerEvent) -> None:
             step.record("member_left", None, detail={"member": member})
         case "group.dismissed":
             info.dismissed_at = step.now
+            step.record("group_updated", None, detail={"status": "dismissed"})
             # A dismissed group receives nothing: its journeys end rather than keep
             # firing sends that no owner can confirm.
             for journey in active_journeys(step.state):

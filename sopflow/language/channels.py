@@ -77,7 +77,9 @@ REGISTRY: tuple[ChannelSpec, ...] = (
         ENROLMENT_CHANNEL,
         "asks a member's own workflow to enrol them in a customer playbook",
         False,
-        local=True,
+        # A signal to another workflow, a burst of them when a group fills: ordinary
+        # activities, which never hold the group's workflow task.
+        local=False,
         audiences=frozenset({Audience.GROUP}),
     ),
 )
