@@ -26,7 +26,6 @@ from sqlalchemy import (
     JSON,
     Column,
     Connection,
-    DateTime,
     Integer,
     String,
     Table,
@@ -42,9 +41,9 @@ from sopflow.core.state import TimelineEntry
 from sopflow.language.subjects import GROUP_PREFIX, bare_id, group_subject
 from sopflow.store.database import Database
 from sopflow.store.inserts import insert_ignoring_duplicates as _insert_ignoring_duplicates
-from sopflow.store.tables import Base, JourneyEvent, PaidOrder
+from sopflow.store.tables import Base, JourneyEvent, PaidOrder, UtcDateTime
 
-WHEN = DateTime(timezone=True)
+WHEN = UtcDateTime()  # aware datetimes in and out, SQLite too
 GROUPS = Table(
     "group_chats",
     Base.metadata,

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from pydantic import BaseModel
-from sqlalchemy import JSON, Column, DateTime, String, Table, Text, select, update
+from sqlalchemy import JSON, Column, String, Table, Text, select, update
 
 from sopflow.store.database import Database
 from sopflow.store.inserts import insert_ignoring_duplicates
-from sopflow.store.tables import Base
+from sopflow.store.tables import Base, UtcDateTime
 
-WHEN = DateTime(timezone=True)
+WHEN = UtcDateTime()  # aware datetimes in and out, SQLite too
 MOMENTS = Table(
     "moment_posts",
     Base.metadata,
