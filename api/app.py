@@ -12,7 +12,16 @@ from temporalio.client import Client
 from api.console import mount_console
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
-from api.routes import customer_lists, customers, events, metrics, overview, playbooks, tasks
+from api.routes import (
+    customer_lists,
+    customers,
+    events,
+    groups,
+    metrics,
+    overview,
+    playbooks,
+    tasks,
+)
 from sopflow import __version__
 from sopflow.settings import Settings
 from sopflow.store.database import Database
@@ -58,6 +67,7 @@ def create_app(
     app.include_router(playbooks.router)
     app.include_router(metrics.router)
     app.include_router(overview.router)
+    app.include_router(groups.router)
     mount_console(app)
 
     @app.get("/healthz", tags=["health"])

@@ -402,3 +402,42 @@ def group_playbook_metrics(database: Database, playbook: str) -> GroupPlaybookMe
         conversion_rate=round(converted / len(through), 4) if through else 0.0,
         recent=recent,
     )
+
+
+class TimelineRow(BaseModel):
+    seq: int
+    at: datetime
+    kind: str
+    playbook: str | None
+    stage: str | None
+    channel: str | None
+    text: str | None
+    idempotency_key: str | None
+    detail: dict[str, Any]
+
+
+def group_timeline(
+    database: Database, chat_id: str, before_seq: int | None = None, limit: int = 200
+) -> list[TimelineRow]:
+    """A group's whole recorded timeline from the journey ledger, newest first (the
+    workflow keeps its last 500 entries; the ledger keeps every one)."""
+    ledger = JourneyEvent.__table__
+    query = select(ledger).where(ledger.c.customer_id == group_subject(chat_id))
+    if before_seq is not None:
+        query = query.where(ledger.c.seq < before_seq)
+    query = query.order_by(ledger.c.seq.desc()).limit(min(limit, MAX_ROWS))
+    with database.session() as session:  # the ORM's column types hand back aware UTC times
+        return [
+            TimelineRow(
+                seq=r.seq,
+                at=r.at,
+                kind=r.kind,
+                playbook=r.playbook,
+                stage=r.stage,
+                channel=r.channel,
+                text=r.text,
+                idempotency_key=r.idempotency_key,
+                detail=r.detail or {},
+            )
+            for r in session.execute(query)
+        ]
