@@ -18,7 +18,10 @@ from sopflow.language import Plan, PlaybookError, compile_playbook
 from sopflow.language.compiler import compile_bundle, content_hash
 from sopflow.language.loader import load_text
 from sopflow.language.plan import ProfilePlan, TagGroupPlan
+from sopflow.wecom.callbacks import parse_callback
+from sopflow.wecom.group_callbacks import group_events
 from tests.conftest import T0
+from tests.test_wecom_protocol import MEMBERS_JOINED, chat_xml, contact_xml
 
 HEADER = "apiVersion: sopflow/v1\nkind: Playbook\n"
 
@@ -464,3 +467,49 @@ def test_a_moment_not_published_gets_one_reminder() -> None:
     assert sender.next_reminder_at(task, policy) == T0 + timedelta(hours=1)
     task.reminded_at.append(T0 + timedelta(hours=1))
     assert sender.next_reminder_at(task, policy) is None
+
+
+# --------------------------------------------------------------------------- callbacks
+
+
+def test_chat_callbacks_become_the_groups_own_events() -> None:
+    joined = group_events(parse_callback(MEMBERS_JOINED))
+    assert [(e.customer_id, e.type, e.data) for e in joined] == [
+        (
+            "group/wrCHAT1",
+            "group.member_joined",
+            {"member": "lisi", "member_type": "staff", "join_scene": 3},
+        ),
+        (
+            "group/wrCHAT1",
+            "group.member_joined",
+            {"member": "wmCUSTOMER1", "member_type": "customer", "join_scene": 3},
+        ),
+        (
+            "group/wrCHAT1",
+            "group.member_joined",
+            {"member": "woOTHERCORP", "member_type": "customer", "join_scene": 3},
+        ),
+    ]
+    assert len({e.idempotency_key for e in joined}) == 3
+    # Every delivery of one callback names the same events: WeCom's retries act once.
+    assert [e.idempotency_key for e in group_events(parse_callback(MEMBERS_JOINED))] == [
+        e.idempotency_key for e in joined
+    ]
+    left = group_events(parse_callback(MEMBERS_JOINED.replace("add_member", "del_member")))
+    assert [(e.type, e.data["member"]) for e in left] == [
+        ("group.member_left", "lisi"),
+        ("group.member_left", "wmCUSTOMER1"),
+        ("group.member_left", "woOTHERCORP"),
+    ]
+    assert [e.type for e in group_events(parse_callback(chat_xml("create")))] == ["group.created"]
+    assert [e.type for e in group_events(parse_callback(chat_xml("dismiss")))] == [
+        "group.dismissed"
+    ]
+    renamed = group_events(
+        parse_callback(chat_xml("update", "<UpdateDetail>change_name</UpdateDetail>"))
+    )
+    assert [(e.type, e.data) for e in renamed] == [
+        ("group.updated", {"update_detail": "change_name"})
+    ]
+    assert group_events(parse_callback(contact_xml("edit_external_contact"))) == []
