@@ -457,6 +457,23 @@ def test_an_owners_groups_share_one_task_per_text_and_a_moment_needs_no_window()
     assert state.tasks[group.batch_id].chat_type == "group"
 
 
+def test_more_groups_than_one_task_holds_make_several_tasks() -> None:
+    policy = SenderPolicy(max_groups_per_task=2)
+    state = SenderState(sender="li_lei")
+    for chat in ("wr1", "wr2", "wr3", "wr4", "wr5"):
+        sender.enqueue(state, send(f"group/{chat}/k", f"group/{chat}", "午餐", "group"), T0, policy)
+    due = sender.due_batches(state, policy, T0)  # the full ones do not wait for the window
+    assert [[s.customer_id for s in b.sends] for b in due] == [
+        ["group/wr1", "group/wr2"],
+        ["group/wr3", "group/wr4"],
+    ]
+    assert len({b.batch_id for b in state.batches.values()}) == 3
+    for batch in due:
+        sender.close_batch(state, batch, f"msg-{batch.batch_id}", {}, policy, T0)
+    [left] = state.batches.values()
+    assert [s.customer_id for s in left.sends] == ["group/wr5"]
+
+
 def test_a_moment_not_published_gets_one_reminder() -> None:
     policy = SenderPolicy(remind_after_seconds=3600)
     state = SenderState(sender="li_lei")

@@ -127,7 +127,7 @@ class WeComSenderWorkflow:
         now = workflow.now()
         outcomes: list[Outcome] = []
         while self._inbox:
-            sender.enqueue(self._state, self._inbox.pop(0), now)
+            sender.enqueue(self._state, self._inbox.pop(0), now, self._policy)
         while self._cancels:
             cancelled, tasks = sender.cancel(self._state, self._cancels.pop(0))
             outcomes += cancelled

@@ -115,10 +115,6 @@ def batch_key(chat_type: ChatType, text: str, visible_to: list[str] | None = Non
     return content_key(f"{chat_type}\x00{tags}\x00{text}")
 
 
-def key_of(batch: Batch) -> str:
-    return batch_key(batch.chat_type, batch.text, batch.visible_to)
-
-
 def task_capacity(chat_type: ChatType, policy: SenderPolicy) -> int:
     """Targets one WeCom task may hold: customers, groups, or the one staff member."""
     match chat_type:
@@ -129,8 +125,12 @@ def task_capacity(chat_type: ChatType, policy: SenderPolicy) -> int:
     return policy.max_customers_per_task
 
 
-def enqueue(state: SenderState, send: QueuedSend, now: datetime) -> bool:
-    """Add a send to the open batch of its text; False when the key was seen already."""
+def enqueue(
+    state: SenderState, send: QueuedSend, now: datetime, policy: SenderPolicy | None = None
+) -> bool:
+    """Add a send to the open batch of its text; False when the key was seen already. A
+    batch that holds as many subjects as one WeCom task may is set aside (it closes at the
+    next step) and the send opens a new one."""
     if send.idempotency_key in state.seen_keys:
         return False
     state.seen_keys[send.idempotency_key] = True
@@ -138,10 +138,19 @@ def enqueue(state: SenderState, send: QueuedSend, now: datetime) -> bool:
         del state.seen_keys[next(iter(state.seen_keys))]
     key = batch_key(send.chat_type, send.text, send.visible_to)
     batch = state.batches.get(key)
+    if batch is not None and policy is not None:
+        subjects = {s.customer_id for s in batch.sends}
+        full = len(subjects) >= task_capacity(batch.chat_type, policy)
+        if full and send.customer_id not in subjects:
+            state.batches[f"{key}/{batch.batch_id}"] = batch  # closes as it is
+            del state.batches[key]
+            batch = None
     if batch is None:
         # The batch id names the sender, the text and when it opened: the same on every
         # replay and retry, so creating its WeCom task can be made idempotent.
         batch_id = f"{state.sender}/{key}/{now.strftime('%Y%m%dT%H%M%S.%f')}"
+        if any(b.batch_id == batch_id for b in state.batches.values()):
+            batch_id += f"/{state.batches_closed + len(state.batches)}"
         batch = state.batches[key] = Batch(
             batch_id=batch_id,
             text=send.text,
@@ -175,7 +184,8 @@ def close_batch(
 ) -> list[Outcome]:
     """The batch's task exists (msgid) or could not be created (no msgid): the outcomes so
     far. `refused` maps customer ids WeCom or sopflow would not target to the reason."""
-    del state.batches[key_of(batch)]
+    for key in [k for k, b in state.batches.items() if b.batch_id == batch.batch_id]:
+        del state.batches[key]
     state.batches_closed += 1
     outcomes = []
     awaiting: dict[str, list[str]] = {}
