@@ -9,26 +9,42 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
-from temporalio.testing import WorkflowEnvironment
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from cli.fake_wecom import DEV_CORP_ID, DEV_SECRET, FakeConfig, FakeWeCom, create_app
-from sopflow.core.state import CustomerEvent
+from sopflow.core.deployment import Deployment
+from sopflow.core.sender import SenderPolicy
+from sopflow.core.state import CustomerEvent, Delivery
 from sopflow.language.compiler import compile_bundle
 from sopflow.language.loader import load_text
 from sopflow.settings import Settings
 from sopflow.store.database import Database
+from sopflow.store.ledger import Ledger
+from sopflow.store.mass_sends import MassSends
 from sopflow.store.moments import Moments
 from sopflow.store.plans import PlanStore
 from sopflow.store.tables import DeliveryRecord, TaskRecord
 from sopflow.wecom import api
+from tests.conftest import T0
 from tests.helpers import describe, eventually, send_event, terminate
+from worker.channels.base import PermanentDeliveryError
+from worker.channels.enrolment import EnrolmentChannel
+from worker.channels.wecom import WeComGroupChannel
 from worker.main import build_worker
 from worker.wecom.client import WeComClient
+from worker.wecom.sender_activities import WeComSenderActivities
 from workflows.client import signal_with_start
 from workflows.contracts import EventSignal
+from workflows.sender_contracts import (
+    CreateMassSendInput,
+    CreateMassSendResult,
+    SendResults,
+    TaskRef,
+)
 
 GROUP_CALENDAR = """
 apiVersion: sopflow/v1
@@ -321,3 +337,83 @@ async def test_one_moments_task_per_countdown_offset_per_consultant(
     database.dispose()
     assert reminders and all(t.title.startswith("发表企业朋友圈") for t in reminders)
     assert not fake.mass_sends  # no prospect got the countdown: the consultant's moments did
+
+
+# --------------------------------------------------------------------------- activities
+
+
+def sender_activities(wecom: WeComClient, database: Database) -> WeComSenderActivities:
+    return WeComSenderActivities(
+        wecom,
+        MassSends(database),
+        Ledger(database),
+        None,  # type: ignore[arg-type]  # these activities report nothing to workflows
+        Settings(home=Path("unused")),
+        Moments(database),
+    )
+
+
+async def test_a_post_is_created_polled_to_its_moment_and_published(
+    fake: FakeWeCom, wecom: WeComClient, settings: Settings
+) -> None:
+    database = Database.from_settings(settings)
+    sends = sender_activities(wecom, database)
+    await wecom.add_corp_tag(
+        api.AddCorpTagRequest(group_name="budget", tag=[api.NewTag(name="high")])
+    )
+    unknown = CreateMassSendInput(
+        batch_id="li_lei/a/1",
+        sender="li_lei",
+        text="本月权益",
+        customers=["staff/li_lei"],
+        chat_type="moment",
+        visible_to=["budget:low"],
+    )
+    refused = await ActivityEnvironment().run(sends.create_mass_send, unknown)
+    assert refused == CreateMassSendResult(
+        refused={
+            "staff/li_lei": "moments visibility: budget:low not in the corp tag library (a "
+            "tag group named as the part before ':', a tag as the part after)"
+        }
+    )
+    assert not fake.moments
+    known = unknown.model_copy(update={"batch_id": "li_lei/a/2", "visible_to": ["budget:high"]})
+    created = await ActivityEnvironment().run(sends.create_mass_send, known)
+    [job] = fake.moments.values()
+    assert created.msgid == job.jobid and not created.refused
+    ref = TaskRef(msgid=job.jobid, sender="li_lei", batch_id="li_lei/a/2", chat_type="moment")
+    running = await ActivityEnvironment().run(sends.fetch_send_results, ref)
+    assert running == SendResults(confirmed=False)  # the job is still running
+    unpublished = await ActivityEnvironment().run(sends.fetch_send_results, ref)
+    assert unpublished == SendResults(confirmed=False)
+    fake.publish_moment(job.jobid, "li_lei")
+    published = await ActivityEnvironment().run(sends.fetch_send_results, ref)
+    assert published == SendResults(confirmed=True, statuses={"staff/li_lei": "sent"})
+    posts = {p.batch_id: p.status for p in Moments(database).posts("li_lei")}
+    assert posts == {"li_lei/a/1": "failed", "li_lei/a/2": "published"}
+    database.dispose()
+
+
+async def test_a_groups_owner_comes_from_wecom_and_a_stranger_is_no_member(
+    fake: FakeWeCom, wecom: WeComClient
+) -> None:
+    fake.add_chat("wr1", "li_lei", ["wm_1"])
+    channel = WeComGroupChannel(wecom, None, "q", SenderPolicy())  # type: ignore[arg-type]
+    assert await channel._owner("wr1") == "li_lei"
+    with pytest.raises(PermanentDeliveryError, match="no owner to send group wr9's message"):
+        await channel._owner("wr9")
+    enrolment = EnrolmentChannel(None, Settings(home=Path("unused")), Deployment)  # type: ignore[arg-type]
+    delivery = Delivery(
+        idempotency_key="group/wr1/p#1/1",
+        kind="enrolment",
+        customer_id="group/wr1",
+        playbook="p",
+        journey_id="p#1",
+        stage="s",
+        channel="enrolment",
+        text="welcome",
+        scheduled_at=T0,
+        target="group/evil",
+    )
+    with pytest.raises(PermanentDeliveryError, match="'group/evil' cannot be a customer id"):
+        await enrolment.deliver(delivery)
