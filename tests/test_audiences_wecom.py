@@ -7,12 +7,15 @@ process, so the test reads what it received."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+from temporalio.client import Client
+from temporalio.service import RPCError
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from cli.fake_wecom import DEV_CORP_ID, DEV_SECRET, FakeConfig, FakeWeCom, create_app
@@ -44,6 +47,7 @@ from workflows.sender_contracts import (
     CreateMassSendResult,
     SendResults,
     TaskRef,
+    sender_workflow_id,
 )
 
 GROUP_CALENDAR = """
@@ -151,6 +155,14 @@ def group_tasks(fake: FakeWeCom) -> list[tuple[str, list[str], str]]:
     ]
 
 
+async def end_senders(client: Client, *staff: str) -> None:
+    """End the staff members' sender workflows: on the time-skipping server, a sender left
+    polling after its worker is gone stops time for the tests that follow."""
+    for userid in staff:
+        with contextlib.suppress(RPCError):
+            await client.get_workflow_handle(sender_workflow_id(userid)).terminate()
+
+
 async def sleep_until(env: WorkflowEnvironment, moment: datetime) -> None:
     wait = moment - await env.get_current_time()
     if wait > timedelta(0):
@@ -234,6 +246,7 @@ async def test_300_members_get_one_group_task_per_calendar_slot_for_the_owner(
                 statuses = await eventually(outcomes, timeout=30)
     finally:
         await terminate(client, "group/wr_lunch", *members)
+        await end_senders(client, "li_lei")
         database.dispose()
     assert len(statuses) == 2  # two slots in the day: two group messages
     # Polled hourly: the second is sent unless its slot was in the day's last hour.
@@ -319,6 +332,7 @@ async def test_one_moments_task_per_countdown_offset_per_consultant(
             view = await describe(client, "staff/han_meimei")
     finally:
         await terminate(client, *(f"staff/{c}" for c in consultants), *prospects)
+        await end_senders(client, *consultants)
     per_consultant = sorted(tuple(job.senders()) for job in fake.moments.values())
     assert per_consultant == [("han_meimei",), ("han_meimei",), ("li_lei",), ("li_lei",)]
     texts = sorted(job.request["text"]["content"] for job in fake.moments.values())
