@@ -17,6 +17,7 @@ from api.routes import (
     customers,
     deployments,
     events,
+    groups,
     metrics,
     overview,
     playbooks,
@@ -72,6 +73,7 @@ def create_app(
     app.include_router(deployments.router)
     app.include_router(metrics.router)
     app.include_router(overview.router)
+    app.include_router(groups.router)
     mount_console(app)
 
     @app.get("/healthz", tags=["health"])

@@ -228,7 +228,11 @@ def simulate(
         Path | None, typer.Option(help="YAML/JSON list of {at|after, type, data}.")
     ] = None,
     customer: Annotated[
-        Path | None, typer.Option(help="YAML/JSON: id, timezone, attributes, tags.")
+        Path | None,
+        typer.Option(
+            help="YAML/JSON: id, timezone, attributes, tags (of the group or staff "
+            "member, for their playbooks)."
+        ),
     ] = None,
     days: Annotated[int, typer.Option(help="How many days to run.")] = 30,
     start: Annotated[
@@ -242,10 +246,11 @@ def simulate(
         ),
     ] = None,
 ) -> None:
-    """Run the playbooks of a file on a virtual clock and print the customer's timeline.
+    """Run the playbooks of a file on a virtual clock and print the timeline of its
+    subject: a customer, a group chat (audience: group) or a staff member (audience: staff).
 
-    The file's playbooks run, with those of its folder they enrol customers in and those
-    named by --with; all of them share the customer (and the contact caps)."""
+    The file's playbooks run, with those of its folder they enrol subjects in and those
+    named by --with; all of them share the subject (and the contact caps)."""
     import json
     from datetime import UTC, datetime
 
@@ -272,7 +277,8 @@ def simulate(
             if events
             else simulator.default_events(plan, moment)
         )
-        spec = simulator.load_customer(customer) if customer else None
+        # The subject of the playbook's audience: a customer, a group chat, a staff member.
+        spec = simulator.subject_spec(plan, simulator.load_customer(customer) if customer else None)
         timeline = simulator.simulate(
             simulator.reachable_plans(roots, bundle.plans),
             bundle.profile,
@@ -286,7 +292,7 @@ def simulate(
     if format == Format.json:
         typer.echo(json.dumps(simulator.timeline_json(timeline), ensure_ascii=False, indent=2))
     else:
-        tz = (spec.timezone if spec and spec.timezone else None) or plan.timezone
+        tz = spec.timezone or plan.timezone
         typer.echo(simulator.timeline_table(timeline, moment, tz), nl=False)
 
 

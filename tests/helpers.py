@@ -24,7 +24,7 @@ from sopflow.settings import Settings
 from sopflow.store.database import database_url
 from sopflow.store.plans import PlanStore
 from workflows.client import signal_with_start
-from workflows.contracts import DESCRIBE_QUERY, CustomerView, EventSignal, customer_workflow_id
+from workflows.contracts import DESCRIBE_QUERY, CustomerView, EventSignal, subject_workflow_id
 
 T = TypeVar("T")
 _STORES: dict[str, PlanStore] = {}
@@ -119,11 +119,11 @@ async def terminate(client: Client, *customer_ids: str) -> None:
     worker is gone but whose timers come due would stop time from skipping for later tests."""
     for customer_id in customer_ids:
         with contextlib.suppress(RPCError):  # never started, or already ended
-            await client.get_workflow_handle(customer_workflow_id(customer_id)).terminate()
+            await client.get_workflow_handle(subject_workflow_id(customer_id)).terminate()
 
 
 async def describe(client: Client, customer_id: str) -> CustomerView:
-    handle = client.get_workflow_handle(customer_workflow_id(customer_id))
+    handle = client.get_workflow_handle(subject_workflow_id(customer_id))
     view: CustomerView = await handle.query(DESCRIBE_QUERY, result_type=CustomerView)
     return view
 

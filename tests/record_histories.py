@@ -21,9 +21,9 @@ from sopflow.language import compile_paths
 from sopflow.language.compiler import plans_of_file
 from sopflow.language.plan import Plan, ProfilePlan
 from sopflow.settings import Settings
-from tests.helpers import plan_store, play, terminate
+from tests.helpers import describe, plan_store, play, terminate
 from worker.main import build_worker
-from workflows.contracts import customer_workflow_id
+from workflows.contracts import subject_workflow_id
 
 REPO = Path(__file__).resolve().parent.parent
 HISTORIES = REPO / "tests" / "histories"
@@ -67,14 +67,22 @@ async def start_time_skipping() -> WorkflowEnvironment:
 
 async def record(env: WorkflowEnvironment, events: Path, home: Path) -> str:
     settings = scenario_settings(events, home, "record")
-    customer = f"history-{events.name.split('.')[0]}"
+    bundle = compile_paths([REPO / "playbooks"])
+    root = plans_of_file(bundle, playbook_of(events))[0]
+    # The subject of the playbook's audience: a customer, group/<id> or staff/<id>.
+    spec = simulator.subject_spec(
+        root, simulator.CustomerSpec(id=f"history-{events.name.split('.')[0]}")
+    )
+    customer = spec.id
     start = await env.get_current_time()
     async with build_worker(env.client, settings):
         scenario = simulator.load_events(events, start)
         await play(env, settings, customer, scenario, start + timedelta(days=DAYS))
-        handle = env.client.get_workflow_handle(customer_workflow_id(customer))
+        handle = env.client.get_workflow_handle(subject_workflow_id(customer))
         history = await handle.fetch_history()
-        await terminate(env.client, customer)
+        view = await describe(env.client, customer)
+        members = [str(e.detail["member"]) for e in view.timeline if e.kind == "member_enrolled"]
+        await terminate(env.client, customer, *members)
     return history.to_json()
 
 

@@ -102,7 +102,8 @@ def test_unknown_key_suggests_the_known_one() -> None:
 def test_unknown_action_kind_suggests_the_known_one() -> None:
     assert diagnostics_of(MINIMAL.replace("- send:", "- sned:")) == [
         "pb.yaml:10:9: error: unknown kind 'sned', expected one of 'send', 'task', 'tag', "
-        "'set', 'set_journey', 'score', 'goto', 'enrol', 'end', did you mean 'send'? "
+        "'set', 'set_journey', 'score', 'goto', 'enrol', 'end', 'enrol_member', did you mean "
+        "'send'? "
         "(at stages.greet.on_enter[0])"
     ]
 

@@ -10,9 +10,17 @@ from typing import Any
 import pytest
 
 from sopflow.core.context import build_context, countdown_view
-from sopflow.core.state import CustomerEvent, JourneyState, OrderRecord, Profile
-from sopflow.language.context import CONTEXT, Name, leaf_paths, reference_table
+from sopflow.core.state import (
+    CustomerEvent,
+    GroupInfo,
+    JourneyState,
+    Member,
+    OrderRecord,
+    Profile,
+)
+from sopflow.language.context import CONTEXT, Name, context_of, leaf_paths, reference_table
 from sopflow.language.guards import evaluate_guard
+from sopflow.language.subjects import Audience
 from sopflow.language.templates import render_template
 from tests.conftest import REPO
 
@@ -30,8 +38,11 @@ TYPES: dict[str, type | tuple[type, ...]] = {
 }
 
 
-def full_context() -> dict[str, Any]:
-    """A context built by the core from a customer with every field set."""
+SUBJECTS = {Audience.CUSTOMER: "c1", Audience.GROUP: "group/wr1", Audience.STAFF: "staff/li_lei"}
+
+
+def full_context(audience: Audience = Audience.CUSTOMER) -> dict[str, Any]:
+    """A context built by the core from a subject of the audience with every field set."""
     profile = Profile(
         timezone="Asia/Shanghai",
         added_at=NOW - timedelta(days=10),
@@ -48,6 +59,13 @@ def full_context() -> dict[str, Any]:
         predicted_next_purchase_at=NOW + timedelta(days=3),
         tier="vip",
         lifecycle="growth",
+        groups=["wr1"],
+    )
+    group = GroupInfo(
+        owner="li_lei",
+        name="会员群",
+        members={"wm_1": Member(joined_at=NOW), "li_lei": Member(joined_at=NOW, customer=False)},
+        last_joined_at=NOW,
     )
     journey = JourneyState(
         journey_id="p#1",
@@ -68,8 +86,22 @@ def full_context() -> dict[str, Any]:
     )
     extra = {"countdown": countdown_view("3 days", NOW + timedelta(days=3))}
     return build_context(
-        "c1", profile, journey, event, NOW, "Asia/Shanghai", extra, period_seconds=86400 * 90
+        SUBJECTS[audience],
+        profile,
+        journey,
+        event,
+        NOW,
+        "Asia/Shanghai",
+        extra,
+        period_seconds=86400 * 90,
+        group=group,
     )
+
+
+def audience_of_path(path: str) -> Audience:
+    """The audience whose context holds a name (the subject roots are one audience's)."""
+    root = next(r for r in CONTEXT if r.name == path.split(".")[0])
+    return Audience.CUSTOMER if Audience.CUSTOMER in root.audiences else next(iter(root.audiences))
 
 
 def value_at(context: dict[str, Any], path: str) -> Any:
@@ -79,8 +111,9 @@ def value_at(context: dict[str, Any], path: str) -> Any:
     return value
 
 
-def test_the_core_builds_exactly_the_declared_names() -> None:
-    context = full_context()
+@pytest.mark.parametrize("audience", list(Audience))
+def test_the_core_builds_exactly_the_declared_names(audience: Audience) -> None:
+    context = full_context(audience)
 
     def check(names: tuple[Name, ...], built: dict[str, Any], where: str) -> None:
         assert set(built) == {n.name for n in names}, where
@@ -88,12 +121,13 @@ def test_the_core_builds_exactly_the_declared_names() -> None:
             if name.fields:
                 check(name.fields, built[name.name], f"{where}.{name.name}")
 
-    check(CONTEXT, context, "context")
+    check(context_of(audience), context, f"context of a {audience.value}")
 
 
 @pytest.mark.parametrize("path,name", leaf_paths(), ids=[p for p, _ in leaf_paths()])
 def test_every_declared_name_has_its_declared_type(path: str, name: Name) -> None:
-    assert isinstance(value_at(full_context(), path), TYPES[name.type]), path
+    context = full_context(audience_of_path(path))
+    assert isinstance(value_at(context, path), TYPES[name.type]), path
 
 
 @pytest.mark.parametrize(
@@ -102,12 +136,13 @@ def test_every_declared_name_has_its_declared_type(path: str, name: Name) -> Non
 def test_every_guard_name_evaluates_on_a_real_context(path: str) -> None:
     # A value CEL cannot convert (a zone-aware datetime did once) makes every guard that
     # reads it silently false: each name must compare equal to itself.
-    assert evaluate_guard(f"{path} == {path}", full_context()), path
+    assert evaluate_guard(f"{path} == {path}", full_context(audience_of_path(path))), path
 
 
 @pytest.mark.parametrize("path", [p for p, n in leaf_paths() if n.in_templates])
 def test_every_template_name_renders_on_a_real_context(path: str) -> None:
-    assert render_template("{{ " + path + " }}", full_context()) != ""
+    context = full_context(audience_of_path(path))
+    assert render_template("{{ " + path + " }}", context) != ""
 
 
 def test_the_language_reference_lists_every_name() -> None:

@@ -30,7 +30,18 @@ TRIGGERS = {
     "countdown",
     "wait_for",
 }
-ACTIONS = {"send", "task", "tag", "set", "set_journey", "score", "goto", "enrol", "end"}
+ACTIONS = {
+    "send",
+    "task",
+    "tag",
+    "set",
+    "set_journey",
+    "score",
+    "goto",
+    "enrol",
+    "end",
+    "enrol_member",
+}
 
 
 def test_every_trigger_and_action_has_an_example() -> None:

@@ -36,6 +36,11 @@ def comparable(entries: list[TimelineEntry]) -> list[tuple]:
     ]
 
 
+def enrolled_members(entries: list[TimelineEntry]) -> list[str]:
+    """The customers a group's journey enrolled: their workflows end with the test."""
+    return [str(e.detail["member"]) for e in entries if e.kind == "member_enrolled"]
+
+
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda m: m["name"])
 async def test_simulator_and_temporal_agree(
     example, time_skipping_env: WorkflowEnvironment, settings: Settings, tmp_path: Path
@@ -47,20 +52,21 @@ async def test_simulator_and_temporal_agree(
     days = int(example["args"].split("--days")[1].split()[0])
     events_file = tmp_path / "events.yaml"
     events_file.write_text(example["events"], encoding="utf-8")
-    customer = f"agree-{example['name']}"
+    # The subject of the first playbook's audience: a customer, a group, a staff member.
+    root = next(iter(bundle.plans.values()))
+    spec = simulator.subject_spec(root, simulator.CustomerSpec(id=f"agree-{example['name']}"))
+    customer = spec.id
 
     env = time_skipping_env
     start: datetime = await env.get_current_time()
     scenario = simulator.load_events(events_file, start)
-    expected = simulator.simulate(
-        bundle.plans, bundle.profile, scenario, start, days, simulator.CustomerSpec(id=customer)
-    )
+    expected = simulator.simulate(bundle.plans, bundle.profile, scenario, start, days, spec)
 
     client = env.client
     async with build_worker(client, settings):
         await play(env, settings, customer, scenario, start + timedelta(days=days))
         actual = (await describe(client, customer)).timeline
-        await terminate(client, customer)
+        await terminate(client, customer, *enrolled_members(expected))
 
     assert comparable(actual) == comparable(expected)
     assert len(expected) >= 3

@@ -1,4 +1,5 @@
-"""Worker wiring: the customer workflow, its activities and the channel adapters."""
+"""Worker wiring: the subjects' workflow, its activities and the channel adapters (and,
+with WeCom configured, the sender workflow of each staff member)."""
 
 from __future__ import annotations
 
@@ -9,15 +10,18 @@ from temporalio.client import Client
 from temporalio.worker import PollerBehaviorAutoscaling, Worker
 
 from sopflow.errors import SopflowError
-from sopflow.language.channels import CHANNELS, TASK_CHANNEL, Channel
+from sopflow.language.channels import CHANNELS, ENROLMENT_CHANNEL, TASK_CHANNEL, Channel
 from sopflow.settings import Settings
 from sopflow.store.database import Database
 from sopflow.store.ledger import Ledger
 from sopflow.store.plans import PlanStore
 from worker.activities import SopflowActivities
 from worker.channels.base import ChannelAdapter
+from worker.channels.enrolment import EnrolmentChannel
 from worker.channels.log import LogChannel
 from worker.channels.webhook import WebhookChannel
+from worker.wecom.client import WeComClient
+from worker.wecom.wiring import sender_parts, wecom_channels, wecom_configured
 from workflows.contracts import (
     DELIVER_ACTIVITY,
     DELIVER_BATCH_ACTIVITY,
@@ -32,9 +36,16 @@ from workflows.sandbox import workflow_runner
 POLLER = PollerBehaviorAutoscaling()
 
 
-def build_channels(settings: Settings) -> dict[str, ChannelAdapter]:
+def build_channels(
+    settings: Settings,
+    temporal: Client | None = None,
+    wecom: WeComClient | None = None,
+    plans: PlanStore | None = None,
+) -> dict[str, ChannelAdapter]:
     """An adapter for every channel of the registry; a channel without one is a bug that
-    must stop the worker at start, not fail deliveries one by one."""
+    must stop the worker at start, not fail deliveries one by one. With a Temporal client
+    a group's `enrol_member` reaches the member's workflow (else it is logged); with a
+    WeCom client the wecom.* channels reach WeCom (else they are logged)."""
     log = LogChannel(settings.deliveries_log)
     secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
     adapters: dict[str, ChannelAdapter] = {
@@ -49,20 +60,35 @@ def build_channels(settings: Settings) -> dict[str, ChannelAdapter]:
         # Staff tasks reach their inbox through the ledger (the tasks table); this file is
         # the log a developer tails.
         TASK_CHANNEL: LogChannel(settings.home / "tasks.jsonl"),
+        ENROLMENT_CHANNEL: (
+            EnrolmentChannel(temporal, settings, plans.deployment)
+            if temporal is not None and plans is not None
+            else log
+        ),
     }
+    if wecom is not None and temporal is not None:
+        adapters.update(wecom_channels(settings, wecom, temporal))
     missing = sorted(set(CHANNELS) - set(adapters))
     if missing:
         raise SopflowError(f"no adapter for channels: {', '.join(missing)}")
     return {str(name): adapter for name, adapter in adapters.items()}
 
 
-def build_activities(settings: Settings, database: Database | None = None) -> SopflowActivities:
+def build_activities(
+    settings: Settings,
+    database: Database | None = None,
+    temporal: Client | None = None,
+    wecom: WeComClient | None = None,
+) -> SopflowActivities:
     """The activities with their adapters; the read model's schema is upgraded here, so a
     new worker version brings its tables."""
     database = database or Database.from_settings(settings)
     # Plans come from the read model: workers on other hosts need nothing shared but it
     # and Temporal.
-    return SopflowActivities(PlanStore(database), build_channels(settings), Ledger(database))
+    plans = PlanStore(database)
+    return SopflowActivities(
+        plans, build_channels(settings, temporal, wecom, plans), Ledger(database)
+    )
 
 
 def build_worker(
@@ -70,12 +96,22 @@ def build_worker(
     settings: Settings,
     activities: SopflowActivities | None = None,
     replace: Mapping[str, Callable[..., Any]] | None = None,
+    wecom: WeComClient | None = None,
 ) -> Worker:
-    """A worker for the customer workflow on the configured task queue.
+    """A worker for the subjects' workflow on the configured task queue, and the sender
+    workflow when WeCom is configured (or a client is handed in).
 
     `replace` swaps activities by their registered name (fault drills in tests).
     """
-    activities = activities or build_activities(settings)
+    if wecom is None and wecom_configured(settings):
+        wecom = WeComClient.from_settings(settings)
+    database = Database.from_settings(settings) if activities is None or wecom else None
+    activities = activities or build_activities(settings, database, client, wecom)
+    workflows: list[type] = [CustomerJourneyWorkflow]
+    extra: list[Callable[..., Any]] = []
+    if wecom is not None and database is not None:
+        sender_workflows, extra = sender_parts(settings, wecom, database, client)
+        workflows += sender_workflows
     registered: dict[str, Callable[..., Any]] = {
         DELIVER_ACTIVITY: activities.deliver_message,
         DELIVER_BATCH_ACTIVITY: activities.deliver_messages,
@@ -86,8 +122,8 @@ def build_worker(
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,
-        workflows=[CustomerJourneyWorkflow],
-        activities=list(registered.values()),
+        workflows=workflows,
+        activities=[*registered.values(), *extra],
         workflow_runner=workflow_runner(settings.workflow_sandbox),
         workflow_task_poller_behavior=POLLER,
         activity_task_poller_behavior=POLLER,

@@ -20,7 +20,7 @@ from workflows.contracts import (
     CustomerWorkflowInput,
     EventSignal,
     WorkflowOptions,
-    customer_workflow_id,
+    subject_workflow_id,
 )
 
 
@@ -54,9 +54,10 @@ async def connect(settings: Settings) -> Client:
 
 
 async def signal_with_start(client: Client, settings: Settings, signal: EventSignal) -> str:
-    """Signal the customer's workflow, starting it on the customer's first event."""
+    """Signal the subject's workflow (a customer's, a group's, a staff member's), starting
+    it on the subject's first event."""
     customer_id = signal.all_events()[0].customer_id
-    workflow_id = customer_workflow_id(customer_id)
+    workflow_id = subject_workflow_id(customer_id)
     start_input = CustomerWorkflowInput(
         customer_id=customer_id,
         options=WorkflowOptions(publish_search_attributes=settings.publish_search_attributes),
@@ -76,8 +77,9 @@ async def signal_with_start(client: Client, settings: Settings, signal: EventSig
 
 
 async def describe_customer(client: Client, customer_id: str) -> CustomerView | None:
-    """The customer's live view from its workflow, or None when it has none."""
-    handle = client.get_workflow_handle(customer_workflow_id(customer_id))
+    """The subject's live view from its workflow (a customer's, or a group's by
+    `group/<chat_id>`), or None when it has none."""
+    handle = client.get_workflow_handle(subject_workflow_id(customer_id))
     try:
         view: CustomerView = await handle.query(DESCRIBE_QUERY, result_type=CustomerView)
     except RPCError as e:

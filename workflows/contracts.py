@@ -11,12 +11,14 @@ from sopflow.core.state import (
     CustomerEvent,
     CustomerState,
     Delivery,
+    GroupInfo,
     JourneyState,
     MigrationOrder,
     Profile,
     TimelineEntry,
 )
 from sopflow.language.plan import Plan, ProfilePlan
+from sopflow.language.subjects import Audience, audience_of
 
 WORKFLOW_NAME = "CustomerJourneyWorkflow"
 EVENT_SIGNAL = "event"
@@ -55,6 +57,14 @@ MAX_PUBLISHED_TAGS = 100
 def customer_workflow_id(customer_id: str) -> str:
     """One workflow per customer: `customer/<customer_id>`."""
     return f"customer/{customer_id}"
+
+
+def subject_workflow_id(subject_id: str) -> str:
+    """One workflow per subject: `customer/<id>` for a customer; a group's and a staff
+    member's subject id is their workflow id (`group/<chat_id>`, `staff/<userid>`)."""
+    if audience_of(subject_id) == Audience.CUSTOMER:
+        return customer_workflow_id(subject_id)
+    return subject_id
 
 
 class EventSignal(BaseModel):
@@ -102,13 +112,15 @@ class CustomerWorkflowInput(BaseModel):
 
 
 class CustomerView(BaseModel):
-    """What the API shows of a customer: journeys and the timeline of actions."""
+    """What the API shows of a subject (a customer, a group, a staff member): journeys
+    and the timeline of actions."""
 
     customer_id: str
     profile: Profile
     journeys: list[JourneyState]
     timeline: list[TimelineEntry]
     next_due_at: datetime | None = None
+    group: GroupInfo | None = Field(default=None, description="A group's owner and members.")
 
 
 class LoadPlansInput(BaseModel):

@@ -112,6 +112,7 @@ class CustomerJourneyWorkflow:
             journeys=list(self._state.journeys.values()),
             timeline=self._state.timeline,
             next_due_at=journey.next_due_at(self._state, self._catalog()),
+            group=self._state.group,
         )
 
     @workflow.run

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from sopflow.core.sender import Outcome, OutcomeStatus, QueuedSend, SenderPolicy, SenderState
+from sopflow.core.sender import (
+    ChatType,
+    Outcome,
+    OutcomeStatus,
+    QueuedSend,
+    SenderPolicy,
+    SenderState,
+)
 
 SENDER_WORKFLOW_NAME = "WeComSenderWorkflow"
 ENQUEUE_SIGNAL = "enqueue"
@@ -38,7 +45,9 @@ class CreateMassSendInput(BaseModel):
     batch_id: str
     sender: str
     text: str
-    customers: list[str]
+    customers: list[str]  # the subjects: customers, group/<chat_id>, or staff/<sender>
+    chat_type: ChatType = "single"
+    visible_to: list[str] | None = None  # a moment's customer tags (`group:value`)
 
 
 class CreateMassSendResult(BaseModel):
@@ -47,14 +56,15 @@ class CreateMassSendResult(BaseModel):
 
 
 class TaskRef(BaseModel):
-    msgid: str
+    msgid: str  # a moment's: the add_moment_task job id
     sender: str
     batch_id: str
+    chat_type: ChatType = "single"
 
 
 class SendResults(BaseModel):
     confirmed: bool
-    statuses: dict[str, OutcomeStatus] = Field(default_factory=dict)
+    statuses: dict[str, OutcomeStatus] = Field(default_factory=dict)  # by subject
     details: dict[str, str] = Field(default_factory=dict)
 
 

@@ -1,10 +1,13 @@
 """WeComSenderWorkflow: one staff member's mass sends, batched and followed up durably.
 
-Customers' deliveries on `wecom.private` are queued here (signal-with-start from the
-channel adapter). Sends of the same text collect for a short window and become ONE
-`add_msg_template` task that the staff member confirms once; the workflow then polls
-WeCom for each customer's result, reminds the staff member, expires tasks nobody
-confirmed, and reports every outcome to the customer's own workflow. What to do is
+Deliveries that a staff member must confirm in WeCom are queued here (signal-with-start
+from the channel adapters): customers' `wecom.private` messages, the `wecom.group`
+messages of the groups the staff member owns, and the `wecom.moments` posts of their own
+moments. Sends of the same text (and kind) collect for a short window and become ONE
+WeCom task that the staff member confirms once (`add_msg_template`, chat_type single or
+group; `add_moment_task` for a post); the workflow then polls WeCom for each subject's
+result, reminds the staff member, expires tasks nobody confirmed, and reports every
+outcome to the subject's own workflow. What to do is
 decided by the pure `sopflow.core.sender`; this shell waits, calls activities and carries
 the state across continue-as-new. It ends when nothing is queued or open: the next send
 starts a new run.
@@ -21,7 +24,7 @@ from temporalio.exceptions import ActivityError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from sopflow.core import sender
-    from sopflow.core.sender import OpenTask, Outcome, QueuedSend, SenderState
+    from sopflow.core.sender import Batch, OpenTask, Outcome, QueuedSend, SenderState
     from workflows.sender_contracts import (
         CANCEL_SEND_SIGNAL,
         CANCEL_TASK_ACTIVITY,
@@ -124,7 +127,7 @@ class WeComSenderWorkflow:
         now = workflow.now()
         outcomes: list[Outcome] = []
         while self._inbox:
-            sender.enqueue(self._state, self._inbox.pop(0), now)
+            sender.enqueue(self._state, self._inbox.pop(0), now, self._policy)
         while self._cancels:
             cancelled, tasks = sender.cancel(self._state, self._cancels.pop(0))
             outcomes += cancelled
@@ -133,7 +136,7 @@ class WeComSenderWorkflow:
                 detail = "every customer left the stage before the staff member confirmed"
                 outcomes += sender.end_task(task, "cancelled", detail, self._state)
         for batch in sender.due_batches(self._state, self._policy, now):
-            result = await self._create(batch.batch_id, batch.text, batch.sends)
+            result = await self._create(batch)
             outcomes += sender.close_batch(
                 self._state, batch, result.msgid, result.refused, self._policy, now
             )
@@ -141,15 +144,18 @@ class WeComSenderWorkflow:
             outcomes += await self._follow_up(task)
         return outcomes
 
-    async def _create(
-        self, batch_id: str, text: str, sends: list[QueuedSend]
-    ) -> CreateMassSendResult:
-        customers = list(dict.fromkeys(s.customer_id for s in sends))
+    async def _create(self, batch: Batch) -> CreateMassSendResult:
+        customers = list(dict.fromkeys(s.customer_id for s in batch.sends))
         try:
             result: CreateMassSendResult = await workflow.execute_activity(
                 CREATE_MASS_SEND_ACTIVITY,
                 CreateMassSendInput(
-                    batch_id=batch_id, sender=self._state.sender, text=text, customers=customers
+                    batch_id=batch.batch_id,
+                    sender=self._state.sender,
+                    text=batch.text,
+                    customers=customers,
+                    chat_type=batch.chat_type,
+                    visible_to=batch.visible_to,
                 ),
                 result_type=CreateMassSendResult,
                 start_to_close_timeout=WECOM_TIMEOUT,
@@ -166,7 +172,7 @@ class WeComSenderWorkflow:
     async def _follow_up(self, task: OpenTask) -> list[Outcome]:
         now = workflow.now()
         outcomes: list[Outcome] = []
-        ref = TaskRef(msgid=task.msgid, sender=self._state.sender, batch_id=task.batch_id)
+        ref = self._ref(task)
         expiring = sender.expired(task, self._policy, now)
         results = SendResults(confirmed=False)
         if task.next_poll_at <= now or expiring:
@@ -202,8 +208,16 @@ class WeComSenderWorkflow:
                 )
         return outcomes
 
+    def _ref(self, task: OpenTask) -> TaskRef:
+        return TaskRef(
+            msgid=task.msgid,
+            sender=self._state.sender,
+            batch_id=task.batch_id,
+            chat_type=task.chat_type,
+        )
+
     async def _cancel_task(self, task: OpenTask) -> None:
-        ref = TaskRef(msgid=task.msgid, sender=self._state.sender, batch_id=task.batch_id)
+        ref = self._ref(task)
         with contextlib.suppress(ActivityError):
             await workflow.execute_activity(
                 CANCEL_TASK_ACTIVITY,

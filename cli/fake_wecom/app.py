@@ -35,6 +35,11 @@ class Chat(BaseModel):
     chat_id: str
     owner: str
     members: list[str] = []
+    name: str = ""
+
+
+class Publication(BaseModel):
+    userid: str
 
 
 class Confirmation(BaseModel):
@@ -182,8 +187,18 @@ def create_app(
 
     @app.post("/_fake/chats")
     async def chat(body: Chat) -> dict[str, str]:
-        fake.add_chat(body.chat_id, body.owner, body.members)
+        fake.add_chat(body.chat_id, body.owner, body.members, body.name)
         return {"status": "added"}
+
+    @app.post("/_fake/moments/{jobid}/publish")
+    async def publish(jobid: str, body: Publication) -> dict[str, Any]:
+        if jobid not in fake.moments:
+            raise HTTPException(404, f"no moment job {jobid}")
+        try:
+            job = fake.publish_moment(jobid, body.userid)
+        except ValueError as refused:
+            raise HTTPException(409, str(refused)) from refused
+        return {"moment_id": job.moment_id, "published": sorted(job.published)}
 
     @app.post("/_fake/welcome_codes")
     async def welcome_code(body: Contact) -> dict[str, str]:

@@ -156,6 +156,12 @@ class MomentJob:
     request: JSON
     polls: int = 0
     moment_id: str = ""
+    published: set[str] = field(default_factory=set)  # staff who published it
+    cancelled: bool = False
+
+    def senders(self) -> list[str]:
+        visible = self.request.get("visible_range") or {}
+        return list((visible.get("sender_list") or {}).get("user_list") or [])
 
 
 class FakeWeCom:
@@ -217,8 +223,23 @@ class FakeWeCom:
         if user_id in staff:
             staff.remove(user_id)
 
-    def add_chat(self, chat_id: str, owner: str, members: list[str] | None = None) -> None:
-        self.chats[chat_id] = {"owner": owner, "members": list(members or [])}
+    def add_chat(
+        self, chat_id: str, owner: str, members: list[str] | None = None, name: str = ""
+    ) -> None:
+        self.chats[chat_id] = {"owner": owner, "members": list(members or []), "name": name}
+
+    def publish_moment(self, jobid: str, user_id: str) -> MomentJob:
+        """`user_id` publishes the moment of a job in the WeCom client. Raises KeyError for
+        an unknown job, ValueError when they are not its sender or it was cancelled."""
+        job = self.moments[jobid]
+        if job.cancelled:
+            raise ValueError(f"moment job {jobid} was cancelled")
+        if user_id not in job.senders():
+            raise ValueError(f"{user_id} is not a sender of moment job {jobid}")
+        if not job.moment_id:
+            job.moment_id = self._id("mom")
+        job.published.add(user_id)
+        return job
 
     def issue_welcome_code(self, user_id: str, external_userid: str) -> str:
         code = self._id("WELCOME")
@@ -301,7 +322,17 @@ class FakeWeCom:
                 {"userid": u, "external_userid": e, "tags": sorted(t)}
                 for (u, e), t in self.customer_tags.items()
             ],
-            "moments": [{"jobid": j.jobid, **j.request} for j in self.moments.values()],
+            "moments": [
+                {
+                    "jobid": j.jobid,
+                    "moment_id": j.moment_id,
+                    "published": sorted(j.published),
+                    "cancelled": j.cancelled,
+                    **j.request,
+                }
+                for j in self.moments.values()
+            ],
+            "chats": self.chats,
             "calls": dict(self.calls),
             "tokens_issued": self.tokens_issued,
         }
@@ -343,6 +374,9 @@ class FakeWeCom:
             "message/send": self.message_send,
             "externalcontact/add_moment_task": self.add_moment_task,
             "externalcontact/get_moment_task_result": self.get_moment_task_result,
+            "externalcontact/get_moment_task": self.get_moment_task,
+            "externalcontact/cancel_moment_task": self.cancel_moment_task,
+            "externalcontact/groupchat/get": self.groupchat_get,
         }
 
     def _check_token(self, access_token: str | None) -> JSON | None:
@@ -666,3 +700,43 @@ class FakeWeCom:
             },
         }
         return ok(status=3, type="add_moment_task", result=result)
+
+    def _job_of_moment(self, moment_id: str) -> MomentJob | None:
+        return next((j for j in self.moments.values() if j.moment_id == moment_id), None)
+
+    def get_moment_task(self, args: JSON) -> JSON:
+        job = self._job_of_moment(str(args.get("moment_id")))
+        if job is None:
+            return error(INVALID_PARAMETER, "invalid moment_id")
+        tasks = [
+            {"userid": user, "publish_status": 1 if user in job.published else 0}
+            for user in job.senders()
+        ]
+        page, cursor = self._page(tasks, args)
+        return ok(next_cursor=cursor, task_list=page)
+
+    def cancel_moment_task(self, args: JSON) -> JSON:
+        job = self._job_of_moment(str(args.get("moment_id")))
+        if job is None:
+            return error(INVALID_PARAMETER, "invalid moment_id")
+        job.cancelled = True
+        return ok()
+
+    # -- customer groups -------------------------------------------------------------------
+
+    def groupchat_get(self, args: JSON) -> JSON:
+        chat = self.chats.get(str(args.get("chat_id")))
+        if chat is None:
+            return error(INVALID_PARAMETER, "invalid chat_id")
+        members = [
+            {"userid": m, "type": 2 if m.startswith(("wm", "wo")) else 1, "join_scene": 1}
+            for m in chat["members"]
+        ]
+        return ok(
+            group_chat={
+                "chat_id": str(args.get("chat_id")),
+                "name": chat.get("name", ""),
+                "owner": chat["owner"],
+                "member_list": members,
+            }
+        )

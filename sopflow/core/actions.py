@@ -11,12 +11,13 @@ from sopflow.core.clock import quiet_until, window, zone
 from sopflow.core.context import build_context
 from sopflow.core.state import Delivery, JourneyState, ScheduledSend, TaskState
 from sopflow.core.step import MAX_TRANSITIONS_PER_STEP, Step
-from sopflow.language.channels import CUSTOMER_CHANNELS, TASK_CHANNEL
+from sopflow.language.channels import CUSTOMER_CHANNELS, ENROLMENT_CHANNEL, TASK_CHANNEL
 from sopflow.language.plan import (
     EVERYWHERE,
     ActionStep,
     Branch,
     EndStep,
+    EnrolMemberStep,
     EnrolStep,
     GotoStep,
     Plan,
@@ -26,6 +27,7 @@ from sopflow.language.plan import (
     TagStep,
     TaskStep,
 )
+from sopflow.language.subjects import Audience, bare_id
 from sopflow.language.templates import TemplateError, render_template
 from sopflow.language.windows import next_open_any
 
@@ -38,7 +40,8 @@ RUNAWAY_REASON = (
 def context_for(
     step: Step, journey: JourneyState | None, plan: Plan | None, extra: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    tiers = step.catalog.profile.tiers if step.catalog.profile else None
+    rules = step.profile_rules
+    tiers = rules.tiers if rules else None
     return build_context(
         step.customer_id,
         step.state.profile,
@@ -49,6 +52,7 @@ def context_for(
         extra,
         tiers.period_seconds if tiers else None,
         plan.interaction_events if plan else None,
+        step.state.group,
     )
 
 
@@ -97,10 +101,14 @@ def run_actions(
                 return  # the rest belonged to the stage the customer just left
             case EnrolStep():
                 target = step.catalog.deployed_plan(action.playbook)
-                if target is not None:
+                # Another audience's playbook cannot run on this subject (the compiler
+                # refuses it; a redeploy could still change a target's audience).
+                if target is not None and target.audience == step.audience:
                     try_enrol(step, target)
             case EndStep():
                 end_journey(step, journey, action.reason or "ended by the playbook")
+            case EnrolMemberStep():
+                enrol_member(step, journey, action)
 
 
 def enter_stage(step: Step, journey: JourneyState, plan: Plan, stage_name: str) -> None:
@@ -144,6 +152,8 @@ def try_enrol(step: Step, plan: Plan) -> bool:
             ended = existing.ended_at or existing.enrolled_at
             if step.now - ended < timedelta(seconds=plan.enrol.cooldown_seconds or 0):
                 return False
+    if plan.audience != step.audience:
+        return False
     if plan.enrol.when and not step.guard(plan.enrol.when, context_for(step, None, plan)):
         return False
     count = step.state.enrolment_counts.get(plan.name, 0) + 1
@@ -205,6 +215,7 @@ def send(
                 channel=action.channel,
                 text=text,
                 transactional=action.transactional,
+                visible_to=list(action.visible_to) if action.visible_to is not None else None,
             )
         )
         reason = "send window" if action.windows else "quiet hours"
@@ -216,7 +227,10 @@ def send(
             detail={"until": at.isoformat(), "reason": reason},
         )
         return
-    deliver_message(step, journey, plan, action.channel, text, action.transactional)
+    visible_to = list(action.visible_to) if action.visible_to is not None else None
+    deliver_message(
+        step, journey, plan, action.channel, text, action.transactional, visible_to=visible_to
+    )
 
 
 def send_time(step: Step, plan: Plan, action: SendStep, moment: datetime) -> datetime:
@@ -249,6 +263,7 @@ def deliver_message(
     text: str,
     transactional: bool = False,
     welcome: tuple[str, SendStep] | None = None,
+    visible_to: list[str] | None = None,
 ) -> None:
     """Deliver now unless a frequency cap (counted across all journeys) forbids it.
 
@@ -274,9 +289,10 @@ def deliver_message(
             channel=channel,
             text=text,
             scheduled_at=step.now,
-            sender=owner_of(step),
+            sender=sender_of(step),
             welcome_code=welcome[0] if welcome else None,
             welcome_fallback=welcome[1].welcome_fallback if welcome else "send",
+            visible_to=visible_to,
         )
     )
     step.record(
@@ -291,13 +307,6 @@ def welcome_code(step: Step) -> str | None:
         return None
     code = event.data.get("welcome_code")
     return code if isinstance(code, str) and code else None
-
-
-def owner_of(step: Step) -> str | None:
-    """The staff member who owns the customer (WeCom's add callback sets `owner`): the
-    sender of their WeCom messages."""
-    owner = step.state.profile.attributes.get("owner")
-    return owner if isinstance(owner, str) and owner else None
 
 
 def cap_reached(step: Step, plan: Plan) -> str | None:
@@ -319,8 +328,24 @@ def cap_reached(step: Step, plan: Plan) -> str | None:
 # ----------------------------------------------------------------------------- staff tasks
 
 
+def sender_of(step: Step) -> str | None:
+    """The staff member a message goes out from (WeCom sends only through a task they
+    confirm): a customer's owner (the staff member who added them), a group's owner, a
+    staff member themself."""
+    match step.audience:
+        case Audience.GROUP:
+            return step.state.group.owner if step.state.group else None
+        case Audience.STAFF:
+            return bare_id(step.customer_id)
+    owner = step.state.profile.attributes.get("owner")
+    return owner if isinstance(owner, str) and owner else None
+
+
 def resolve_assignee(rule: str, step: Step) -> str:
     if rule == "owner":
+        if step.audience != Audience.CUSTOMER:
+            # A group's owner; a staff member's own tasks.
+            return sender_of(step) or "unassigned"
         return str(step.state.profile.attributes.get("owner", "unassigned"))
     kind, _, rest = rule.partition(":")
     if kind == "pool":
@@ -426,6 +451,54 @@ def complete_task(step: Step, journey: JourneyState, plan: Plan, task: TaskState
         run_branch(step, journey, plan, branch.actions, branch.goto)
 
 
+# ----------------------------------------------------------------------------- members
+
+MEMBER_JOINED = "group.member_joined"
+
+
+def enrol_member(step: Step, journey: JourneyState, action: EnrolMemberStep) -> None:
+    """Ask the member who just joined the group to be enrolled in a customer playbook: an
+    event for the member's own workflow, whose journey, guards and caps are theirs. A
+    staff member who joins is no customer and is not enrolled."""
+    event = step.event
+    member = event.data.get("member") if event is not None else None
+    if event is None or event.type != MEMBER_JOINED or not isinstance(member, str) or not member:
+        step.record(
+            "send_failed",
+            journey,
+            channel=ENROLMENT_CHANNEL,
+            error=f"enrol_member {action.playbook}: no member at hand (data.member of "
+            f"{MEMBER_JOINED})",
+        )
+        return
+    if event.data.get("member_type") == "staff":
+        return
+    key = next_key(step, journey)
+    step.deliveries.append(
+        Delivery(
+            idempotency_key=key,
+            kind="enrolment",
+            customer_id=step.customer_id,
+            playbook=journey.playbook,
+            journey_id=journey.journey_id,
+            stage=journey.stage,
+            channel=ENROLMENT_CHANNEL,
+            text=action.playbook,
+            scheduled_at=step.now,
+            target=member,
+        )
+    )
+    step.record(
+        "member_enrolled",
+        journey,
+        channel=ENROLMENT_CHANNEL,
+        text=action.playbook,
+        idempotency_key=key,
+        status="pending",
+        detail={"member": member, "playbook": action.playbook},
+    )
+
+
 # ----------------------------------------------------------------------------- profile edits
 
 
@@ -439,7 +512,7 @@ def change_tags(step: Step, journey: JourneyState | None, action: TagStep) -> No
         tag = resolve_tag(step, journey, written)
         if tag is None or tag in profile.tags:
             continue
-        for removed in profile_rules.apply_tag(profile, tag, step.catalog.profile):
+        for removed in profile_rules.apply_tag(profile, tag, step.profile_rules):
             step.record("tag_removed", journey, detail={"tag": removed})
         step.record("tag_added", journey, detail={"tag": tag})
 
@@ -454,7 +527,7 @@ def resolve_tag(step: Step, journey: JourneyState | None, written: str) -> str |
         except TemplateError:
             value = ""
     tag = f"{group}:{value}"
-    rules = step.catalog.profile
+    rules = step.profile_rules
     spec = rules.groups.get(group) if rules else None
     if (
         not value

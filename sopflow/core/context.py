@@ -11,7 +11,8 @@ from datetime import datetime
 from typing import Any
 
 from sopflow.core.clock import zone
-from sopflow.core.state import CustomerEvent, JourneyState, Profile
+from sopflow.core.state import CustomerEvent, GroupInfo, JourneyState, Profile
+from sopflow.language.subjects import Audience, audience_of, bare_id
 
 
 def customer_view(
@@ -49,7 +50,54 @@ def customer_view(
             "period_count": len(period_orders),
             "period_spent": sum(o.amount for o in period_orders),
         },
+        "groups": list(profile.groups),
     }
+
+
+def group_view(
+    subject_id: str, profile: Profile, group: GroupInfo | None, now: datetime, tz_name: str
+) -> dict[str, Any]:
+    info = group or GroupInfo()
+    return {
+        "id": bare_id(subject_id),
+        "name": info.name or "",
+        "owner": info.owner or "",
+        "tags": list(profile.tags),
+        "attributes": dict(profile.attributes),
+        "timezone": tz_name,
+        "member_count": len(info.members),
+        "customer_count": sum(1 for m in info.members.values() if m.customer),
+        "members": list(info.members),
+        "created_at": profile.added_at,
+        "days_since_created": (now - profile.added_at).days if profile.added_at else 0,
+        "last_joined_at": info.last_joined_at,
+    }
+
+
+def staff_view(subject_id: str, profile: Profile, tz_name: str) -> dict[str, Any]:
+    return {
+        "id": bare_id(subject_id),
+        "tags": list(profile.tags),
+        "attributes": dict(profile.attributes),
+        "timezone": tz_name,
+    }
+
+
+def subject_view(
+    subject_id: str,
+    profile: Profile,
+    now: datetime,
+    tz_name: str,
+    period_seconds: int | None = None,
+    group: GroupInfo | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """The subject's own root (`customer`, `group` or `staff`) and its value."""
+    match audience_of(subject_id):
+        case Audience.GROUP:
+            return "group", group_view(subject_id, profile, group, now, tz_name)
+        case Audience.STAFF:
+            return "staff", staff_view(subject_id, profile, tz_name)
+    return "customer", customer_view(subject_id, profile, now, tz_name, period_seconds)
 
 
 def journey_view(
@@ -92,9 +140,11 @@ def build_context(
     extra: dict[str, Any] | None = None,
     period_seconds: int | None = None,
     interaction_events: tuple[str, ...] | None = None,
+    group: GroupInfo | None = None,
 ) -> dict[str, Any]:
+    root, view = subject_view(customer_id, profile, now, tz_name, period_seconds, group)
     context: dict[str, Any] = {
-        "customer": customer_view(customer_id, profile, now, tz_name, period_seconds),
+        root: view,
         # Templates show local time; CEL compares instants, unaffected by the zone.
         "now": now.astimezone(zone(tz_name)),
     }

@@ -25,6 +25,7 @@ from sopflow.core.actions import (
 )
 from sopflow.core.clock import parse_moment, zone
 from sopflow.core.context import countdown_view
+from sopflow.core.groups import learn_group
 from sopflow.core.state import (
     SEEN_EVENT_KEYS_LIMIT,
     TIMELINE_LIMIT,
@@ -43,14 +44,16 @@ from sopflow.core.triggers import (
     next_due,
     trigger_start,
 )
-from sopflow.language.channels import TASK_CHANNEL
+from sopflow.language.channels import ENROLMENT_CHANNEL, TASK_CHANNEL
 from sopflow.language.durations import parse_duration
 from sopflow.language.events import NOT_INTERACTIONS
 from sopflow.language.plan import EVERYWHERE, CountdownPlan, Plan, TagStep, TriggerPlan
+from sopflow.language.subjects import Audience
 
 __all__ = ["Catalog", "apply_due_timers", "apply_event", "next_due_at", "record_delivery_outcome"]
 
 TASK_EVENTS = ("task.completed", "task.postponed")
+ENROLMENT_REQUESTED = "enrolment.requested"
 
 
 def apply_event(
@@ -78,10 +81,12 @@ def apply_event(
     _learn(step, event)
     for journey in active_journeys(step.state):
         _react(step, journey, event)
+    if event.type == ENROLMENT_REQUESTED:
+        _requested_enrolment(step, event)
     for playbook in sorted(catalog.deployed):
         plan = catalog.deployed_plan(playbook)
         if plan is not None and plan.enrol.event == event.type:
-            try_enrol(step, plan)
+            try_enrol(step, plan)  # a playbook of another audience enrols no one here
     _evaluate_conditions(step)
     step.event = None
     step.state.clock = max(step.state.clock or moment, moment)
@@ -197,7 +202,7 @@ def _earliest_due(step: Step, limit: datetime | None) -> DueItem | None:
             if task.status == "open":
                 consider(TaskDue(task.due_at, journey, task))
     review = profile_rules.next_review(
-        step.state.profile, step.catalog.profile, step.state.clock or step.now
+        step.state.profile, step.profile_rules, step.state.clock or step.now
     )
     if review is not None:
         consider(ReviewDue(review))
@@ -227,6 +232,7 @@ def _fire_due(step: Step, limit: datetime) -> None:
                     scheduled.channel,
                     scheduled.text,
                     scheduled.transactional,
+                    visible_to=scheduled.visible_to,
                 )
             case TaskDue(journey=journey, task=task):
                 escalate_task(step, journey, task)
@@ -317,6 +323,19 @@ def _learn(step: Step, event: CustomerEvent) -> None:
     # Any event may carry what it teaches about the customer (a form, a CRM update).
     if isinstance(data.get("attributes"), dict):
         profile.attributes.update(data["attributes"])
+    if event.type in ("tag.added", "tag.removed") and isinstance(data.get("tag"), str):
+        tags = (data["tag"],)
+        change = TagStep(add=tags) if event.type == "tag.added" else TagStep(remove=tags)
+        change_tags(step, None, change)
+    match step.audience:
+        case Audience.GROUP:
+            learn_group(step, event)
+            return
+        case Audience.STAFF:
+            return
+    if event.type in ("group.joined", "group.left") and isinstance(data.get("chat_id"), str):
+        groups = [g for g in profile.groups if g != data["chat_id"]]
+        profile.groups = groups + ([data["chat_id"]] if event.type == "group.joined" else [])
     rules = step.catalog.profile
     if event.type in ("order.paid", "order.refunded"):
         amount = _number(data.get("amount"))
@@ -325,10 +344,6 @@ def _learn(step: Step, event: CustomerEvent) -> None:
             profile_rules.record_order(profile, step.now, amount, period)
         else:
             profile.total_spent = max(profile.total_spent - amount, 0.0)
-    if event.type in ("tag.added", "tag.removed") and isinstance(data.get("tag"), str):
-        tags = (data["tag"],)
-        change = TagStep(add=tags) if event.type == "tag.added" else TagStep(remove=tags)
-        change_tags(step, None, change)
     valid, rejected = profile_rules.event_tags(
         event, rules, context_for(step, None, None), lambda source, ctx: step.guard(source, ctx)
     )
@@ -345,8 +360,24 @@ def _number(value: Any) -> float:
         return 0.0
 
 
+def _requested_enrolment(step: Step, event: CustomerEvent) -> None:
+    """A group journey asked for this customer (`enrol_member`): enrol them in the
+    playbook it names, under that playbook's own re-entry rules and guard."""
+    name = event.data.get("playbook")
+    plan = step.catalog.deployed_plan(name) if isinstance(name, str) else None
+    if plan is None:
+        step.record(
+            "send_failed",
+            None,
+            channel=ENROLMENT_CHANNEL,
+            error=f"enrolment requested in '{name}', which is not deployed",
+        )
+        return
+    try_enrol(step, plan)
+
+
 def _refresh_tiers(step: Step) -> None:
-    rules = step.catalog.profile
+    rules = step.profile_rules
     if rules is None or rules.tiers is None:
         return
     profile = step.state.profile

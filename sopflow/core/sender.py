@@ -1,4 +1,4 @@
-"""One staff member's WeCom mass sends: batching customers into tasks, following them up.
+"""One staff member's WeCom mass sends: batching subjects into tasks, following them up.
 
 WeCom sends to customers only through a task that the staff member confirms in the WeCom
 client (`add_msg_template`). Customers who get the same text from the same staff member
@@ -7,8 +7,16 @@ customers. This module is the pure state machine of that staff member's sends; t
 durable shell (`workflows/sender_workflow.py`) feeds it queued sends, WeCom's answers and
 the clock, and performs what it decides through activities.
 
+Three kinds of task go through it, told apart by `chat_type`: `single` (customers, by
+external user id), `group` (customer group chats the staff member owns: the same text for
+all of an owner's groups in one task, chat_type group) and `moment` (a post on the staff
+member's own moments, `add_moment_task`, which they publish). A send names its subject
+(`customer_id`: a customer, `group/<chat_id>`, `staff/<userid>`), and its outcome goes
+back to that subject's workflow.
+
 Each send ends in exactly one outcome: `sent`, `failed`, `cancelled` or `expired` (after
-`awaiting_confirmation` while the task waits for the staff member).
+`awaiting_confirmation` while the task waits for the staff member). For a moment, sent
+means published.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 OutcomeStatus = Literal["awaiting_confirmation", "sent", "failed", "cancelled", "expired"]
+ChatType = Literal["single", "group", "moment"]
 # Keys remembered to drop a repeated enqueue (an activity retried after it signalled).
 SEEN_KEYS_LIMIT = 20_000
 
@@ -29,6 +38,7 @@ class SenderPolicy(BaseModel):
 
     batch_window_seconds: int = 60
     max_customers_per_task: int = 10_000
+    max_groups_per_task: int = 2_000  # WeCom's limit for chat_type group (doc 92135)
     poll_seconds: int = 300
     remind_after_seconds: int | None = 4 * 3600
     max_reminders: int = 3
@@ -36,21 +46,24 @@ class SenderPolicy(BaseModel):
 
 
 class QueuedSend(BaseModel):
-    """A customer's message handed to the staff member's sender."""
+    """A subject's message handed to the staff member's sender."""
 
     idempotency_key: str
-    customer_id: str
+    customer_id: str  # the subject: a customer, group/<chat_id> or staff/<userid>
     text: str
     queued_at: datetime
+    chat_type: ChatType = "single"
+    visible_to: list[str] | None = None  # a moment's customer tags
 
 
 class Outcome(BaseModel):
-    """What became of one queued send, for the customer's journey."""
+    """What became of one queued send, for the subject's journey."""
 
     idempotency_key: str
     customer_id: str
     status: OutcomeStatus
     detail: str | None = None
+    batch_id: str | None = None  # the task it was in, once it was in one
 
 
 class Batch(BaseModel):
@@ -60,6 +73,8 @@ class Batch(BaseModel):
     text: str
     opened_at: datetime
     sends: list[QueuedSend] = Field(default_factory=list)
+    chat_type: ChatType = "single"
+    visible_to: list[str] | None = None
 
 
 class OpenTask(BaseModel):
@@ -75,6 +90,7 @@ class OpenTask(BaseModel):
     reminded_at: list[datetime] = Field(default_factory=list)
     next_poll_at: datetime
     cancel_requested: list[str] = Field(default_factory=list)
+    chat_type: ChatType = "single"
 
 
 class SenderState(BaseModel):
@@ -90,20 +106,58 @@ def content_key(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def enqueue(state: SenderState, send: QueuedSend, now: datetime) -> bool:
-    """Add a send to the open batch of its text; False when the key was seen already."""
+def batch_key(chat_type: ChatType, text: str, visible_to: list[str] | None = None) -> str:
+    """Sends that share a task: the same text (a customer's single sends keep the key
+    they always had), to the same kind of target, seen by the same tags."""
+    if chat_type == "single":
+        return content_key(text)
+    tags = ",".join(sorted(visible_to)) if visible_to is not None else "*"
+    return content_key(f"{chat_type}\x00{tags}\x00{text}")
+
+
+def task_capacity(chat_type: ChatType, policy: SenderPolicy) -> int:
+    """Targets one WeCom task may hold: customers, groups, or the one staff member."""
+    match chat_type:
+        case "group":
+            return policy.max_groups_per_task
+        case "moment":
+            return 1
+    return policy.max_customers_per_task
+
+
+def enqueue(
+    state: SenderState, send: QueuedSend, now: datetime, policy: SenderPolicy | None = None
+) -> bool:
+    """Add a send to the open batch of its text; False when the key was seen already. A
+    batch that holds as many subjects as one WeCom task may is set aside (it closes at the
+    next step) and the send opens a new one."""
     if send.idempotency_key in state.seen_keys:
         return False
     state.seen_keys[send.idempotency_key] = True
     while len(state.seen_keys) > SEEN_KEYS_LIMIT:
         del state.seen_keys[next(iter(state.seen_keys))]
-    key = content_key(send.text)
+    key = batch_key(send.chat_type, send.text, send.visible_to)
     batch = state.batches.get(key)
+    if batch is not None and policy is not None:
+        subjects = {s.customer_id for s in batch.sends}
+        full = len(subjects) >= task_capacity(batch.chat_type, policy)
+        if full and send.customer_id not in subjects:
+            state.batches[f"{key}/{batch.batch_id}"] = batch  # closes as it is
+            del state.batches[key]
+            batch = None
     if batch is None:
         # The batch id names the sender, the text and when it opened: the same on every
         # replay and retry, so creating its WeCom task can be made idempotent.
         batch_id = f"{state.sender}/{key}/{now.strftime('%Y%m%dT%H%M%S.%f')}"
-        batch = state.batches[key] = Batch(batch_id=batch_id, text=send.text, opened_at=now)
+        if any(b.batch_id == batch_id for b in state.batches.values()):
+            batch_id += f"/{state.batches_closed + len(state.batches)}"
+        batch = state.batches[key] = Batch(
+            batch_id=batch_id,
+            text=send.text,
+            opened_at=now,
+            chat_type=send.chat_type,
+            visible_to=send.visible_to,
+        )
     batch.sends.append(send)
     return True
 
@@ -114,7 +168,8 @@ def due_batches(state: SenderState, policy: SenderPolicy, now: datetime) -> list
     ready = [
         b
         for b in state.batches.values()
-        if b.opened_at + window <= now or len(b.sends) >= policy.max_customers_per_task
+        if b.opened_at + window <= now
+        or len({s.customer_id for s in b.sends}) >= task_capacity(b.chat_type, policy)
     ]
     return sorted(ready, key=lambda b: (b.opened_at, b.batch_id))
 
@@ -129,17 +184,20 @@ def close_batch(
 ) -> list[Outcome]:
     """The batch's task exists (msgid) or could not be created (no msgid): the outcomes so
     far. `refused` maps customer ids WeCom or sopflow would not target to the reason."""
-    del state.batches[content_key(batch.text)]
+    for key in [k for k, b in state.batches.items() if b.batch_id == batch.batch_id]:
+        del state.batches[key]
     state.batches_closed += 1
     outcomes = []
     awaiting: dict[str, list[str]] = {}
     for send in batch.sends:
         if send.customer_id in refused or not msgid:
             reason = refused.get(send.customer_id, "WeCom did not create the task")
-            outcomes.append(_outcome(send, "failed", reason))
+            outcomes.append(_outcome(send, "failed", reason, batch.batch_id))
         else:
             awaiting.setdefault(send.customer_id, []).append(send.idempotency_key)
-            outcomes.append(_outcome(send, "awaiting_confirmation", f"WeCom task {msgid}"))
+            outcomes.append(
+                _outcome(send, "awaiting_confirmation", f"WeCom task {msgid}", batch.batch_id)
+            )
     if msgid and awaiting:
         state.tasks[batch.batch_id] = OpenTask(
             batch_id=batch.batch_id,
@@ -148,16 +206,20 @@ def close_batch(
             created_at=now,
             awaiting=awaiting,
             next_poll_at=now + timedelta(seconds=policy.poll_seconds),
+            chat_type=batch.chat_type,
         )
     return outcomes
 
 
-def _outcome(send: QueuedSend, status: OutcomeStatus, detail: str | None) -> Outcome:
+def _outcome(
+    send: QueuedSend, status: OutcomeStatus, detail: str | None, batch_id: str | None = None
+) -> Outcome:
     return Outcome(
         idempotency_key=send.idempotency_key,
         customer_id=send.customer_id,
         status=status,
         detail=detail,
+        batch_id=batch_id,
     )
 
 
@@ -198,7 +260,13 @@ def resolve_task(
         del task.awaiting[customer_id]
         detail = details.get(customer_id)
         outcomes += [
-            Outcome(idempotency_key=k, customer_id=customer_id, status=status, detail=detail)
+            Outcome(
+                idempotency_key=k,
+                customer_id=customer_id,
+                status=status,
+                detail=detail,
+                batch_id=task.batch_id,
+            )
             for k in keys
         ]
     if not task.awaiting:
@@ -211,7 +279,13 @@ def end_task(
 ) -> list[Outcome]:
     """Every customer still awaiting gets `status` (cancelled or expired)."""
     outcomes = [
-        Outcome(idempotency_key=key, customer_id=customer_id, status=status, detail=detail)
+        Outcome(
+            idempotency_key=key,
+            customer_id=customer_id,
+            status=status,
+            detail=detail,
+            batch_id=task.batch_id,
+        )
         for customer_id, keys in sorted(task.awaiting.items())
         for key in keys
     ]
@@ -222,8 +296,11 @@ def end_task(
 
 def next_reminder_at(task: OpenTask, policy: SenderPolicy) -> datetime | None:
     """Remind the staff member `remind_after_seconds` after the task (or the last
-    reminder), at most `max_reminders` times in 24 hours (WeCom's own limit is 3)."""
+    reminder), at most `max_reminders` times in 24 hours (WeCom's own limit is 3). A
+    moment not published by then gets one reminder: a task for the staff member."""
     if policy.remind_after_seconds is None or policy.max_reminders <= 0:
+        return None
+    if task.chat_type == "moment" and task.reminded_at:
         return None
     last = task.reminded_at[-1] if task.reminded_at else task.created_at
     at = last + timedelta(seconds=policy.remind_after_seconds)

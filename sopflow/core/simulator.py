@@ -16,6 +16,14 @@ from sopflow.core.step import Catalog
 from sopflow.errors import SopflowError
 from sopflow.language.durations import parse_duration
 from sopflow.language.plan import EnrolStep, Plan, ProfilePlan
+from sopflow.language.subjects import (
+    GROUP_PREFIX,
+    STAFF_PREFIX,
+    Audience,
+    audience_of,
+    group_subject,
+    staff_subject,
+)
 
 SIMULATION_TIMELINE_LIMIT = 1_000_000
 
@@ -93,8 +101,34 @@ def load_customer(path: Path) -> CustomerSpec:
     )
 
 
+# The simulated subject of each audience, when the scenario names none.
+DEFAULT_SUBJECTS = {
+    Audience.CUSTOMER: "sim-customer",
+    Audience.GROUP: group_subject("sim-group"),
+    Audience.STAFF: staff_subject("sim-staff"),
+}
+
+
+def subject_spec(plan: Plan, spec: CustomerSpec | None = None) -> CustomerSpec:
+    """The subject a playbook's simulation runs: a customer, a group chat or a staff
+    member, as the playbook's audience says. An id given without its audience's prefix
+    (`sim-group` for a group playbook) gets it."""
+    audience = Audience(plan.audience)
+    spec = spec or CustomerSpec(id=DEFAULT_SUBJECTS[audience])
+    prefix = {Audience.GROUP: GROUP_PREFIX, Audience.STAFF: STAFF_PREFIX}.get(audience, "")
+    if audience_of(spec.id) != audience:
+        if audience == Audience.CUSTOMER:
+            raise SopflowError(
+                f"'{spec.id}' names a {audience_of(spec.id).value}, but "
+                f"'{plan.name}' is a customer playbook"
+            )
+        spec.id = f"{prefix}{spec.id}"
+    return spec
+
+
 def reachable_plans(roots: list[Plan], plans: dict[str, Plan]) -> dict[str, Plan]:
-    """The playbooks and every playbook they can enrol a customer in."""
+    """The playbooks and every playbook they can enrol a subject in (a group's members
+    are other subjects: the customer playbooks of `enrol_member` are not simulated)."""
     chosen = {plan.name: plan for plan in roots}
     frontier = list(roots)
     while frontier:
@@ -195,6 +229,12 @@ def describe_entry(entry: TimelineEntry) -> str:
             return str(entry.error)
         case "guard_failed":
             return f"{detail.get('guard')}: {entry.error}"
+        case "member_joined":
+            return f"{detail.get('member')} ({detail.get('member_type')})"
+        case "member_left":
+            return str(detail.get("member"))
+        case "member_enrolled":
+            return f"{detail.get('member')} -> {detail.get('playbook')}"
     return ", ".join(f"{k}={v}" for k, v in detail.items() if k != "version")
 
 

@@ -54,6 +54,9 @@ class Profile(BaseModel):
     predicted_next_purchase_at: datetime | None = None
     tier: str | None = None
     lifecycle: str | None = None
+    # The customer groups a customer is in (chat ids), from group.joined / group.left.
+    groups: list[str] = Field(default_factory=list)
+
     # When each event type last came (at most EVENT_TYPES_LIMIT types, the most recent):
     # a playbook that says which events count as interaction reads its own inactivity here.
     last_event_at: dict[str, datetime] = Field(default_factory=dict)
@@ -71,6 +74,25 @@ class Profile(BaseModel):
         self.last_event_at[event_type] = moment
         while len(self.last_event_at) > EVENT_TYPES_LIMIT:
             del self.last_event_at[next(iter(self.last_event_at))]
+
+
+class Member(BaseModel):
+    """One member of a group chat."""
+
+    joined_at: datetime
+    customer: bool = True  # else a staff member
+    join_scene: int | None = None
+
+
+class GroupInfo(BaseModel):
+    """What sopflow knows of a group chat beyond the profile (tags, attributes, time zone
+    and creation time live in the group's Profile, as a customer's do)."""
+
+    owner: str | None = None
+    name: str | None = None
+    members: dict[str, Member] = Field(default_factory=dict)
+    last_joined_at: datetime | None = None
+    dismissed_at: datetime | None = None
 
 
 class TaskState(BaseModel):
@@ -96,6 +118,7 @@ class ScheduledSend(BaseModel):
     channel: str
     text: str
     transactional: bool = False
+    visible_to: list[str] | None = None
 
 
 class JourneyState(BaseModel):
@@ -148,6 +171,10 @@ TimelineKind = Literal[
     "journey_ended",
     "migrated",
     "countdown_branch",
+    "member_joined",
+    "member_left",
+    "member_enrolled",
+    "group_updated",
 ]
 DeliveryStatus = Literal["pending", "delivered", "failed"]
 
@@ -170,7 +197,8 @@ class TimelineEntry(BaseModel):
 
 
 class CustomerState(BaseModel):
-    """Everything the durable shell carries for one customer across continue-as-new."""
+    """Everything the durable shell carries for one subject across continue-as-new: a
+    customer, a group chat (`group/<chat_id>`) or a staff member (`staff/<userid>`)."""
 
     customer_id: str
     # The latest time the core has acted at: events and timers never run before it.
@@ -188,6 +216,8 @@ class CustomerState(BaseModel):
     # many evaluations failed in all (metrics).
     guard_errors: dict[str, str] = Field(default_factory=dict)
     guard_failures: int = 0
+    # A group chat's owner and members (group subjects only).
+    group: GroupInfo | None = None
 
 
 class MigrationOrder(BaseModel):
@@ -203,7 +233,7 @@ class Delivery(BaseModel):
     """An external effect: a message to a customer or a task for staff."""
 
     idempotency_key: str
-    kind: Literal["message", "task"] = "message"
+    kind: Literal["message", "task", "enrolment"] = "message"
     customer_id: str
     playbook: str
     journey_id: str
@@ -219,6 +249,11 @@ class Delivery(BaseModel):
     sender: str | None = None
     welcome_code: str | None = None
     welcome_fallback: Literal["send", "skip"] = "send"
+    # An enrolment (a group journey's `enrol_member`): the customer to enrol; the
+    # playbook is the delivery's text.
+    target: str | None = None
+    # A moments post: the customer tags that see it (None: every customer of the sender).
+    visible_to: list[str] | None = None
 
 
 class StepResult(BaseModel):

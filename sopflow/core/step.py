@@ -19,6 +19,7 @@ from sopflow.core.state import (
 )
 from sopflow.language.guards import evaluate_guard_outcome
 from sopflow.language.plan import Plan, ProfilePlan
+from sopflow.language.subjects import Audience, audience_of
 
 # A playbook whose stages jump to each other with no wait could loop forever inside one
 # step; the compiler rejects such cycles, and this bound keeps the runtime safe anyway.
@@ -65,6 +66,16 @@ class Step:
     @property
     def customer_id(self) -> str:
         return self.state.customer_id
+
+    @property
+    def audience(self) -> Audience:
+        """Whose state this is: a customer, a group chat or a staff member."""
+        return audience_of(self.state.customer_id)
+
+    @property
+    def profile_rules(self) -> ProfilePlan | None:
+        """The taxonomy and tiers: the customers' alone (a group's tags are free)."""
+        return self.catalog.profile if self.audience == Audience.CUSTOMER else None
 
     def timezone(self, plan: Plan | None = None) -> str:
         """The customer's own time zone, else the playbook's."""

@@ -8,11 +8,13 @@ from dataclasses import dataclass, field
 
 from sopflow.language import models
 from sopflow.language.attributes import journey_writes, playbook_reads, unwritten
-from sopflow.language.channels import CHANNELS, Channel
+from sopflow.language.channels import CHANNELS, Channel, channels_for
 from sopflow.language.diagnostics import Diagnostic, KeyPath, did_you_mean
 from sopflow.language.durations import parse_duration
+from sopflow.language.events import CATALOGUE
 from sopflow.language.guards import check_guard
 from sopflow.language.loader import SourceDocument
+from sopflow.language.subjects import Audience
 from sopflow.language.templates import check_template
 from sopflow.language.walk import EVERY_STAGE, walk_actions, walk_transitions, walk_triggers
 from sopflow.language.windows import Window, parse_window, week_minutes
@@ -32,6 +34,7 @@ class BundleContext:
     refused_playbooks: dict[str, str] = field(default_factory=dict)
     # A taxonomy or tiers document was refused: the bundle gets no profile.
     profile_incomplete: bool = False
+    playbook_audiences: dict[str, Audience] = field(default_factory=dict)
 
     def tag_groups(self) -> dict[str, models.TagGroup]:
         if self.taxonomy is None:
@@ -52,6 +55,7 @@ def check_playbook(source: SourceDocument, context: BundleContext) -> list[Diagn
     found += _check_policy(source, playbook)
     found += _check_shape(source, playbook)
     found += _check_attribute_reads(source, playbook, context)
+    found += _check_audience(source, playbook)
     return found
 
 
@@ -129,19 +133,26 @@ def _check_actions(
     source: SourceDocument, playbook: models.Playbook, context: BundleContext
 ) -> Iterator[Diagnostic]:
     content = {**context.content, **playbook.content}
-    groups = context.tag_groups()
+    audience = playbook.audience
+    # The taxonomy is the customers'; a group's or a staff member's tags are free.
+    groups = context.tag_groups() if audience == Audience.CUSTOMER else {}
     for key, text in playbook.content.items():
-        problem = check_template(text)
+        problem = check_template(text, audience=audience)
         if problem:
             yield source.at("error", problem, ("content", key))
     for _, path, action in walk_actions(playbook):
         match action:
             case models.SendAction(send=send):
                 yield from _check_send(source, playbook, path, send, content)
+                for index, tag in enumerate(send.visible_to or []):
+                    # The customers' tags: checked against the taxonomy when there is one.
+                    problem = _check_tag(tag, context.tag_groups())
+                    if problem:
+                        yield source.at("error", problem, (*path, "send", "visible_to", index))
             case models.TaskAction(task=task):
                 for key in ("title", "script"):
                     text = getattr(task, key)
-                    problem = check_template(text) if text else None
+                    problem = check_template(text, audience=audience) if text else None
                     if problem:
                         yield source.at("error", problem, (*path, "task", key))
                 if not _valid_assignee(task.assignee):
@@ -160,28 +171,88 @@ def _check_actions(
             case models.SetAction(set=values) | models.SetJourneyAction(set_journey=values):
                 scope = "set" if isinstance(action, models.SetAction) else "set_journey"
                 for key, value in values.items():
-                    problem = check_template(value) if isinstance(value, str) else None
+                    problem = (
+                        check_template(value, audience=audience) if isinstance(value, str) else None
+                    )
                     if problem:
                         yield source.at("error", problem, (*path, scope, key))
             case models.EnrolAction(enrol=target):
-                names = context.playbook_names
-                if (
-                    names is not None
-                    and target not in names
-                    and target in context.refused_playbooks
-                ):
-                    yield source.at(
-                        "error",
-                        f"playbook '{target}' (defined at {context.refused_playbooks[target]}) "
-                        "does not validate: fix its errors first",
-                        (*path, "enrol"),
-                    )
-                elif names is not None and target not in names:
-                    yield source.at(
-                        "error",
-                        f"unknown playbook '{target}'{did_you_mean(target, names)}",
-                        (*path, "enrol"),
-                    )
+                yield from _check_target(source, path, "enrol", target, audience, context)
+            case models.EnrolMemberAction(enrol_member=target):
+                yield from _check_enrol_member(source, playbook, path, target, context)
+
+
+def _check_target(
+    source: SourceDocument,
+    path: KeyPath,
+    key: str,
+    target: str,
+    wanted: Audience,
+    context: BundleContext,
+) -> Iterator[Diagnostic]:
+    """An enrolment's playbook exists and runs for the audience it enrols."""
+    names = context.playbook_names
+    if names is not None and target not in names and target in context.refused_playbooks:
+        yield source.at(
+            "error",
+            f"playbook '{target}' (defined at {context.refused_playbooks[target]}) "
+            "does not validate: fix its errors first",
+            (*path, key),
+        )
+        return
+    if names is not None and target not in names:
+        yield source.at(
+            "error", f"unknown playbook '{target}'{did_you_mean(target, names)}", (*path, key)
+        )
+        return
+    found = context.playbook_audiences.get(target)
+    if found is not None and found != wanted:
+        yield source.at(
+            "error",
+            f"playbook '{target}' has audience {found.value}: {key} needs a playbook with "
+            f"audience {wanted.value}",
+            (*path, key),
+        )
+
+
+MEMBER_JOINED = "group.member_joined"
+
+
+def _check_enrol_member(
+    source: SourceDocument,
+    playbook: models.Playbook,
+    path: KeyPath,
+    target: str,
+    context: BundleContext,
+) -> Iterator[Diagnostic]:
+    here = (*path, "enrol_member")
+    if playbook.audience != Audience.GROUP:
+        yield source.at(
+            "error",
+            "enrol_member is for playbooks with audience group (it enrols the member who "
+            "joined the group); use enrol here",
+            here,
+        )
+        return
+    trigger = None
+    if len(path) == 6 and path[2] == "triggers" and path[4] == "actions":
+        trigger = playbook.stages[str(path[1])].triggers[int(path[3])]
+    if not (
+        isinstance(trigger, models.EventTrigger | models.WaitTrigger)
+        and _event_of(trigger) == MEMBER_JOINED
+    ):
+        yield source.at(
+            "error",
+            f"enrol_member needs the member at hand: use it in the actions of a trigger on "
+            f"{MEMBER_JOINED}",
+            here,
+        )
+        return
+    yield from _check_target(source, path, "enrol_member", target, Audience.CUSTOMER, context)
+
+
+def _event_of(trigger: models.EventTrigger | models.WaitTrigger) -> str:
+    return trigger.event if isinstance(trigger, models.EventTrigger) else trigger.wait_for
 
 
 def _check_send(
@@ -192,13 +263,34 @@ def _check_send(
     content: dict[str, str],
 ) -> Iterator[Diagnostic]:
     here = (*path, "send")
+    audience = playbook.audience
+    if audience not in CHANNELS[send.channel].audiences:
+        yield source.at("error", _wrong_channel(send.channel, audience), (*here, "channel"))
+    if send.visible_to is not None and send.channel != "wecom.moments":
+        yield source.at(
+            "error",
+            f"visible_to is for wecom.moments posts (WeCom shows a post to customers by "
+            f"tag); a {send.channel} message has its own recipients",
+            (*here, "visible_to"),
+        )
+    if "{" in "".join(send.visible_to or []):
+        yield source.at(
+            "error",
+            "visible_to tags are written out, not templates: WeCom needs them when the "
+            "post is created",
+            (*here, "visible_to"),
+        )
     if (send.text is None) == (send.content is None):
         yield source.at("error", "a send needs exactly one of text or content", here)
     if send.content is not None and send.content not in content:
         hint = did_you_mean(send.content, content)
         yield source.at("error", f"unknown template '{send.content}'{hint}", (*here, "content"))
+    elif send.content is not None:
+        problem = check_template(content[send.content], audience=audience)
+        if problem:
+            yield source.at("error", f"content '{send.content}': {problem}", (*here, "content"))
     if send.text is not None:
-        problem = check_template(send.text)
+        problem = check_template(send.text, audience=audience)
         if problem:
             yield source.at("error", problem, (*here, "text"))
     if send.welcome:
@@ -282,6 +374,24 @@ def _check_quiet_hours(
             "the message could never be sent (mark it urgent, or move the window)",
             (*here, "window"),
         )
+
+
+# Where each channel's messages belong, said to an operator who put one elsewhere.
+WHERE = {
+    "wecom.group": "a group message goes in a playbook with `audience: group` (one message "
+    "per group, not one per member)",
+    "wecom.moments": "a moments post goes in a playbook with `audience: staff` (one post per "
+    "staff member, not one per customer)",
+    "wecom.private": "a 1:1 message goes in a playbook with `audience: customer`",
+}
+
+
+def _wrong_channel(channel: str, audience: Audience) -> str:
+    allowed = ", ".join(channels_for(audience))
+    return (
+        f"channel {channel} cannot be used by a playbook with audience {audience.value} "
+        f"({allowed} can): {WHERE[channel]}"
+    )
 
 
 def _valid_assignee(rule: str) -> bool:
@@ -404,7 +514,7 @@ def _guards(playbook: models.Playbook) -> Iterator[tuple[KeyPath, str, bool]]:
 
 def _check_guards(source: SourceDocument, playbook: models.Playbook) -> Iterator[Diagnostic]:
     for path, guard, with_event in _guards(playbook):
-        problem = check_guard(guard, with_event=with_event)
+        problem = check_guard(guard, with_event=with_event, audience=playbook.audience)
         if problem:
             yield source.at("error", problem, path)
 
@@ -456,3 +566,18 @@ def _check_shape(source: SourceDocument, playbook: models.Playbook) -> Iterator[
                 ("stages", name),
                 key=True,
             )
+
+
+def _check_audience(source: SourceDocument, playbook: models.Playbook) -> Iterator[Diagnostic]:
+    """A playbook that enrols on a standard event of another audience would never start:
+    a group's events never reach a customer's journeys, and the other way round."""
+    event = playbook.enrol.event
+    spec = next((e for e in CATALOGUE if e.type == event), None)
+    if spec is not None and playbook.audience not in spec.audiences:
+        audiences = " or ".join(sorted(a.value for a in spec.audiences))
+        yield source.at(
+            "error",
+            f"{event} happens to a {audiences}, never to a {playbook.audience.value}: "
+            f"a playbook with audience {playbook.audience.value} would enrol no one on it",
+            ("enrol", "event"),
+        )

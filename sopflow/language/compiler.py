@@ -26,6 +26,7 @@ from sopflow.language.plan import (
     ContactPolicyPlan,
     CountdownPlan,
     EndStep,
+    EnrolMemberStep,
     EnrolPlan,
     EnrolStep,
     ExitPlan,
@@ -49,6 +50,7 @@ from sopflow.language.plan import (
     WindowPlan,
 )
 from sopflow.language.salvage import Salvaged
+from sopflow.language.subjects import Audience
 from sopflow.language.templates import check_template
 from sopflow.language.windows import parse_window
 
@@ -182,6 +184,7 @@ def _context(
     saved = [s.model for s in salvaged if isinstance(s.model, models.Playbook)]
     context = BundleContext(
         playbook_names={p.metadata.name for p in playbooks},
+        playbook_audiences={p.metadata.name: p.audience for p in playbooks},
         customer_attributes=customer_writes([*playbooks, *saved]),
         refused_playbooks={
             s.name: f"{s.file}:{s.line}" for s in salvaged if s.kind == "Playbook" and s.name
@@ -236,9 +239,13 @@ def _context(
                                 key=True,
                             )
                         )
-                    problem = check_template(text)
-                    if problem:
-                        bundle.diagnostics.append(source.at("error", problem, ("items", key)))
+                    # An item may serve any audience: it is checked again where a
+                    # playbook uses it, against that playbook's audience.
+                    problems = [check_template(text, audience=a) for a in Audience]
+                    if all(problems):
+                        bundle.diagnostics.append(
+                            source.at("error", str(problems[0]), ("items", key))
+                        )
                     context.content[key] = text
                     reads = reads_in_text(text, ("items", key))
                     for read, message in unwritten(
@@ -328,6 +335,7 @@ def _steps(
                         urgent=send.urgent,
                         welcome=send.welcome,
                         welcome_fallback=send.welcome_fallback,
+                        visible_to=tuple(send.visible_to) if send.visible_to is not None else None,
                     )
                 )
             case models.TaskAction(task=task):
@@ -362,6 +370,8 @@ def _steps(
                 steps.append(EnrolStep(playbook=target))
             case models.EndAction(end=reason):
                 steps.append(EndStep(reason=reason if isinstance(reason, str) else None))
+            case models.EnrolMemberAction(enrol_member=target):
+                steps.append(EnrolMemberStep(playbook=target))
     return tuple(steps)
 
 
@@ -450,6 +460,7 @@ def build_plan(playbook: models.Playbook, context: BundleContext) -> Plan:
         name=playbook.metadata.name,
         title=playbook.metadata.title,
         version="",
+        audience=playbook.audience.value,
         timezone=playbook.timezone,
         entry_stage=next(iter(playbook.stages)),
         enrol=EnrolPlan(

@@ -14,6 +14,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sopflow.language.subjects import Audience
+
 # Zone-aware like the runtime context, so the type check meets the same conversions.
 SAMPLE_TIME = datetime(2026, 1, 1, tzinfo=ZoneInfo("Asia/Shanghai"))
 
@@ -32,6 +34,8 @@ class Name:
     # Where the name exists: guards, templates, or both.
     in_guards: bool = True
     in_templates: bool = True
+    # For a root: the audiences whose playbooks read it (the subject's own root).
+    audiences: frozenset[Audience] = frozenset(Audience)
 
 
 ORDERS = Name(
@@ -68,7 +72,51 @@ CUSTOMER = Name(
         Name("last_interaction_at", "timestamp", "the latest interaction event", SAMPLE_TIME),
         Name("days_since_added", "int", "whole days since added_at (0 before)", 1),
         Name("days_inactive", "int", "whole days since the last interaction", 1),
+        Name(
+            "groups",
+            "list(string)",
+            "chat ids of the groups the customer is in (`group.joined`, `group.left`)",
+            ["wr_chat"],
+        ),
     ),
+    audiences=frozenset({Audience.CUSTOMER}),
+)
+GROUP = Name(
+    "group",
+    "map",
+    "the group chat (group playbooks only)",
+    fields=(
+        Name("id", "string", "the chat id", "wr_chat"),
+        Name("name", "string", "the group's name ('' when unknown)", "会员群"),
+        Name("owner", "string", "its owner, who sends its messages ('' when unknown)", "li_lei"),
+        Name("tags", "list(string)", "group tags as `group:value`", ["group:value"]),
+        Name("attributes", "map", "attributes set by events and `set` actions", open=True),
+        Name("timezone", "string", "the group's time zone, else the playbook's", "Asia/Shanghai"),
+        Name("member_count", "int", "members now, customers and staff", 1),
+        Name("customer_count", "int", "members now who are customers", 1),
+        Name("members", "list(string)", "the members' ids", ["wm_member"]),
+        Name("created_at", "timestamp", "when `group.created` came", SAMPLE_TIME),
+        Name("days_since_created", "int", "whole days since created_at (0 before)", 1),
+        Name("last_joined_at", "timestamp", "the latest member's joining", SAMPLE_TIME),
+    ),
+    audiences=frozenset({Audience.GROUP}),
+)
+STAFF = Name(
+    "staff",
+    "map",
+    "the staff member (staff playbooks only)",
+    fields=(
+        Name("id", "string", "the staff member's WeCom userid", "li_lei"),
+        Name("tags", "list(string)", "tags as `group:value`", ["group:value"]),
+        Name("attributes", "map", "attributes set by events and `set` actions", open=True),
+        Name(
+            "timezone",
+            "string",
+            "the staff member's time zone, else the playbook's",
+            "Asia/Shanghai",
+        ),
+    ),
+    audiences=frozenset({Audience.STAFF}),
 )
 JOURNEY = Name(
     "journey",
@@ -118,15 +166,30 @@ COUNTDOWN = Name(
 )
 NOW = Name("now", "timestamp", "the moment of the step (local time in templates)", SAMPLE_TIME)
 
-CONTEXT: tuple[Name, ...] = (CUSTOMER, JOURNEY, EVENT, COUNTDOWN, NOW)
+CONTEXT: tuple[Name, ...] = (CUSTOMER, GROUP, STAFF, JOURNEY, EVENT, COUNTDOWN, NOW)
 
 # Derived views, for the checks.
 ROOTS: dict[str, frozenset[str]] = {
     root.name: frozenset(f.name for f in root.fields) for root in CONTEXT if root.fields
 }
 ORDERS_FIELDS = frozenset(f.name for f in ORDERS.fields)
+# The names of every audience together; a playbook reads those of its own audience.
 GUARD_ROOTS = frozenset(root.name for root in CONTEXT if root.in_guards)
 TEMPLATE_ROOTS = frozenset(root.name for root in CONTEXT if root.in_templates)
+SUBJECT_ROOT = {Audience.CUSTOMER: "customer", Audience.GROUP: "group", Audience.STAFF: "staff"}
+
+
+def context_of(audience: Audience) -> tuple[Name, ...]:
+    """The roots a playbook of this audience reads."""
+    return tuple(root for root in CONTEXT if audience in root.audiences)
+
+
+def guard_roots(audience: Audience) -> frozenset[str]:
+    return frozenset(root.name for root in context_of(audience) if root.in_guards)
+
+
+def template_roots(audience: Audience) -> frozenset[str]:
+    return frozenset(root.name for root in context_of(audience) if root.in_templates)
 
 
 def _sample(name: Name, open_value: dict[str, Any]) -> Any:
@@ -137,11 +200,13 @@ def _sample(name: Name, open_value: dict[str, Any]) -> Any:
     return name.sample
 
 
-def sample_context(open_keys: set[str], value: Any) -> dict[str, Any]:
-    """A context with every declared name set to a sample of its type, and the given keys
-    of the open maps (attributes, event data) set to `value`."""
+def sample_context(
+    open_keys: set[str], value: Any, audience: Audience = Audience.CUSTOMER
+) -> dict[str, Any]:
+    """A context with every name of the audience set to a sample of its type, and the
+    given keys of the open maps (attributes, event data) set to `value`."""
     open_value = dict.fromkeys(open_keys, value)
-    return {root.name: _sample(root, open_value) for root in CONTEXT if root.in_guards}
+    return {root.name: _sample(root, open_value) for root in context_of(audience) if root.in_guards}
 
 
 def leaf_paths(names: tuple[Name, ...] = CONTEXT, prefix: str = "") -> list[tuple[str, Name]]:

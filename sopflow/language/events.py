@@ -1,18 +1,27 @@
-"""The event catalogue: standard customer events, and the custom types playbooks declare."""
+"""The event catalogue: standard events of each audience, and the custom types playbooks
+declare."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from sopflow.language.plan import Plan, ProfilePlan
+from sopflow.language.subjects import Audience
+
+CUSTOMER = frozenset({Audience.CUSTOMER})
+GROUP = frozenset({Audience.GROUP})
+ANY = frozenset(Audience)
 
 
 @dataclass(frozen=True)
 class EventSpec:
     type: str
     meaning: str
-    # The customer acting (resets inactivity); staff actions and system notices do not.
+    # The subject acting (resets inactivity); staff actions and system notices do not.
     interaction: bool = True
+    # Whose events they are: a group's events go to the group's workflow, never to a
+    # customer's, so a playbook of another audience cannot enrol on them.
+    audiences: frozenset[Audience] = CUSTOMER
 
 
 CATALOGUE: tuple[EventSpec, ...] = (
@@ -34,18 +43,59 @@ CATALOGUE: tuple[EventSpec, ...] = (
     EventSpec("order.refunded", "Was refunded. data: amount"),
     EventSpec("referral.made", "Referred someone. data: referred"),
     EventSpec("referral.converted", "Someone they referred ordered. data: referred"),
-    EventSpec("tag.added", "Staff tagged the customer. data: tag", interaction=False),
-    EventSpec("tag.removed", "Staff removed a tag. data: tag", interaction=False),
+    EventSpec("tag.added", "Staff tagged the subject. data: tag", interaction=False, audiences=ANY),
+    EventSpec("tag.removed", "Staff removed a tag. data: tag", interaction=False, audiences=ANY),
     EventSpec(
         "profile.updated",
         "The CRM updated the profile. data: attributes, timezone",
         interaction=False,
+        audiences=ANY,
     ),
-    EventSpec("task.completed", "Staff completed a task. data: task_id or task", interaction=False),
+    EventSpec(
+        "task.completed",
+        "Staff completed a task. data: task_id or task",
+        interaction=False,
+        audiences=ANY,
+    ),
     EventSpec(
         "task.postponed",
         "Staff postponed a task. data: task_id or task, until or by",
         interaction=False,
+        audiences=ANY,
+    ),
+    EventSpec("group.joined", "Joined a customer group. data: chat_id, join_scene"),
+    EventSpec("group.left", "Left a customer group. data: chat_id, quit_scene", interaction=False),
+    EventSpec(
+        "enrolment.requested",
+        "A group journey enrolled the customer (enrol_member). data: playbook, chat_id",
+        interaction=False,
+    ),
+    # A group's own events (POST /v1/groups/{chat_id}/events, or WeCom's chat callbacks).
+    EventSpec(
+        "group.created",
+        "The group chat was created. data: owner, name, timezone, attributes",
+        interaction=False,
+        audiences=GROUP,
+    ),
+    EventSpec(
+        "group.member_joined",
+        "A member joined. data: member, member_type (customer or staff), join_scene",
+        audiences=GROUP,
+    ),
+    EventSpec(
+        "group.member_left",
+        "A member left or was removed. data: member, quit_scene",
+        interaction=False,
+        audiences=GROUP,
+    ),
+    EventSpec(
+        "group.updated",
+        "The owner or name changed. data: owner, name, attributes",
+        interaction=False,
+        audiences=GROUP,
+    ),
+    EventSpec(
+        "group.dismissed", "The group chat was dismissed", interaction=False, audiences=GROUP
     ),
 )
 # The moments of a customer that documented events keep (contact.added, order.paid, any
@@ -59,6 +109,11 @@ PROFILE_MOMENTS = (
 )
 STANDARD_EVENT_TYPES: dict[str, str] = {spec.type: spec.meaning for spec in CATALOGUE}
 NOT_INTERACTIONS = frozenset(spec.type for spec in CATALOGUE if not spec.interaction)
+
+
+def standard_types(audience: Audience) -> dict[str, str]:
+    """The standard events of one audience, with their meaning."""
+    return {spec.type: spec.meaning for spec in CATALOGUE if audience in spec.audiences}
 
 
 def declared_event_types(plans: list[Plan], profile: ProfilePlan | None) -> set[str]:

@@ -16,7 +16,14 @@ from typing import Any
 
 import cel
 
-from sopflow.language.context import GUARD_ROOTS, ORDERS_FIELDS, ROOTS, sample_context
+from sopflow.language.context import (
+    GUARD_ROOTS,
+    ORDERS_FIELDS,
+    ROOTS,
+    SUBJECT_ROOT,
+    guard_roots,
+    sample_context,
+)
 from sopflow.language.diagnostics import did_you_mean
 from sopflow.language.guard_cost import (
     CHARS_PER_UNIT,
@@ -33,8 +40,9 @@ from sopflow.language.guard_cost import (
     parse,
     prune,
 )
+from sopflow.language.subjects import Audience
 
-_FIELD_ACCESS = re.compile(r"\b(customer|journey|event)\.([A-Za-z_]\w*)")
+_FIELD_ACCESS = re.compile(r"\b(customer|group|staff|journey|event)\.([A-Za-z_]\w*)")
 _ORDERS_ACCESS = re.compile(r"\bcustomer\.orders\.([A-Za-z_]\w*)")
 _OPEN_MAP_ACCESS = re.compile(r"\b(attributes|data)\.([A-Za-z_]\w*)")
 _MACRO_VARIABLE = re.compile(r"\.(?:exists|all|exists_one|map|filter)\(\s*([A-Za-z_]\w*)\s*,")
@@ -169,7 +177,20 @@ def cel_values(value: Any) -> Any:
     return value
 
 
-def check_guard(source: str, *, with_event: bool) -> str | None:
+def other_audience_root(name: str, audience: Audience) -> str | None:
+    """The message for a subject root of another audience (`customer` in a group
+    playbook), or None when the name is no such root."""
+    if name not in SUBJECT_ROOT.values() or name == SUBJECT_ROOT[audience]:
+        return None
+    return (
+        f"'{name}' cannot exist in a playbook with audience {audience.value}: "
+        f"it reads '{SUBJECT_ROOT[audience]}'"
+    )
+
+
+def check_guard(
+    source: str, *, with_event: bool, audience: Audience = Audience.CUSTOMER
+) -> str | None:
     """A message saying why the guard cannot work, or None when it type-checks."""
     if len(source) > MAX_GUARD_CHARS:
         return analyse_guard(source).problem  # before CEL's parser reads all of it
@@ -182,29 +203,33 @@ def check_guard(source: str, *, with_event: bool) -> str | None:
     if problem:
         return problem
     bound = set(_MACRO_VARIABLE.findall(source))
-    roots = GUARD_ROOTS if with_event else GUARD_ROOTS - {"event"}
+    roots = guard_roots(audience)
+    roots = roots if with_event else roots - {"event"}
     for name in program.variables():
         if name not in roots and name not in bound:
             if name == "event":
                 return "guard reads 'event', but no event is at hand here (only in event triggers)"
+            elsewhere = other_audience_root(name, audience)
+            if elsewhere:
+                return f"guard reads {elsewhere}"
             return f"guard reads unknown name '{name}'{did_you_mean(name, roots)}"
     for root, field in _FIELD_ACCESS.findall(source):
-        if field not in ROOTS[root]:
+        if root in roots and field not in ROOTS[root]:
             return f"unknown field '{root}.{field}'{did_you_mean(field, ROOTS[root])}"
     for field in _ORDERS_ACCESS.findall(source):
         if field not in ORDERS_FIELDS:
             return f"unknown field 'customer.orders.{field}'{did_you_mean(field, ORDERS_FIELDS)}"
-    return _type_check(program, source)
+    return _type_check(program, source, audience)
 
 
-def _type_check(program: Any, source: str) -> str | None:
+def _type_check(program: Any, source: str, audience: Audience) -> str | None:
     # Open maps (attributes, event data) have no declared types: the guard type-checks
     # if it evaluates without a type error for at least one type of their values.
     open_keys = {key for _, key in _OPEN_MAP_ACCESS.findall(source)}
     last_error = None
     for sample in ("text", 1, 1.5, True):
         try:
-            result = _run(program, cel_values(sample_context(open_keys, sample)))
+            result = _run(program, cel_values(sample_context(open_keys, sample, audience)))
         except TypeError as e:
             last_error = str(e).split(". ")[0]
             continue

@@ -24,6 +24,7 @@ from pydantic import (
 from sopflow.language.channels import Channel
 from sopflow.language.diagnostics import did_you_mean
 from sopflow.language.durations import parse_duration
+from sopflow.language.subjects import Audience
 from sopflow.language.windows import parse_clock, parse_window
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
@@ -157,6 +158,11 @@ class SendSpec(StrictModel):
         description="When there is no welcome code or WeCom refuses it (older than 20 "
         "seconds): send it as an ordinary message, or skip it.",
     )
+    visible_to: list[Annotated[str, Field(pattern=TAG_PATTERN)]] | None = Field(
+        default=None,
+        description="wecom.moments only: the customers who see the post, by their tags "
+        "(`group:value`, WeCom's corp tags); none: every customer of the staff member.",
+    )
 
 
 class SendAction(StrictModel):
@@ -224,6 +230,14 @@ class EndAction(StrictModel):
     end: Literal[True] | str = Field(description="End the journey (true, or a reason).")
 
 
+class EnrolMemberAction(StrictModel):
+    enrol_member: str = Field(
+        pattern=NAME_PATTERN,
+        description="Group playbooks, on group.member_joined: enrol the member who joined "
+        "in a customer playbook (their own journey, their own caps).",
+    )
+
+
 Action = Annotated[
     Annotated[SendAction, Tag("send")]
     | Annotated[TaskAction, Tag("task")]
@@ -233,7 +247,8 @@ Action = Annotated[
     | Annotated[ScoreAction, Tag("score")]
     | Annotated[GotoAction, Tag("goto")]
     | Annotated[EnrolAction, Tag("enrol")]
-    | Annotated[EndAction, Tag("end")],
+    | Annotated[EndAction, Tag("end")]
+    | Annotated[EnrolMemberAction, Tag("enrol_member")],
     Discriminator(_first_key),
 ]
 
@@ -442,11 +457,17 @@ class Migration(StrictModel):
 
 
 class Playbook(StrictModel):
-    """A customer journey: who enters it, and the stages they move through."""
+    """A journey: who enters it, and the stages they move through."""
 
     api_version: Literal["sopflow/v1"] = Field(alias="apiVersion")
     kind: Literal["Playbook"]
     metadata: Metadata
+    audience: Audience = Field(
+        default=Audience.CUSTOMER,
+        description="Who runs through it: customer (1:1, the default), group (a customer "
+        "group chat: one message for all its members) or staff (a staff member: moments "
+        "posts and tasks).",
+    )
     timezone: str = Field(default="Asia/Shanghai", description="Default customer time zone.")
     enrol: Enrolment
     exit: list[ExitRule] = Field(default_factory=list, description="End from any stage.")

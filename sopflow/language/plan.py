@@ -51,6 +51,8 @@ class SendStep(FrozenModel):
     # there is none or WeCom refuses it, `send` it as an ordinary message or `skip` it.
     welcome: Annotated[bool, HASHED_WHEN_SET] = False
     welcome_fallback: Annotated[Literal["send", "skip"], HASHED_WHEN_SET] = "send"
+    # wecom.moments: the customer tags that may see the post (None: every customer).
+    visible_to: Annotated[tuple[str, ...] | None, HASHED_WHEN_SET] = None
 
     @property
     def windows(self) -> tuple[WindowPlan, ...]:
@@ -108,8 +110,23 @@ class EndStep(FrozenModel):
     reason: str | None = None
 
 
+class EnrolMemberStep(FrozenModel):
+    """A group journey enrols the member who just joined in a customer playbook."""
+
+    kind: Literal["enrol_member"] = "enrol_member"
+    playbook: str
+
+
 ActionStep = Annotated[
-    SendStep | TaskStep | TagStep | SetStep | ScoreStep | GotoStep | EnrolStep | EndStep,
+    SendStep
+    | TaskStep
+    | TagStep
+    | SetStep
+    | ScoreStep
+    | GotoStep
+    | EnrolStep
+    | EndStep
+    | EnrolMemberStep,
     Field(discriminator="kind"),
 ]
 
@@ -202,6 +219,9 @@ class Plan(FrozenModel):
     name: str
     title: str | None = None
     version: str = Field(description="Content hash: the identity of this behaviour.")
+    # Who runs through it (sopflow.language.subjects.Audience); plans compiled before
+    # audiences existed are customers' and keep their versions (the hash leaves it out).
+    audience: Annotated[Literal["customer", "group", "staff"], HASHED_WHEN_SET] = "customer"
     timezone: str = "Asia/Shanghai"
     entry_stage: str
     enrol: EnrolPlan

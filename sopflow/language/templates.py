@@ -11,6 +11,7 @@ anything else, with a message an operator can read.
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 from collections.abc import Callable, Iterable, Iterator
@@ -26,8 +27,9 @@ from jinja2.runtime import Context, Macro
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 
-from sopflow.language.context import ORDERS_FIELDS, ROOTS, TEMPLATE_ROOTS
+from sopflow.language.context import ORDERS_FIELDS, ROOTS, SUBJECT_ROOT, template_roots
 from sopflow.language.diagnostics import did_you_mean
+from sopflow.language.subjects import Audience
 
 MAX_TEMPLATE_CHARS = 4_000  # the source (a WeCom text holds 2,048 bytes)
 MAX_MESSAGE_CHARS = 10_000  # the rendered text
@@ -458,7 +460,9 @@ def _too_long(source: str) -> str:
 # ----------------------------------------------------------------------------- check
 
 
-def check_template(source: str, *, with_event: bool = True) -> str | None:
+def check_template(
+    source: str, *, with_event: bool = True, audience: Audience = Audience.CUSTOMER
+) -> str | None:
     """A message saying why the template cannot render, or None."""
     if len(source) > MAX_TEMPLATE_CHARS:
         return _too_long(source)
@@ -471,7 +475,8 @@ def check_template(source: str, *, with_event: bool = True) -> str | None:
         return f"template does not parse: {e}"
     except RecursionError:
         return f"template nests deeper than {MAX_TEMPLATE_NESTING} levels (the limit)"
-    for check in (_check_features, _check_names, _check_loops, _check_constants):
+    names = functools.partial(_check_names, audience=audience)
+    for check in (_check_features, names, _check_loops, _check_constants):
         found = check(tree, with_event)
         if found:
             return _at_line(found, source)
@@ -541,18 +546,27 @@ def _nondeterministic(name: str, kind: str) -> str:
     )
 
 
-def _check_names(tree: nodes.Template, with_event: bool) -> tuple[str, int] | None:
+def _check_names(
+    tree: nodes.Template, with_event: bool, *, audience: Audience
+) -> tuple[str, int] | None:
     assigned = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
-    roots = TEMPLATE_ROOTS if with_event else TEMPLATE_ROOTS - {"event"}
+    roots = template_roots(audience)
+    roots = roots if with_event else roots - {"event"}
     for name in tree.find_all(nodes.Name):
         if name.ctx == "load" and name.name not in roots and name.name not in assigned:
-            message = (
-                f"template variable '{name.name}' cannot exist{did_you_mean(name.name, roots)}"
-            )
+            if name.name in SUBJECT_ROOT.values():
+                own = SUBJECT_ROOT[audience]
+                message = (
+                    f"template variable '{name.name}' cannot exist in a playbook with "
+                    f"audience {audience.value}: it reads '{own}'"
+                )
+            else:
+                hint = did_you_mean(name.name, roots)
+                message = f"template variable '{name.name}' cannot exist{hint}"
             return message, name.lineno
     for access in tree.find_all(nodes.Getattr):
         target = access.node
-        if isinstance(target, nodes.Name) and target.name in ROOTS:
+        if isinstance(target, nodes.Name) and target.name in ROOTS and target.name in roots:
             fields = ROOTS[target.name]
             if access.attr not in fields:
                 suggestion = did_you_mean(access.attr, fields)

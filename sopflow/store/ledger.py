@@ -10,36 +10,24 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from sopflow.core.state import Delivery, TimelineEntry
 from sopflow.reports.funnel import FUNNEL_KINDS, LedgerRow
 from sopflow.store.database import Database
+from sopflow.store.groups import is_group, project_group
+from sopflow.store.inserts import insert_ignoring_duplicates
 from sopflow.store.tables import DeliveryRecord, JourneyEvent, TaskRecord
+
+# The name the other stores import it by (it lived here first).
+_insert_ignoring_duplicates = insert_ignoring_duplicates
 
 TASK_STATUS_OF_KIND = {
     "task_completed": "completed",
     "task_escalated": "escalated",
     "task_postponed": "open",
 }
-
-
-def _insert_ignoring_duplicates(
-    session: Session | Connection, table: Any, rows: list[dict[str, Any]]
-) -> int:
-    """Insert rows; rows whose key exists are skipped. Returns how many were new."""
-    if not rows:
-        return 0
-    bind = session.get_bind() if isinstance(session, Session) else session
-    dialect = bind.dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    key = next(iter(table.primary_key.columns))
-    # RETURNING counts the rows really inserted, on PostgreSQL and SQLite alike (a batched
-    # insert's rowcount is -1 on some drivers).
-    statement = insert(table).values(rows).on_conflict_do_nothing().returning(key)
-    return len(session.execute(statement).all())
 
 
 class Ledger:
@@ -141,6 +129,9 @@ class Ledger:
             new = _insert_ignoring_duplicates(session, JourneyEvent.__table__, rows)
             for entry in entries:
                 self._move_task(session, entry)
+            if is_group(customer_id):
+                # A group's owner, tags and members, in the same transaction.
+                project_group(session, customer_id, entries)
         return new
 
     @staticmethod

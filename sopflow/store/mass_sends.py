@@ -25,6 +25,8 @@ MASS_SENDS = Table(
     # When sopflow first tried to create the task, and when WeCom's answer was recorded.
     Column("started_at", WHEN, nullable=False),
     Column("created_at", WHEN),
+    # single (customers), group (group chats) or moment (msgid is the moment's job id).
+    Column("chat_type", String(10), nullable=False, default="single"),
 )
 RECIPIENTS = Table(
     "wecom_mass_recipients",
@@ -53,15 +55,20 @@ class MassSends:
     def __init__(self, database: Database) -> None:
         self.database = database
 
-    def begin(self, batch_id: str, sender: str, text: str, now: datetime) -> MassSendRow:
+    def begin(
+        self, batch_id: str, sender: str, text: str, now: datetime, chat_type: str = "single"
+    ) -> MassSendRow:
         """The batch's row, written before WeCom is called: a retry that finds it with no
         msgid knows an earlier attempt may have created the task."""
+        new = {
+            "batch_id": batch_id,
+            "sender": sender,
+            "text": text,
+            "started_at": now,
+            "chat_type": chat_type,
+        }
         with self.database.engine.begin() as connection:
-            _insert_ignoring_duplicates(
-                connection,
-                MASS_SENDS,
-                [{"batch_id": batch_id, "sender": sender, "text": text, "started_at": now}],
-            )
+            _insert_ignoring_duplicates(connection, MASS_SENDS, [new])
             row = connection.execute(
                 select(MASS_SENDS).where(MASS_SENDS.c.batch_id == batch_id)
             ).one()

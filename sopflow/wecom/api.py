@@ -513,6 +513,70 @@ class GetMomentTaskResultResponse(WeComResponse):
     result: MomentTaskResult | None = None
 
 
+class GetMomentTaskRequest(WeComRequest):
+    """Who of a moment's staff members published it (doc 93333, 获取客户朋友圈企业发表的列表)."""
+
+    moment_id: str
+    cursor: str | None = None
+    limit: int | None = Field(default=None, ge=1, le=1000)
+
+
+class MomentPublishStatus(IntEnum):
+    UNPUBLISHED = 0
+    PUBLISHED = 1
+
+
+class MomentTask(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    userid: str
+    publish_status: int  # MomentPublishStatus
+
+
+class GetMomentTaskResponse(WeComResponse):
+    next_cursor: str = ""
+    task_list: list[MomentTask] = []
+
+
+class CancelMomentTaskRequest(WeComRequest):
+    """Stop a corp moment nobody has published yet (doc 97612)."""
+
+    moment_id: str
+
+
+# -- externalcontact/groupchat/get (92122) ----------------------------------------------------
+# A chat callback carries only the chat id: its owner (who must confirm the group's
+# messages) comes from here.
+
+
+class GroupChatGetRequest(WeComRequest):
+    chat_id: str
+    need_name: int | None = None  # 1: members' names too
+
+
+class GroupChatMember(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    userid: str
+    type: int  # 1 staff, 2 external contact
+    join_time: int | None = None
+    join_scene: int | None = None
+
+
+class GroupChat(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    chat_id: str
+    name: str = ""
+    owner: str
+    create_time: int | None = None
+    member_list: list[GroupChatMember] = []
+
+
+class GroupChatGetResponse(WeComResponse):
+    group_chat: GroupChat | None = None
+
+
 # -- the endpoint table ----------------------------------------------------------------------
 
 RequestT = TypeVar("RequestT", bound=WeComRequest)
@@ -576,4 +640,13 @@ GET_MOMENT_TASK_RESULT = Endpoint(
     "GET",
     GetMomentTaskResultRequest,
     GetMomentTaskResultResponse,
+)
+GET_MOMENT_TASK = Endpoint(
+    "externalcontact/get_moment_task", "POST", GetMomentTaskRequest, GetMomentTaskResponse
+)
+CANCEL_MOMENT_TASK = Endpoint(
+    "externalcontact/cancel_moment_task", "POST", CancelMomentTaskRequest, WeComResponse
+)
+GROUPCHAT_GET = Endpoint(
+    "externalcontact/groupchat/get", "POST", GroupChatGetRequest, GroupChatGetResponse
 )

@@ -286,14 +286,22 @@ class WeComClient:
         return await self.call(api.ADD_MSG_TEMPLATE, request)
 
     async def groupmsg_list(
-        self, creator: str, start_time: int, end_time: int
+        self,
+        creator: str,
+        start_time: int,
+        end_time: int,
+        chat_type: Literal["single", "group"] = "single",
     ) -> list[api.GroupMsg]:
-        """Every single-chat mass send `creator` made between the two times (all pages)."""
+        """Every mass send of the chat type `creator` made between the two times (all pages)."""
         found: list[api.GroupMsg] = []
         cursor: str | None = None
         while True:
             request = api.GetGroupMsgListRequest(
-                start_time=start_time, end_time=end_time, creator=creator, cursor=cursor
+                chat_type=chat_type,
+                start_time=start_time,
+                end_time=end_time,
+                creator=creator,
+                cursor=cursor,
             )
             page = await self.call(api.GET_GROUPMSG_LIST, request)
             found.extend(page.group_msg_list)
@@ -395,3 +403,29 @@ class WeComClient:
     async def get_moment_task_result(self, jobid: str) -> api.GetMomentTaskResultResponse:
         request = api.GetMomentTaskResultRequest(jobid=jobid)
         return await self.call(api.GET_MOMENT_TASK_RESULT, request)
+
+    async def moment_publishers(self, moment_id: str) -> dict[str, bool]:
+        """Each staff member of a moment, and whether they published it (all pages)."""
+        found: dict[str, bool] = {}
+        cursor: str | None = None
+        while True:
+            request = api.GetMomentTaskRequest(moment_id=moment_id, cursor=cursor, limit=1000)
+            page = await self.call(api.GET_MOMENT_TASK, request)
+            for task in page.task_list:
+                found[task.userid] = task.publish_status == api.MomentPublishStatus.PUBLISHED
+            if not page.next_cursor:
+                return found
+            cursor = page.next_cursor
+
+    async def cancel_moment_task(self, moment_id: str) -> api.WeComResponse:
+        request = api.CancelMomentTaskRequest(moment_id=moment_id)
+        return await self.call(api.CANCEL_MOMENT_TASK, request)
+
+    # -- customer groups -------------------------------------------------------------------
+
+    async def get_group_chat(self, chat_id: str) -> api.GroupChat:
+        """A customer group's owner, name and members."""
+        answer = await self.call(api.GROUPCHAT_GET, api.GroupChatGetRequest(chat_id=chat_id))
+        if answer.group_chat is None:
+            raise WeComProtocolError(f"groupchat/get answered no group_chat for {chat_id}")
+        return answer.group_chat
