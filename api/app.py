@@ -48,6 +48,10 @@ def create_app(
         version=__version__,
         description="Customer events in; durable journeys, messages and staff tasks out.",
         lifespan=lifespan,
+        # Public by design (docs/decisions.md): they describe routes, never data.
+        docs_url="/docs" if settings.api_docs else None,
+        redoc_url="/redoc" if settings.api_docs else None,
+        openapi_url="/openapi.json" if settings.api_docs else None,
     )
     app.state.settings = settings
     app.state.database = database or Database.from_settings(settings)

@@ -11,7 +11,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError
 
 from api.models import ErrorBody, ErrorDetail, ErrorResponse
-from workflows.client import TemporalUnavailable
+from sopflow.store.tasks import InvalidCursor
+from workflows.client import CustomerNotFound, TemporalUnavailable
 
 log = logging.getLogger("sopflow.api")
 
@@ -105,6 +106,19 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return error_response(exc.status_code, "http_error", str(exc.detail))
+
+    @app.exception_handler(CustomerNotFound)
+    async def customer_not_found(_: Request, exc: CustomerNotFound) -> JSONResponse:
+        return error_response(
+            404,
+            "customer_not_found",
+            f"{exc}: send an event for it first (no call here creates a customer)",
+        )
+
+    @app.exception_handler(InvalidCursor)
+    async def invalid_cursor(_: Request, exc: InvalidCursor) -> JSONResponse:
+        detail = ErrorDetail(field="cursor", message=str(exc))
+        return error_response(422, "invalid_request", f"cursor: {exc}", [detail])
 
     @app.exception_handler(TemporalUnavailable)
     async def temporal_unavailable(_: Request, exc: TemporalUnavailable) -> JSONResponse:

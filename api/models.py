@@ -18,6 +18,10 @@ def deployment_etag(deployment: int) -> str:
     return f'"{deployment}"'
 
 
+# 1 to 200 characters, none of them a control character.
+IDEMPOTENCY_KEY_PATTERN = r"^[^\x00-\x1f\x7f]{1,200}$"
+
+
 class EventIn(BaseModel):
     """A customer event sent by an API client (the WeCom bridge, the shop, the CRM)."""
 
@@ -48,10 +52,10 @@ class EventIn(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict, description="Event attributes.")
     idempotency_key: str | None = Field(
         default=None,
-        min_length=1,
-        max_length=200,
-        description="Repeat an event with the same key and it has no second effect. "
-        "Default: a new key, so a retried request without one counts twice.",
+        pattern=IDEMPOTENCY_KEY_PATTERN,
+        description="Repeat an event with the same key and it has no second effect, however "
+        "late; a key reused for a different event is refused (409). At most 200 printable "
+        "characters. Default: a new key, so a retried request without one counts twice.",
     )
 
 
@@ -59,6 +63,11 @@ class EventAccepted(BaseModel):
     customer_id: str
     idempotency_key: str
     workflow_id: str
+    duplicate: bool = Field(
+        default=False,
+        description="True when this key was accepted before for the same event: nothing "
+        "was sent again.",
+    )
 
 
 class ErrorDetail(BaseModel):

@@ -71,24 +71,34 @@ def verdict(met: bool) -> str:
     return "**met**" if met else "**not met**"
 
 
-def section(name: str, title: str, body: str) -> str:
+def section(name: str, title: str, body: str, repeat: str | None = None) -> str:
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return (
         f"<!-- bench:{name} -->\n## {title}\n\n- Run: {stamp}. Machine: {machine()}.\n"
-        f"- Command: `{command()}`\n\n{body.strip()}\n<!-- /bench:{name} -->\n"
+        f"- Command: `{repeat or command()}`\n\n{body.strip()}\n<!-- /bench:{name} -->\n"
     )
 
 
-def record(name: str, title: str, body: str, path: Path = RESULTS) -> None:
-    """Replace (or append) the section `name` of RESULTS.md."""
+def record(
+    name: str,
+    title: str,
+    body: str,
+    path: Path = RESULTS,
+    *,
+    repeat: str | None = None,
+    drill: bool = False,
+) -> None:
+    """Replace (or append) the section `name` of RESULTS.md. `repeat` is the command that
+    repeats the run when it is not this process's own (a drill run by pytest); a new drill
+    section goes at the end, after the drills, a new benchmark's before them."""
     text = path.read_text(encoding="utf-8") if path.exists() else HEADER
-    new = section(name, title, body)
+    new = section(name, title, body, repeat)
     pattern = re.compile(
         rf"<!-- bench:{re.escape(name)} -->\n.*?<!-- /bench:{re.escape(name)} -->\n", re.S
     )
     if pattern.search(text):
         text = pattern.sub(lambda _: new, text, count=1)
-    elif DRILLS_MARK in text:  # benchmarks before the drills
+    elif DRILLS_MARK in text and not drill:  # benchmarks before the drills
         text = text.replace(DRILLS_MARK, new + "\n" + DRILLS_MARK, 1)
     else:
         text = text.rstrip("\n") + "\n\n" + new

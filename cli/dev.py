@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import os
 import signal
 import subprocess
 import sys
@@ -20,12 +21,12 @@ from temporalio.client import Client
 from cli.binaries import temporal_cli
 from cli.serving import api_server, ensure_port_free
 from sopflow.errors import SopflowError
+from sopflow.files import private_file
 from sopflow.settings import Settings
 from sopflow.store.database import Database
 from sopflow.store.deploy import deploy_paths, import_folder
 from sopflow.store.keys import Role, authenticate, create_key
 from sopflow.store.plans import DeploymentConflict, PlanStore
-from worker.main import build_worker
 from workflows.client import connect
 from workflows.contracts import SEARCH_ATTRIBUTES
 
@@ -75,14 +76,17 @@ def dev_server_command(settings: Settings) -> list[str]:
 def _die_with_parent() -> None:
     # Linux: the server receives SIGTERM if sopflow itself is killed with SIGKILL, so no
     # orphaned server keeps the database file and the ports.
+    os.umask(0o077)  # what the child creates (its SQLite journal files) is private too
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
 
 
 def start_dev_server(settings: Settings) -> subprocess.Popen[bytes]:
-    settings.home.mkdir(parents=True, exist_ok=True)
-    log = (settings.home / "temporal.log").open("ab")
+    # The server's database and log are customers' data too: the log is created 0600 here,
+    # and the server's umask (below) makes its database private (it must create the file
+    # itself: an empty one is not a database it would set up).
+    log = private_file(settings.home / "temporal.log").open("ab")
     return subprocess.Popen(
         dev_server_command(settings),
         stdout=log,
@@ -140,37 +144,80 @@ async def run_dev(settings: Settings, announce: Callable[[str], None] = print) -
         loop.add_signal_handler(sig, stop.set)
 
     server = start_dev_server(settings)
+    worker: subprocess.Popen[bytes] | None = None
     try:
         client = await wait_for_server(settings, server)
-        worker = build_worker(client, settings)
+        # The worker runs in its own process: a workflow task that holds its CPU (or a
+        # worker stopped dead) cannot stall the API's event loop.
+        worker = start_worker(settings)
         api = api_server(settings, client)
-        parts = [
-            asyncio.create_task(worker.run(), name="worker"),
-            asyncio.create_task(api.serve(), name="api"),
-        ]
-        while not api.started and not any(p.done() for p in parts):
+        serving = asyncio.create_task(api.serve(), name="api")
+        working = asyncio.create_task(asyncio.to_thread(worker.wait), name="worker")
+        while not api.started and not serving.done() and not working.done():
             await asyncio.sleep(0.05)
+        announce(f"sopflow: worker pid {worker.pid}, log in {settings.home / WORKER_LOG}")
         _announce_ready(settings, deployed, announce)
         announce(
             f"sopflow: operator key (development) in {settings.home / DEV_KEY_FILE}: {operator_key}"
         )
         stopper = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait([*parts, stopper], return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(
+            [serving, working, stopper], return_when=asyncio.FIRST_COMPLETED
+        )
         announce("sopflow: stopping")
         api.should_exit = True
-        try:
-            # In-flight workflow tasks finish first; a stuck one must not block Ctrl-C.
-            await asyncio.wait_for(worker.shutdown(), WORKER_STOP_TIMEOUT_SECONDS)
-        except TimeoutError:
+        # In-flight workflow tasks finish first; a stuck one must not block Ctrl-C.
+        if not await asyncio.to_thread(stop_worker, worker):
             announce("sopflow: the worker did not stop in time; Temporal retries its tasks")
-        await asyncio.gather(*parts, return_exceptions=True)
+        await asyncio.gather(serving, working, return_exceptions=True)
         stopper.cancel()
-        for part in parts:
-            if part in done and part.exception() is not None:
-                raise SopflowError(f"the {part.get_name()} stopped: {part.exception()}")
+        if working in done:
+            raise SopflowError(
+                f"the worker stopped (exit code {worker.returncode}); see "
+                f"{settings.home / WORKER_LOG}"
+            )
+        if serving in done and serving.exception() is not None:
+            raise SopflowError(f"the api stopped: {serving.exception()}")
     finally:
+        if worker is not None:
+            stop_worker(worker)
         stop_dev_server(server)
     announce("sopflow: stopped")
+
+
+WORKER_LOG = "worker.log"
+
+
+def start_worker(settings: Settings) -> subprocess.Popen[bytes]:
+    """`sopflow worker` with these settings, logging to the data folder."""
+    log = private_file(settings.home / WORKER_LOG).open("ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "cli", "worker"],
+        env={**os.environ, **settings.environment()},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=_die_with_parent,
+        # Its own process group: Ctrl-C reaches sopflow, which stops the worker itself.
+        start_new_session=True,
+    )
+
+
+def stop_worker(worker: subprocess.Popen[bytes]) -> bool:
+    """SIGTERM (the worker finishes its in-flight tasks), then SIGKILL after the bound;
+    False when it had to be killed."""
+    if worker.poll() is not None:
+        return True
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(worker.pid, signal.SIGCONT)  # a stopped process cannot act on SIGTERM
+    worker.terminate()
+    try:
+        worker.wait(timeout=WORKER_STOP_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait()
+        return False
+    return True
 
 
 DEV_KEY_FILE = "dev-operator.key"
@@ -218,7 +265,7 @@ def development_key(settings: Settings) -> str:
         if authenticate(database, token) is not None:
             return token
     token, _ = create_key(database, Role.OPERATOR, "sopflow dev")
-    path.touch(mode=0o600)
+    private_file(path)
     path.write_text(token + "\n", encoding="utf-8")
     return token
 

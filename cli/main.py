@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -74,8 +75,23 @@ def worker() -> None:
     logging.basicConfig(level=logging.INFO)
 
     async def run() -> None:
+        # SIGINT and SIGTERM stop it gracefully: in-flight tasks finish (within a bound);
+        # `sopflow dev` runs the worker as such a process and stops it with SIGTERM.
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
         client = await connect(settings)
-        await build_worker(client, settings).run()
+        worker = build_worker(client, settings)
+        running = asyncio.create_task(worker.run())
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait([running, stopper], return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if not running.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(worker.shutdown(), 30)
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run())

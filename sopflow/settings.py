@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr
+from pydantic import AwareDatetime, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -41,6 +43,8 @@ class Settings(BaseSettings):
 
     # Events dated further ahead than this are refused (a wrong clock or time zone).
     max_event_skew_seconds: int = 300
+    # Events dated before this are refused (a zero date, a wrong epoch).
+    earliest_event_time: AwareDatetime = datetime(2000, 1, 1, tzinfo=UTC)
     max_batch_events: int = 1000
     # Months of acquisition reports (new fans, cost per fan) are cut in this zone.
     reporting_timezone: str = "Asia/Shanghai"
@@ -54,6 +58,9 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    # The API's description (/docs, /redoc, /openapi.json) answers without a key: it holds
+    # no data, only the routes; false removes it (a deployment that shows no surface).
+    api_docs: bool = True
 
     # Webhook endpoints come from settings, never from playbook YAML: a playbook is shared
     # content, an endpoint and its secret are deployment configuration.
@@ -91,6 +98,26 @@ class Settings(BaseSettings):
     # days_in_month (as many a month as the month has days), week (7 a natural week),
     # day (1 a day) or none. Counted in `reporting_timezone`.
     wecom_customer_limit: Literal["days_in_month", "week", "day", "none"] = "days_in_month"
+
+    def environment(self) -> dict[str, str]:
+        """These settings as SOPFLOW_* variables, for a child process (the worker of
+        `sopflow dev`) to read the same ones; unset settings are left out."""
+        variables = {}
+        for name, value in self.model_dump().items():
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                text = value.get_secret_value()
+            elif isinstance(value, bool):
+                text = "true" if value else "false"
+            elif isinstance(value, list | dict):
+                text = json.dumps(value)
+            elif isinstance(value, datetime):
+                text = value.isoformat()
+            else:
+                text = str(value)
+            variables[f"SOPFLOW_{name.upper()}"] = text
+        return variables
 
     @property
     def plans_dir(self) -> Path:

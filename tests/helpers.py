@@ -14,7 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
-from temporalio.client import Client
+from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
@@ -122,6 +123,38 @@ async def terminate(client: Client, *customer_ids: str) -> None:
             await client.get_workflow_handle(subject_workflow_id(customer_id)).terminate()
 
 
+async def runs(client: Client, customer_id: str) -> list[tuple[str, WorkflowExecutionStatus]]:
+    """Every run of the customer's workflow (continues-as-new), from visibility."""
+    query = f"WorkflowId = '{subject_workflow_id(customer_id)}'"
+    return [(w.run_id, w.status) async for w in client.list_workflows(query)]
+
+
+# Failed workflow tasks that are the server's own bookkeeping, not a failure of the
+# workflow's code: UNHANDLED_COMMAND (a signal came in while the task closed the run: the
+# workflow runs again with it) and FORCE_CLOSE_COMMAND (signals buffered during a task
+# passed the server's buffer size: the task runs again with them).
+SERVER_BOOKKEEPING = (
+    WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND,
+    WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_FORCE_CLOSE_COMMAND,
+)
+
+
+async def failed_tasks(client: Client, customer_id: str) -> list[str]:
+    """`cause: message` of every failed workflow task of every run of the customer (the
+    server's bookkeeping left out)."""
+    failures = []
+    for run_id, _ in await runs(client, customer_id):
+        handle = client.get_workflow_handle(subject_workflow_id(customer_id), run_id=run_id)
+        async for event in handle.fetch_history_events():
+            if event.event_type != EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
+                continue
+            attributes = event.workflow_task_failed_event_attributes
+            if attributes.cause not in SERVER_BOOKKEEPING:
+                cause = WorkflowTaskFailedCause.Name(attributes.cause)
+                failures.append(f"{cause}: {attributes.failure.message}")
+    return failures
+
+
 async def describe(client: Client, customer_id: str) -> CustomerView:
     handle = client.get_workflow_handle(subject_workflow_id(customer_id))
     view: CustomerView = await handle.query(DESCRIBE_QUERY, result_type=CustomerView)
@@ -157,6 +190,8 @@ class WebhookReceiver:
     received: list[ReceivedRequest] = field(default_factory=list)
     # When set, decides each answer (an outage that ends at some time, say).
     answer: Callable[[], int] | None = None
+    # Headers of every answer (a redirect's Location, say).
+    headers: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         receiver = self
@@ -172,6 +207,8 @@ class WebhookReceiver:
                     status = receiver.default_status
                 receiver.received.append(ReceivedRequest(dict(self.headers.items()), body, status))
                 self.send_response(status)
+                for name, value in receiver.headers.items():
+                    self.send_header(name, value)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 

@@ -24,3 +24,14 @@ def test_a_section_names_its_machine_and_a_table_aligns_figures() -> None:
     assert "cores" in section and "GiB" in section and "temporalio" in section
     table = report.table(["name", "n"], [["a", 1]])
     assert table.splitlines()[1] == "|---|---:|"
+
+
+def test_a_drill_section_goes_after_the_drills_with_the_command_that_repeats_it(
+    tmp_path: Path,
+) -> None:
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Benchmark results\n\n<!-- drills -->\n# Fault drills\nkept\n")
+    report.record("hostile", "Hostile", "figures", results, repeat="make drills", drill=True)
+    text = results.read_text()
+    assert text.index("# Fault drills") < text.index("<!-- bench:hostile -->")
+    assert "- Command: `make drills`" in text

@@ -71,6 +71,25 @@ async def test_webhook_4xx_is_permanent(receiver: WebhookReceiver, status: int) 
     await channel.close()
 
 
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+async def test_a_webhook_redirect_is_a_permanent_failure_with_a_clear_reason(
+    receiver: WebhookReceiver, status: int
+) -> None:
+    # Retrying a redirect for a day changes nothing, and a signed delivery goes only where
+    # it was configured to go.
+    receiver.default_status = status
+    receiver.headers = {"Location": "https://crm.example.com/new-hook"}
+    channel = WebhookChannel(receiver.url, None, timeout_seconds=5)
+    with pytest.raises(PermanentDeliveryError) as refused:
+        await channel.deliver(DELIVERY)
+    await channel.close()
+    assert str(refused.value) == (
+        f"webhook answered HTTP {status} (a redirect to https://crm.example.com/new-hook): "
+        "sopflow does not follow redirects; set SOPFLOW_WEBHOOK_URL to the final address"
+    )
+    assert len(receiver.received) == 1  # not followed
+
+
 @pytest.mark.parametrize("status", [429, 500, 503])
 async def test_webhook_5xx_and_429_are_retryable(receiver: WebhookReceiver, status: int) -> None:
     receiver.default_status = status

@@ -199,6 +199,48 @@ def test_dev_runs_the_readme_stops_cleanly_and_resumes(tmp_path: Path) -> None:
     assert code == 0
 
 
+@pytest.mark.timeout(240)
+def test_a_stalled_worker_does_not_freeze_the_api(tmp_path: Path) -> None:
+    """Issue 11, finding 6: `sopflow dev` runs the worker in its own process. Stopped dead
+    (SIGSTOP: what a workflow task holding the CPU for seconds looks like from outside),
+    the API still answers and takes events; let go, the worker acts on them."""
+    import httpx
+
+    dev = DevProcess(tmp_path)
+    banner = dev.start()
+    match = re.search(r"sopflow: worker pid (\d+), log in ", banner)
+    assert match, banner
+    worker_pid = int(match.group(1))
+    assert worker_pid != dev.process.pid  # type: ignore[union-attr]
+    key = (tmp_path / ".sopflow" / "dev-operator.key").read_text().strip()
+    base = f"http://127.0.0.1:{dev.api_port}"
+    headers = {"Authorization": f"Bearer {key}"}
+    os.kill(worker_pid, signal.SIGSTOP)
+    try:
+        assert httpx.get(f"{base}/healthz", timeout=5).status_code == 200
+        accepted = httpx.post(
+            f"{base}/v1/events",
+            json={"customer_id": "stalled-1", "type": "contact.added"},
+            headers=headers,
+            timeout=10,
+        )
+        assert accepted.status_code == 202
+        assert httpx.get(f"{base}/healthz", timeout=5).status_code == 200
+    finally:
+        os.kill(worker_pid, signal.SIGCONT)
+
+    def enrolled() -> bool:
+        response = httpx.get(f"{base}/v1/customers/stalled-1", headers=headers, timeout=10)
+        return response.status_code == 200 and bool(response.json()["journeys"])
+
+    try:
+        assert wait_for(enrolled, timeout=60)
+    finally:
+        code, output = dev.stop()
+    assert code == 0, output
+    assert subprocess.run(["kill", "-0", str(worker_pid)], capture_output=True).returncode != 0
+
+
 def test_dev_refuses_a_port_in_use_with_a_clear_message(tmp_path: Path) -> None:
     dev = DevProcess(tmp_path)
     with socket.socket() as taken:

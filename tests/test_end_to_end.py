@@ -96,6 +96,7 @@ async def test_event_in_stage_change_and_webhook_out(running: Running) -> None:
         "customer_id": "e2e-1",
         "idempotency_key": "add-1",
         "workflow_id": "customer/e2e-1",
+        "duplicate": False,
     }
     first = await eventually(lambda: _customer_with(http, "e2e-1", "icebreak", "delivered"))
     assert [(e["kind"], e["stage"]) for e in first["timeline"]] == [
@@ -216,7 +217,12 @@ async def test_tier_lifecycle_tags_and_versions_are_searchable(running: Running)
 
 async def test_keys_and_roles_guard_every_route(running: Running) -> None:
     base = str(running.http.base_url)
-    event = {"customer_id": "e2e-auth", "type": "contact.added"}
+    # The customer's owner is li_lei: a staff key reads the customers it serves.
+    event = {
+        "customer_id": "e2e-auth",
+        "type": "contact.added",
+        "data": {"attributes": {"owner": "li_lei"}},
+    }
     async with httpx.AsyncClient(base_url=base, timeout=CONDITION_LIMIT_SECONDS) as anonymous:
         missing = await anonymous.post("/v1/events", json=event)
         assert missing.status_code == 401
@@ -285,7 +291,7 @@ async def test_a_repeated_event_answers_the_same_and_acts_once(running: Running)
     first = await running.http.post("/v1/events", json=event)
     second = await running.http.post("/v1/events", json=event)
     assert first.status_code == second.status_code == 202
-    assert first.json() == second.json()
+    assert second.json() == {**first.json(), "duplicate": True}
     await eventually(lambda: _customer_with(running.http, "e2e-rep", "icebreak", "delivered"))
     await running.http.post(
         "/v1/events", json={**event, "idempotency_key": "wecom-8", "type": "message.received"}

@@ -1,6 +1,6 @@
 """The read model's idempotent writes, on SQLite and on PostgreSQL."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 from sqlalchemy import func, inspect, select
 
@@ -183,4 +183,95 @@ def test_acquisition_figures_per_channel_and_month(database_settings: Settings) 
         (c.channel_code, c.new_fans, c.converted, c.conversion_rate) for c in result.channels
     ] == [("ads_douyin", 1, 0, 0.0), ("qr_store", 2, 1, 50.0)]
     assert figures(database, "2026-12").new_fans == 0
+    database.dispose()
+
+
+def test_orders_are_keyed_per_customer_and_rows_of_before_survive_the_upgrade(
+    database_settings: Settings,
+) -> None:
+    """Issue 11 finding 8: two customers' `order-1` are two orders (revision 0004 rebuilds
+    the table; rows written under 0003 are kept)."""
+    from alembic import command
+    from alembic.config import Config
+
+    from sopflow.core.state import CustomerEvent
+    from sopflow.store.acquisitions import record_events
+    from sopflow.store.database import MIGRATIONS, database_url
+    from sopflow.store.tables import PaidOrder
+
+    url = database_url(database_settings)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    command.upgrade(config, "0003")  # the schema before this revision, with an order in it
+    database = Database(url)
+    with database.engine.begin() as connection:
+        connection.exec_driver_sql(
+            "INSERT INTO orders (idempotency_key, customer_id, amount, paid_at) "
+            "VALUES ('old-1', 'c0', 5.0, '2026-11-01 00:00:00')"
+        )
+    upgrade(database.url)
+
+    def order(customer: str, amount: float) -> CustomerEvent:
+        return CustomerEvent(
+            customer_id=customer,
+            type="order.paid",
+            occurred_at=T0,
+            data={"amount": amount},
+            idempotency_key="order-1",
+        )
+
+    record_events(database, [order("c1", 100), order("c2", 200)], "Asia/Shanghai")
+    record_events(database, [order("c1", 100)], "Asia/Shanghai")  # a repeat: nothing new
+    with database.session() as session:
+        rows = {
+            (o.customer_id, o.idempotency_key, o.amount) for o in session.scalars(select(PaidOrder))
+        }
+    assert rows == {("c0", "old-1", 5.0), ("c1", "order-1", 100.0), ("c2", "order-1", 200.0)}
+    database.dispose()
+
+
+def test_durable_idempotency_keys_per_customer(database_settings: Settings) -> None:
+    from sopflow.store.event_keys import KnownKey, claim, mark_sent, payload_hash
+
+    database = Database.from_settings(database_settings)
+    first = payload_hash("order.paid", T0, {"amount": 1, "sku": "a"})
+    # The same event in other notation hashes the same; another event does not.
+    same = payload_hash(
+        "order.paid", T0.astimezone(timezone(timedelta(hours=8))), {"sku": "a", "amount": 1}
+    )
+    assert same == first
+    assert payload_hash("order.paid", T0, {"amount": 2, "sku": "a"}) != first
+    known = claim(database, {("c1", "k"): first, ("c2", "k"): "b" * 64})
+    assert known == {("c1", "k"): KnownKey(first, False), ("c2", "k"): KnownKey("b" * 64, False)}
+    mark_sent(database, [("c1", "k")])
+    # A later claim of the same keys finds what was recorded first.
+    again = claim(database, {("c1", "k"): "c" * 64, ("c2", "k"): "b" * 64})
+    assert again == {("c1", "k"): KnownKey(first, True), ("c2", "k"): KnownKey("b" * 64, False)}
+    database.dispose()
+
+
+def test_an_inbox_pages_through_every_task_tasks_without_a_due_time_last(
+    database_settings: Settings,
+) -> None:
+    """Escalation tasks have no due time; a page ending on one used to make the next
+    cursor unusable."""
+    from sopflow.store.tasks import Cursor, list_tasks, staff_stats
+
+    database = Database.from_settings(database_settings)
+    ledger = Ledger(database)
+    for n in range(5):
+        delivery = task_delivery(f"c1/p#1/{n}")
+        due = None if n % 2 else T0 + timedelta(hours=n)
+        ledger.record_delivery(delivery.model_copy(update={"due_at": due}), None)
+    seen, cursor = [], None
+    while True:
+        page, cursor = list_tasks(database, "li", None, 2, cursor, T0)
+        seen += [t.task_id for t in page]
+        if cursor is None:
+            break
+        assert Cursor.decode(cursor.encode()) == cursor
+    assert seen == ["c1/p#1/0", "c1/p#1/2", "c1/p#1/4", "c1/p#1/1", "c1/p#1/3"]
+    [stats] = staff_stats(database, "li", T0 + timedelta(days=1))
+    assert (stats.total, stats.open, stats.overdue) == (5, 5, 3)
     database.dispose()

@@ -17,6 +17,7 @@ from sopflow.core.state import (
     Profile,
     TimelineEntry,
 )
+from sopflow.language.channels import LOCAL_CHANNELS
 from sopflow.language.plan import Plan, ProfilePlan
 from sopflow.language.subjects import Audience, audience_of
 
@@ -31,6 +32,10 @@ LOCAL_DELIVERIES_PATCH = "local-deliveries"
 LOCAL_PLAN_LOADING_PATCH = "local-plan-loading"
 DELIVER_BATCH_ACTIVITY = "deliver_messages"
 BATCHED_LOCAL_DELIVERIES_PATCH = "batched-local-deliveries"
+# One ordered outbox per delivery lane (below) instead of one per customer; events and
+# timers go on while a continue-as-new waits for the outboxes to drain.
+PER_CHANNEL_OUTBOXES_PATCH = "per-channel-outboxes"
+LOCAL_LANE = "local"
 # A step that sends several local messages (a batch of events, an on_enter with three
 # sends) delivers them in one local activity, up to this many at a time.
 MAX_DELIVERY_BATCH = 50
@@ -50,8 +55,26 @@ SEARCH_ATTRIBUTES = {
     LIFECYCLE_SEARCH_ATTRIBUTE: "Keyword",
 }
 # Visibility is for finding customers, not a copy of the profile: a customer with more
-# tags than this publishes the first ones (sorted); the read model has them all.
+# tags than this publishes the first ones (sorted), as many as fit the server's size limit
+# (workflows/visibility.py); the read model has them all.
 MAX_PUBLISHED_TAGS = 100
+# The state carried across continue-as-new is compacted (the oldest timeline entries the
+# journey ledger already holds are dropped) to stay under this, far below Temporal's
+# 2 MB payload limit.
+CARRIED_STATE_MAX_BYTES = 512 * 1024
+# Plans carried too (the rest are loaded again), and deliveries still waiting when a
+# continue-as-new is forced (the rest are recorded failed): the whole input stays far
+# under the 2 MB limit.
+CARRIED_PLANS_MAX_BYTES = 768 * 1024
+CARRIED_OUTBOX_MAX_BYTES = 256 * 1024
+
+
+def delivery_lane(channel: str) -> str:
+    """The outbox a delivery waits in: the local channels share one (their deliveries are
+    quick writes on the worker, batched together); each remote channel has its own, so a
+    webhook retrying for hours holds back only later webhooks, never a WeCom message or a
+    staff task."""
+    return LOCAL_LANE if channel in LOCAL_CHANNELS else channel
 
 
 def customer_workflow_id(customer_id: str) -> str:
@@ -93,6 +116,11 @@ class WorkflowOptions(BaseModel):
     # Far below Temporal's 51,200-event hard limit and its 4,096-event suggestion, so the
     # history stays bounded even when the server's suggestion is not available.
     continue_as_new_after_events: int = 2000
+    # A continue-as-new waits for the outboxes to drain (a delivery in flight would be
+    # abandoned), processing events meanwhile; past this many history events it goes
+    # anyway, carrying what is undelivered (sent again under the same idempotency keys),
+    # far below the 51,200 events at which Temporal terminates a workflow.
+    force_continue_as_new_after_events: int = 10_000
     publish_search_attributes: bool = True
 
 
@@ -108,6 +136,8 @@ class CustomerWorkflowInput(BaseModel):
     migrations: list[MigrationSignal] = Field(default_factory=list)
     # The journey ledger holds every timeline entry up to this sequence number.
     recorded_seq: int = 0
+    # Deliveries not yet delivered when a continue-as-new was forced, in order.
+    outbox: list[Delivery] = Field(default_factory=list)
     options: WorkflowOptions = Field(default_factory=WorkflowOptions)
 
 
@@ -121,6 +151,9 @@ class CustomerView(BaseModel):
     timeline: list[TimelineEntry]
     next_due_at: datetime | None = None
     group: GroupInfo | None = Field(default=None, description="A group's owner and members.")
+    quarantined: int = Field(
+        default=0, description="Events and timers that could not be processed (skipped)."
+    )
 
 
 class LoadPlansInput(BaseModel):

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
@@ -25,6 +27,9 @@ with workflow.unsafe.imports_passed_through():
     from sopflow.language.plan import Plan, ProfilePlan, shared_plan, shared_profile
     from workflows.contracts import (
         BATCHED_LOCAL_DELIVERIES_PATCH,
+        CARRIED_OUTBOX_MAX_BYTES,
+        CARRIED_PLANS_MAX_BYTES,
+        CARRIED_STATE_MAX_BYTES,
         DELIVER_ACTIVITY,
         DELIVER_BATCH_ACTIVITY,
         DESCRIBE_QUERY,
@@ -36,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
         MAX_DELIVERY_BATCH,
         MAX_PUBLISHED_TAGS,
         MIGRATE_SIGNAL,
+        PER_CHANNEL_OUTBOXES_PATCH,
         RECORD_TIMELINE_ACTIVITY,
         STAGES_SEARCH_ATTRIBUTE,
         TAGS_SEARCH_ATTRIBUTE,
@@ -52,7 +58,9 @@ with workflow.unsafe.imports_passed_through():
         LoadPlansResult,
         MigrationSignal,
         RecordTimelineInput,
+        delivery_lane,
     )
+    from workflows.visibility import bounded_keyword, bounded_keywords
 
 STAGES = SearchAttributeKey.for_keyword_list(STAGES_SEARCH_ATTRIBUTE)
 VERSIONS = SearchAttributeKey.for_keyword_list(VERSIONS_SEARCH_ATTRIBUTE)
@@ -90,11 +98,19 @@ class CustomerJourneyWorkflow:
         self._inbox: list[EventSignal] = list(input.inbox)
         self._migrations: list[MigrationSignal] = list(input.migrations)
         self._options = input.options
-        self._outbox: list[Delivery] = []
-        self._delivering = False
+        # Deliveries wait in ordered outboxes, one per lane (`delivery_lane`); before the
+        # per-channel patch, one lane held them all.
+        self._per_channel = False
+        self._carried: list[Delivery] = list(input.outbox)
+        self._outboxes: dict[str, list[Delivery]] = {}
+        self._in_flight: dict[str, list[Delivery]] = {}
+        self._lanes: dict[str, asyncio.Task[None]] = {}
         self._recorded_seq = input.recorded_seq
         self._recording = False
         self._published: tuple[object, ...] | None = None
+        # Due times that could not be computed stop the timers until the next event or
+        # migration (which may fix what broke them); the failure is in the timeline.
+        self._timers_paused = False
 
     @workflow.signal(name=EVENT_SIGNAL)
     def receive_event(self, signal: EventSignal) -> None:
@@ -106,22 +122,43 @@ class CustomerJourneyWorkflow:
 
     @workflow.query(name=DESCRIBE_QUERY)
     def describe(self) -> CustomerView:
+        try:
+            due = None if self._timers_paused else journey.next_due_at(self._state, self._catalog())
+        except Exception:  # recorded by the main loop; a query changes nothing
+            due = None
         return CustomerView(
             customer_id=self._state.customer_id,
             profile=self._state.profile,
             journeys=list(self._state.journeys.values()),
             timeline=self._state.timeline,
-            next_due_at=journey.next_due_at(self._state, self._catalog()),
+            next_due_at=due,
             group=self._state.group,
+            quarantined=self._state.quarantined,
         )
 
     @workflow.run
     async def run(self, input: CustomerWorkflowInput) -> None:
-        # Deliveries run beside the main loop, one at a time and in order, so a slow
-        # webhook never holds back the customer's other journeys.
-        delivery_loop = asyncio.create_task(self._deliver_in_order())
+        self._per_channel = workflow.patched(PER_CHANNEL_OUTBOXES_PATCH)
+        if not self._per_channel:
+            # The single outbox of the histories recorded before the patch: its loop starts
+            # first, as it did then, so that they replay command for command.
+            self._lanes[""] = asyncio.create_task(self._deliver_in_order(""))
         record_loop = asyncio.create_task(self._record_in_order())
-        while not self._should_continue_as_new():
+        for delivery in self._carried:
+            self._enqueue(delivery)
+        self._carried = []
+        if self._per_channel:
+            # Plans of journeys in flight that the previous run could not carry.
+            pinned = {j.version for j in self._state.journeys.values() if j.status == "active"}
+            await self._load_missing_plans(Deployment(playbooks={v: v for v in pinned}))
+        while True:
+            if self._should_continue_as_new():
+                if self._drained() or self._must_continue_as_new():
+                    break
+                if not self._per_channel:
+                    # Before the patch: stop taking events until everything is delivered.
+                    await workflow.wait_condition(self._drained)
+                    break
             await self._wait_for_work()
             # Events first: each acts at its own time and fires what was due before it;
             # then whatever else is due by now. The simulator keeps the same order.
@@ -130,35 +167,65 @@ class CustomerJourneyWorkflow:
                 await self._load_missing_plans(signal.deployment)
                 self._deployment = self._loaded_part(signal.deployment)
                 for event in signal.all_events():
+                    self._timers_paused = False
                     # The workflow drops its old state: hand it over rather than copy it.
-                    self._apply(
-                        journey.apply_event(
-                            self._state, event, self._catalog(), workflow.now(), owned=True
-                        )
+                    self._step(
+                        {
+                            "input": "event",
+                            "type": event.type,
+                            "idempotency_key": event.idempotency_key,
+                        },
+                        lambda state, e=event: journey.apply_event(  # type: ignore[misc]
+                            state, e, self._catalog(), workflow.now(), owned=True
+                        ),
                     )
-            self._apply(
-                journey.apply_due_timers(self._state, self._catalog(), workflow.now(), owned=True)
-            )
+            if not self._timers_paused:
+                self._step(
+                    {"input": "timers"},
+                    lambda state: journey.apply_due_timers(
+                        state, self._catalog(), workflow.now(), owned=True
+                    ),
+                )
             # Between steps is the safe point to move a journey to another version.
             while self._migrations:
                 migration = self._migrations.pop(0)
                 await self._load_missing_plans(migration.deployment)
-                self._apply(
-                    apply_migration(self._state, migration.order, self._catalog(), workflow.now())
+                self._timers_paused = False
+                self._step(
+                    {"input": "migration", "playbook": migration.order.playbook},
+                    lambda state, m=migration: apply_migration(  # type: ignore[misc]
+                        state, m.order, self._catalog(), workflow.now()
+                    ),
                 )
             self._publish_search_attributes()
-        await workflow.wait_condition(
-            lambda: (
-                not self._outbox
-                and not self._delivering
-                and not self._recording
-                and self._recorded_seq >= self._state.timeline_seq
-                and workflow.all_handlers_finished()
-            )
-        )
-        delivery_loop.cancel()
-        record_loop.cancel()
-        workflow.continue_as_new(self._carry_over())
+        carried = self._undelivered()
+        # Idle loops are cancelled. One with a delivery or a ledger write in flight (a
+        # forced continue-as-new) is left as it is: cancelling would request the
+        # activity's cancellation and resolve it as failed, and the loop would go on to
+        # schedule the next delivery after the continue-as-new command. The new run sends
+        # what was in flight again, under the same idempotency keys.
+        for lane, task in self._lanes.items():
+            if not self._in_flight.get(lane):
+                task.cancel()
+        if not self._recording:
+            record_loop.cancel()
+        workflow.continue_as_new(self._carry_over(carried))
+
+    def _step(self, what: dict[str, Any], run: Callable[[CustomerState], StepResult]) -> None:
+        """Run one step of the core on the workflow's own state. The core quarantines what
+        it cannot process itself (state restored, input recorded and skipped); this catch
+        is the last line, so that no input ever fails the workflow task."""
+        try:
+            result = run(self._state)
+        except Exception as error:
+            workflow.logger.error("the core failed on %s: %s", what, error)
+            self._quarantine(error, what)
+            return
+        self._apply(result)
+
+    def _quarantine(self, error: Exception, what: dict[str, Any]) -> None:
+        with contextlib.suppress(Exception):
+            self._state = journey.quarantine(self._state, workflow.now(), error, what, owned=True)
 
     def _catalog(self) -> Catalog:
         profile = self._profiles.get(self._deployment.profile or "")
@@ -167,17 +234,34 @@ class CustomerJourneyWorkflow:
     async def _wait_for_work(self) -> None:
         if self._inbox or self._migrations:
             return
-        due = journey.next_due_at(self._state, self._catalog())
+        due = self._next_due()
+
+        def work() -> bool:
+            if self._inbox or self._migrations:
+                return True
+            # While a continue-as-new waits for the outboxes, their draining is work too.
+            return self._per_channel and self._should_continue_as_new() and self._drained()
+
         if due is None:
-            await workflow.wait_condition(lambda: bool(self._inbox or self._migrations))
+            await workflow.wait_condition(work)
             return
         delay = due - workflow.now()
         if delay > timedelta(0):
             # A timeout means something is due: the caller fires it.
             with contextlib.suppress(TimeoutError):
-                await workflow.wait_condition(
-                    lambda: bool(self._inbox or self._migrations), timeout=delay
-                )
+                await workflow.wait_condition(work, timeout=delay)
+
+    def _next_due(self) -> datetime | None:
+        if self._timers_paused:
+            return None
+        try:
+            return journey.next_due_at(self._state, self._catalog())
+        except Exception as error:
+            self._timers_paused = True
+            timeline = self._state.timeline
+            if not (timeline and timeline[-1].kind == "quarantined"):  # recorded just now
+                self._quarantine(error, {"input": "timers", "paused": "until the next event"})
+            return None
 
     async def _load_missing_plans(self, deployment: Deployment) -> None:
         # Plans are immutable and content-addressed, so a cached version is never stale;
@@ -218,16 +302,45 @@ class CustomerJourneyWorkflow:
 
     def _apply(self, result: StepResult) -> None:
         self._state = result.state
-        self._outbox.extend(result.deliveries)
+        for delivery in result.deliveries:
+            self._enqueue(delivery)
 
-    async def _deliver_in_order(self) -> None:
+    def _enqueue(self, delivery: Delivery) -> None:
+        lane = delivery_lane(delivery.channel) if self._per_channel else ""
+        self._outboxes.setdefault(lane, []).append(delivery)
+        if lane not in self._lanes:
+            self._lanes[lane] = asyncio.create_task(self._deliver_in_order(lane))
+
+    def _drained(self) -> bool:
+        """Nothing waits to be delivered or recorded: a continue-as-new abandons nothing."""
+        return (
+            not any(self._outboxes.values())
+            and not any(self._in_flight.values())
+            and not self._recording
+            and self._recorded_seq >= self._state.timeline_seq
+            and workflow.all_handlers_finished()
+        )
+
+    def _undelivered(self) -> list[Delivery]:
+        """What a forced continue-as-new carries: deliveries in flight (sent again under
+        their idempotency keys; the ledger drops one that got through) and those waiting."""
+        return [
+            delivery
+            for lane in sorted(self._outboxes.keys() | self._in_flight.keys())
+            for delivery in self._in_flight.get(lane, []) + self._outboxes.get(lane, [])
+        ]
+
+    async def _deliver_in_order(self, lane: str) -> None:
+        """Deliver one lane's outbox, one delivery (or one batch of local ones) at a time,
+        in the order the core produced them."""
+        outbox = self._outboxes.setdefault(lane, [])
         while True:
-            await workflow.wait_condition(lambda: bool(self._outbox))
-            batched = self._outbox[0].channel in LOCAL_CHANNELS and workflow.patched(
+            await workflow.wait_condition(lambda: bool(outbox))
+            batched = outbox[0].channel in LOCAL_CHANNELS and workflow.patched(
                 BATCHED_LOCAL_DELIVERIES_PATCH
             )
-            batch = self._take_local_batch() if batched else [self._outbox.pop(0)]
-            self._delivering = True
+            batch = self._take_local_batch(outbox) if batched else [outbox.pop(0)]
+            self._in_flight[lane] = batch
             try:
                 if batched:
                     outcomes = await self._execute_batch(batch)
@@ -251,19 +364,16 @@ class CustomerJourneyWorkflow:
                     outcome.detail,
                     owned=True,
                 )
-            self._delivering = False
+            self._in_flight[lane] = []
 
-    def _take_local_batch(self) -> list[Delivery]:
+    @staticmethod
+    def _take_local_batch(outbox: list[Delivery]) -> list[Delivery]:
         """The local messages at the head of the outbox: a step that sends several (a batch
         of events, three sends on entering a stage) delivers them in one local activity,
         one marker and one ledger query instead of one of each per message."""
         batch: list[Delivery] = []
-        while (
-            self._outbox
-            and self._outbox[0].channel in LOCAL_CHANNELS
-            and len(batch) < MAX_DELIVERY_BATCH
-        ):
-            batch.append(self._outbox.pop(0))
+        while outbox and outbox[0].channel in LOCAL_CHANNELS and len(batch) < MAX_DELIVERY_BATCH:
+            batch.append(outbox.pop(0))
         return batch
 
     async def _execute_batch(self, batch: list[Delivery]) -> list[DeliveryOutcome]:
@@ -318,12 +428,13 @@ class CustomerJourneyWorkflow:
             return
         active = [j for j in self._state.journeys.values() if j.status == "active"]
         profile = self._state.profile
+        # Bounded: a value over the server's size limit would fail the workflow task.
         values = (
-            sorted(f"{j.playbook}:{j.stage}" for j in active),
-            sorted(f"{j.playbook}@{j.version}" for j in active),
-            sorted(profile.tags)[:MAX_PUBLISHED_TAGS],
-            profile.tier or "",
-            profile.lifecycle or "",
+            bounded_keywords(sorted(f"{j.playbook}:{j.stage}" for j in active)),
+            bounded_keywords(sorted(f"{j.playbook}@{j.version}" for j in active)),
+            bounded_keywords(sorted(profile.tags)[:MAX_PUBLISHED_TAGS]),
+            bounded_keyword(profile.tier or ""),
+            bounded_keyword(profile.lifecycle or ""),
         )
         if values == self._published:
             return  # an unchanged upsert would still cost a history event
@@ -346,14 +457,61 @@ class CustomerJourneyWorkflow:
             or info.get_current_history_length() >= self._options.continue_as_new_after_events
         )
 
-    def _carry_over(self) -> CustomerWorkflowInput:
-        in_use = {j.version for j in self._state.journeys.values() if j.status == "active"}
-        in_use |= self._deployment.versions()
+    @staticmethod
+    def _plans_that_fit(plans: dict[str, Plan], pinned: set[str]) -> dict[str, Plan]:
+        """The plans to carry, up to CARRIED_PLANS_MAX_BYTES: pinned ones first. What is
+        left out is loaded again (a local activity): pinned ones when the next run starts,
+        deployed ones with the next event, which carries the deployment."""
+        kept: dict[str, Plan] = {}
+        size = 0
+        for version in sorted(plans, key=lambda v: (v not in pinned, v)):
+            cost = len(plans[version].model_dump_json())
+            if size + cost > CARRIED_PLANS_MAX_BYTES:
+                continue
+            kept[version] = plans[version]
+            size += cost
+        return kept
+
+    def _deliveries_that_fit(self, undelivered: list[Delivery]) -> list[Delivery]:
+        """Undelivered deliveries to carry, up to CARRIED_OUTBOX_MAX_BYTES in order; any
+        beyond (a lane failing for so long that thousands wait) are recorded failed."""
+        kept: list[Delivery] = []
+        size = 0
+        for delivery in undelivered:
+            cost = len(delivery.model_dump_json())
+            if size + cost <= CARRIED_OUTBOX_MAX_BYTES:
+                kept.append(delivery)
+                size += cost
+                continue
+            self._state = journey.record_delivery_outcome(
+                self._state,
+                delivery.idempotency_key,
+                False,
+                f"{len(undelivered)} deliveries were waiting when the customer's workflow "
+                "continued as new: more than it carries, so this one was given up",
+                owned=True,
+            )
+        return kept
+
+    def _must_continue_as_new(self) -> bool:
+        """A lane has been failing for so long that the history would grow too big."""
+        length = workflow.info().get_current_history_length()
+        return self._per_channel and length >= self._options.force_continue_as_new_after_events
+
+    def _carry_over(self, undelivered: list[Delivery]) -> CustomerWorkflowInput:
+        pinned = {j.version for j in self._state.journeys.values() if j.status == "active"}
+        in_use = pinned | self._deployment.versions()
         profile = self._deployment.profile
+        plans = {v: p for v, p in self._plans.items() if v in in_use}
+        if self._per_channel:
+            journey.compact(self._state, CARRIED_STATE_MAX_BYTES, self._recorded_seq)
+            plans = self._plans_that_fit(plans, pinned)
+            undelivered = self._deliveries_that_fit(undelivered)
         return CustomerWorkflowInput(
             customer_id=self._state.customer_id,
             state=self._state,
-            plans={v: p for v, p in self._plans.items() if v in in_use},
+            outbox=undelivered,
+            plans=plans,
             profiles={v: p for v, p in self._profiles.items() if v == profile},
             deployment=self._deployment,
             inbox=self._inbox,

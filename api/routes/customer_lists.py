@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
+import binascii
 import re
 import uuid
 from datetime import UTC, datetime
@@ -11,23 +11,18 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, status
 from pydantic import BaseModel, Field
-from temporalio.common import SearchAttributeKey
-from temporalio.service import RPCError
 
-from api.deps import OperatorDep, PlanStoreDep, SettingsDep, StaffDep, TemporalDep
+from api.deps import DatabaseDep, OperatorDep, PlanStoreDep, StaffDep, TemporalDep
 from api.errors import ApiError
 from api.models import CUSTOMER_ID_PATTERN, ErrorResponse
+from api.routes.customers import existing_customer
+from api.scope import require_served
 from sopflow.core.state import CustomerEvent
 from sopflow.language.models import NAME_PATTERN
-from workflows.client import signal_with_start
-from workflows.contracts import (
-    LIFECYCLE_SEARCH_ATTRIBUTE,
-    STAGES_SEARCH_ATTRIBUTE,
-    TAGS_SEARCH_ATTRIBUTE,
-    TIER_SEARCH_ATTRIBUTE,
-    WORKFLOW_NAME,
-    EventSignal,
-)
+from sopflow.store.keys import Role
+from workflows import client as customers
+from workflows.client import signal_customer
+from workflows.contracts import EventSignal
 
 router = APIRouter(prefix="/v1", tags=["customers"])
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -35,10 +30,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 # Values go into a visibility query: only characters that cannot end a quoted string.
 SAFE_VALUE = r"^[^'\"\\\s]{1,200}$"
-STAGES = SearchAttributeKey.for_keyword_list(STAGES_SEARCH_ATTRIBUTE)
-TAGS = SearchAttributeKey.for_keyword_list(TAGS_SEARCH_ATTRIBUTE)
-TIER = SearchAttributeKey.for_keyword(TIER_SEARCH_ATTRIBUTE)
-LIFECYCLE = SearchAttributeKey.for_keyword(LIFECYCLE_SEARCH_ATTRIBUTE)
 
 
 class CustomerSummary(BaseModel):
@@ -60,33 +51,19 @@ class TagChanged(BaseModel):
     action: str
 
 
-def _query(
-    plans: PlanStoreDep,
-    playbook: str | None,
-    stage: str | None,
-    tag: str | None,
-    tier: str | None,
-    lifecycle: str | None,
-) -> str:
-    clauses = [f"WorkflowType = '{WORKFLOW_NAME}'", "ExecutionStatus = 'Running'"]
+def _stages(plans: PlanStoreDep, playbook: str | None, stage: str | None) -> list[str] | None:
+    """The `<playbook>:<stage>` values to look for, or None for any."""
     if stage and not playbook:
         raise ApiError.invalid("stage", "give the playbook too")
     if playbook and stage:
-        clauses.append(f"{STAGES_SEARCH_ATTRIBUTE} = '{playbook}:{stage}'")
-    elif playbook:
-        version = plans.deployment().playbooks.get(playbook)
-        plan = plans.load(version) if version else None
-        if plan is None:
-            raise ApiError(404, "playbook_not_found", f"no deployed playbook '{playbook}'")
-        listed = ", ".join(f"'{playbook}:{s}'" for s in plan.stages)
-        clauses.append(f"{STAGES_SEARCH_ATTRIBUTE} IN ({listed})")
-    if tag:
-        clauses.append(f"{TAGS_SEARCH_ATTRIBUTE} = '{tag}'")
-    if tier:
-        clauses.append(f"{TIER_SEARCH_ATTRIBUTE} = '{tier}'")
-    if lifecycle:
-        clauses.append(f"{LIFECYCLE_SEARCH_ATTRIBUTE} = '{lifecycle}'")
-    return " AND ".join(clauses)
+        return [f"{playbook}:{stage}"]
+    if not playbook:
+        return None
+    version = plans.deployment().playbooks.get(playbook)
+    plan = plans.load(version) if version else None
+    if plan is None:
+        raise ApiError(404, "playbook_not_found", f"no deployed playbook '{playbook}'")
+    return [f"{playbook}:{s}" for s in plan.stages]
 
 
 @router.get("/customers", response_model=CustomerPage, responses=ERRORS)
@@ -106,34 +83,26 @@ async def list_customers(
 
     Served by Temporal's visibility: eventually consistent, a second or so behind.
     """
-    # The deployment and the plan are cached; the first read of either is a database read.
-    query = await asyncio.to_thread(_query, plans, playbook, stage, tag, tier, lifecycle)
+    query = customers.customers_query(_stages(plans, playbook, stage), tag, tier, lifecycle)
     try:
         token = base64.urlsafe_b64decode(cursor.encode()) if cursor else None
-    except ValueError as e:
-        raise ApiError.invalid("cursor", "not a cursor from this API") from e
-    executions = temporal.list_workflows(query, page_size=limit, next_page_token=token)
+    except (ValueError, binascii.Error) as e:
+        raise ApiError(422, "invalid_request", "cursor: not a cursor from this API") from e
     try:
-        await executions.fetch_next_page()
-    except RPCError as e:
-        if token is not None:  # Temporal could not use the page token it is handed
-            raise ApiError.invalid("cursor", "not a cursor from this API") from e
-        raise
-    customers = []
-    for execution in executions.current_page or []:
-        attributes = execution.typed_search_attributes
-        customers.append(
-            CustomerSummary(
-                customer_id=execution.id.removeprefix("customer/"),
-                stages=list(attributes.get(STAGES) or []),
-                tags=list(attributes.get(TAGS) or []),
-                tier=attributes.get(TIER),
-                lifecycle=attributes.get(LIFECYCLE),
-            )
-        )
-    following = executions.next_page_token
+        page, following = await customers.list_customers(temporal, query, limit, token)
+    except customers.InvalidPageToken as e:
+        raise ApiError(422, "invalid_request", "cursor: not a cursor from this API") from e
     return CustomerPage(
-        customers=customers,
+        customers=[
+            CustomerSummary(
+                customer_id=c.customer_id,
+                stages=c.stages,
+                tags=c.tags,
+                tier=c.tier,
+                lifecycle=c.lifecycle,
+            )
+            for c in page
+        ],
         next_cursor=base64.urlsafe_b64encode(following).decode() if following else None,
     )
 
@@ -141,13 +110,17 @@ async def list_customers(
 async def _change_tag(
     temporal: TemporalDep,
     plans: PlanStoreDep,
-    settings: SettingsDep,
+    database: DatabaseDep,
+    principal: StaffDep,
     customer_id: str,
     tag: str,
     kind: str,
 ) -> TagChanged:
+    """Tag an existing customer: a staff key only one it serves; no call creates one."""
     if not re.match(r"^[a-z][a-z0-9_]*:\S+$", tag):
         raise ApiError.invalid("tag", f"'{tag}' is not group:value", limit="group:value")
+    if principal.role == Role.STAFF:
+        await require_served(database, principal, await existing_customer(temporal, customer_id))
     event = CustomerEvent(
         customer_id=customer_id,
         type=kind,
@@ -155,9 +128,7 @@ async def _change_tag(
         data={"tag": tag},
         idempotency_key=f"{kind}:{uuid.uuid4().hex}",
     )
-    await signal_with_start(
-        temporal, settings, EventSignal(event=event, deployment=await plans.current_deployment())
-    )
+    await signal_customer(temporal, EventSignal(event=event, deployment=plans.deployment()))
     return TagChanged(customer_id=customer_id, tag=tag, action=kind)
 
 
@@ -176,11 +147,12 @@ async def add_tag(
     tag: TagValue,
     temporal: TemporalDep,
     plans: PlanStoreDep,
-    settings: SettingsDep,
-    _: StaffDep,
+    database: DatabaseDep,
+    principal: StaffDep,
 ) -> TagChanged:
-    """Tag a customer by hand (conditions and tiers react as to any tag)."""
-    return await _change_tag(temporal, plans, settings, customer_id, tag, "tag.added")
+    """Tag a customer by hand (conditions and tiers react as to any tag). The customer must
+    exist (404 otherwise); a staff key tags only the customers it serves."""
+    return await _change_tag(temporal, plans, database, principal, customer_id, tag, "tag.added")
 
 
 @router.delete(
@@ -194,8 +166,8 @@ async def remove_tag(
     tag: TagValue,
     temporal: TemporalDep,
     plans: PlanStoreDep,
-    settings: SettingsDep,
-    _: StaffDep,
+    database: DatabaseDep,
+    principal: StaffDep,
 ) -> TagChanged:
     """Remove a tag by hand."""
-    return await _change_tag(temporal, plans, settings, customer_id, tag, "tag.removed")
+    return await _change_tag(temporal, plans, database, principal, customer_id, tag, "tag.removed")

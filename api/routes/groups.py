@@ -27,8 +27,8 @@ from api.deps import (
     TemporalDep,
 )
 from api.errors import ApiError
+from api.ingest import allowed_types
 from api.models import CUSTOMER_ID_PATTERN, ErrorResponse, EventAccepted
-from api.routes.events import allowed_types
 from sopflow.core.state import CustomerEvent
 from sopflow.language.diagnostics import did_you_mean
 from sopflow.language.events import STANDARD_EVENT_TYPES, standard_types

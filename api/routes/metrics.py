@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -35,6 +36,50 @@ async def get_funnel(
     current = next((v for v in versions if v.version == deployed), versions[-1])
     rows = await asyncio.to_thread(Ledger(database).funnel_rows, playbook)
     return funnel(playbook, list(current.stages), rows)
+
+
+class QuarantinedInput(BaseModel):
+    customer_id: str
+    at: datetime
+    input: str | None = Field(description="event, timer, timers or migration")
+    type: str | None = Field(default=None, description="The event's type, for an event.")
+    idempotency_key: str | None = None
+    playbook: str | None = None
+    stage: str | None = None
+    error: str | None
+
+
+class Quarantine(BaseModel):
+    total: int = Field(description="Inputs quarantined so far, across all customers.")
+    recent: list[QuarantinedInput] = Field(description="The latest, newest first.")
+
+
+@router.get("/metrics/quarantined", response_model=Quarantine, responses=ERRORS)
+async def get_quarantined(
+    database: DatabaseDep,
+    _: OperatorDep,
+    recent: Annotated[int, Query(ge=0, le=500)] = 50,
+) -> Quarantine:
+    """Events and timers the journey core could not process: each was recorded in its
+    customer's timeline (kind `quarantined`, with the error), skipped, the customer's state
+    kept. A number above zero is worth a look: a playbook or an input the core trips on."""
+    total, rows = await asyncio.to_thread(Ledger(database).quarantined, recent)
+    return Quarantine(
+        total=total,
+        recent=[
+            QuarantinedInput(
+                customer_id=row.customer_id,
+                at=row.at,
+                input=row.detail.get("input"),
+                type=row.detail.get("type"),
+                idempotency_key=row.detail.get("idempotency_key"),
+                playbook=row.playbook,
+                stage=row.stage,
+                error=row.detail.get("error"),
+            )
+            for row in rows
+        ],
+    )
 
 
 class CostInputIn(BaseModel):

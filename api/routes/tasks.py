@@ -3,24 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, status
 from pydantic import AwareDatetime, BaseModel, Field, model_validator
-from sqlalchemy import and_, case, func, or_, select, update
 
 from api.deps import DatabaseDep, PlanStoreDep, SettingsDep, StaffDep, TemporalDep
 from api.errors import ApiError
 from api.models import ErrorResponse
 from sopflow.core.state import CustomerEvent
 from sopflow.language.durations import parse_duration
+from sopflow.store import tasks as task_store
 from sopflow.store.keys import Principal, Role
 from sopflow.store.tables import TaskRecord
-from workflows.client import signal_with_start
-from workflows.contracts import EventSignal
+from workflows.client import send_events
 
 router = APIRouter(prefix="/v1", tags=["tasks"])
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -96,19 +94,6 @@ def _public(task: TaskRecord, now: datetime) -> TaskPublic:
     )
 
 
-def _encode(task: TaskRecord) -> str:
-    key = [task.due_at.isoformat() if task.due_at else "", task.task_id]
-    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode()
-
-
-def _decode(cursor: str) -> tuple[datetime | None, str]:
-    try:
-        due, task_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return (datetime.fromisoformat(due) if due else None), str(task_id)
-    except (ValueError, TypeError) as e:
-        raise ApiError.invalid("cursor", "not a cursor from this API") from e
-
-
 def _assignee_for(principal: Principal, asked: str | None) -> str | None:
     """Staff see only their own inbox; operators any, or all."""
     if principal.role == Role.STAFF:
@@ -132,40 +117,18 @@ async def list_tasks(
     """A staff inbox, soonest due first; `status=overdue` is open and past its due time."""
     who = _assignee_for(principal, assignee)
     now = datetime.now(UTC)
-    query = select(TaskRecord)
-    if who is not None:
-        query = query.where(TaskRecord.assignee == who)
-    if status_filter == "overdue":
-        query = query.where(TaskRecord.status == "open", TaskRecord.due_at < now)
-    elif status_filter is not None:
-        query = query.where(TaskRecord.status == status_filter)
-    if cursor:
-        due, task_id = _decode(cursor)
-        query = query.where(
-            or_(
-                TaskRecord.due_at > due,
-                and_(TaskRecord.due_at == due, TaskRecord.task_id > task_id),
-            )
-        )
-    query = query.order_by(TaskRecord.due_at, TaskRecord.task_id).limit(limit + 1)
-
-    def fetch() -> list[TaskRecord]:
-        with database.session() as session:
-            return list(session.scalars(query))
-
-    rows = await asyncio.to_thread(fetch)
-    page, more = rows[:limit], len(rows) > limit
+    after = task_store.Cursor.decode(cursor) if cursor else None
+    page, following = await asyncio.to_thread(
+        task_store.list_tasks, database, who, status_filter, limit, after, now
+    )
     return TaskPage(
-        tasks=[_public(t, now) for t in page], next_cursor=_encode(page[-1]) if more else None
+        tasks=[_public(t, now) for t in page],
+        next_cursor=following.encode() if following else None,
     )
 
 
 async def _task_for(database: DatabaseDep, principal: Principal, task_id: str) -> TaskRecord:
-    def fetch() -> TaskRecord | None:
-        with database.session() as session:
-            return session.get(TaskRecord, task_id)
-
-    task = await asyncio.to_thread(fetch)
+    task = await asyncio.to_thread(task_store.get_task, database, task_id)
     if task is None:
         raise ApiError(404, "task_not_found", f"no task '{task_id}'")
     if principal.role == Role.STAFF and task.assignee != principal.staff_id:
@@ -188,9 +151,7 @@ async def _tell_workflow(
         data={"task_id": task.task_id, **data},
         idempotency_key=f"{kind}:{task.task_id}:{json.dumps(data)}",
     )
-    await signal_with_start(
-        temporal, settings, EventSignal(event=event, deployment=await plans.current_deployment())
-    )
+    await send_events(temporal, settings, [event], plans.deployment())
 
 
 @router.post(
@@ -211,17 +172,7 @@ async def complete_task(
     task = await _task_for(database, principal, task_id)
     if task.status != "completed":
         await _tell_workflow(temporal, plans, settings, task, "task.completed", {})
-
-        def mark() -> None:
-            # The inbox answers at once; the journey ledger confirms with the event's time.
-            with database.session() as session, session.begin():
-                session.execute(
-                    update(TaskRecord)
-                    .where(TaskRecord.task_id == task_id)
-                    .values(status="completed", completed_at=datetime.now(UTC))
-                )
-
-        await asyncio.to_thread(mark)
+        await asyncio.to_thread(task_store.mark_completed, database, task_id, datetime.now(UTC))
     return TaskAccepted(task_id=task_id, status="completed")
 
 
@@ -252,38 +203,17 @@ async def postpone_task(
 @router.get("/tasks/stats", response_model=list[StaffStats], responses=ERRORS)
 async def task_stats(database: DatabaseDep, principal: StaffDep) -> list[StaffStats]:
     """Execution per staff member: how many tasks, done, open, overdue, escalated."""
-    now = datetime.now(UTC)
-    counts = (
-        select(
-            TaskRecord.assignee,
-            func.count(),
-            func.sum(case((TaskRecord.status == "completed", 1), else_=0)),
-            func.sum(case((TaskRecord.status == "open", 1), else_=0)),
-            func.sum(
-                case((and_(TaskRecord.status == "open", TaskRecord.due_at < now), 1), else_=0)
-            ),
-            func.sum(case((TaskRecord.status == "escalated", 1), else_=0)),
-        )
-        .group_by(TaskRecord.assignee)
-        .order_by(TaskRecord.assignee)
-    )
     who = _assignee_for(principal, None)
-    if who is not None:
-        counts = counts.where(TaskRecord.assignee == who)
-
-    def fetch() -> list[Any]:
-        with database.session() as session:
-            return list(session.execute(counts).all())
-
+    rows = await asyncio.to_thread(task_store.staff_stats, database, who, datetime.now(UTC))
     return [
         StaffStats(
-            assignee=a,
-            total=t,
-            completed=int(c or 0),
-            open=int(o or 0),
-            overdue=int(d or 0),
-            escalated=int(e or 0),
-            execution_rate=round(int(c or 0) / t, 4) if t else 0.0,
+            assignee=r.assignee,
+            total=r.total,
+            completed=r.completed,
+            open=r.open,
+            overdue=r.overdue,
+            escalated=r.escalated,
+            execution_rate=round(r.completed / r.total, 4) if r.total else 0.0,
         )
-        for a, t, c, o, d, e in await asyncio.to_thread(fetch)
+        for r in rows
     ]

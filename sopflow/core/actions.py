@@ -7,9 +7,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sopflow.core import profile as profile_rules
-from sopflow.core.clock import quiet_until, window, zone
+from sopflow.core.clock import quiet_until, shift, window, zone
 from sopflow.core.context import build_context
-from sopflow.core.state import Delivery, JourneyState, ScheduledSend, TaskState
+from sopflow.core.state import TAG_MAX_CHARS, Delivery, JourneyState, ScheduledSend, TaskState
 from sopflow.core.step import MAX_TRANSITIONS_PER_STEP, Step
 from sopflow.language.channels import CUSTOMER_CHANNELS, ENROLMENT_CHANNEL, TASK_CHANNEL
 from sopflow.language.plan import (
@@ -150,7 +150,7 @@ def try_enrol(step: Step, plan: Plan) -> bool:
             return False
         if plan.enrol.reentry == "cooldown":
             ended = existing.ended_at or existing.enrolled_at
-            if step.now - ended < timedelta(seconds=plan.enrol.cooldown_seconds or 0):
+            if (step.now - ended).total_seconds() < (plan.enrol.cooldown_seconds or 0):
                 return False
     if plan.audience != step.audience:
         return False
@@ -365,7 +365,7 @@ def create_task(step: Step, journey: JourneyState, plan: Plan, action: TaskStep)
         return
     task_id = next_key(step, journey)
     assignee = resolve_assignee(action.assignee, step)
-    due_at = step.now + timedelta(seconds=action.due_seconds)
+    due_at = shift(step.now, action.due_seconds)
     journey.tasks[task_id] = TaskState(
         task_id=task_id,
         name=action.id,
@@ -512,6 +512,10 @@ def change_tags(step: Step, journey: JourneyState | None, action: TagStep) -> No
         tag = resolve_tag(step, journey, written)
         if tag is None or tag in profile.tags:
             continue
+        refusal = profile_rules.tag_refusal(profile, tag)
+        if refusal is not None:
+            step.record("tag_rejected", journey, detail={"tag": shown_tag(tag), "reason": refusal})
+            continue
         for removed in profile_rules.apply_tag(profile, tag, step.profile_rules):
             step.record("tag_removed", journey, detail={"tag": removed})
         step.record("tag_added", journey, detail={"tag": tag})
@@ -534,9 +538,14 @@ def resolve_tag(step: Step, journey: JourneyState | None, written: str) -> str |
         or (rules and rules.groups and spec is None)
         or (spec is not None and spec.values and value not in spec.values)
     ):
-        step.record("tag_rejected", journey, detail={"tag": tag})
+        step.record("tag_rejected", journey, detail={"tag": shown_tag(tag)})
         return None
     return tag
+
+
+def shown_tag(tag: str) -> str:
+    """A tag as the timeline keeps it: a refused tag of thousands of characters is cut."""
+    return tag if len(tag) <= TAG_MAX_CHARS else tag[:TAG_MAX_CHARS] + "…"
 
 
 def set_values(
@@ -551,5 +560,13 @@ def set_values(
             except TemplateError as e:
                 step.record("send_failed", journey, error=f"template for {key}: {e}")
                 continue
-        target[key] = value
+        refused = profile_rules.set_attributes(target, {key: value})
+        if refused:
+            [(name, reason)] = refused
+            step.record(
+                "attribute_rejected",
+                journey,
+                detail={"scope": action.scope, "attribute": name, "reason": reason},
+            )
+            continue
         step.record("attribute_set", journey, detail={"scope": action.scope, key: value})

@@ -7,6 +7,7 @@ clock, so both produce the same timeline for the same inputs.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,9 +22,10 @@ from sopflow.core.actions import (
     end_journey,
     escalate_task,
     run_branch,
+    shown_tag,
     try_enrol,
 )
-from sopflow.core.clock import parse_moment, zone
+from sopflow.core.clock import EARLIEST, LATEST, parse_moment, shift, zone
 from sopflow.core.context import countdown_view
 from sopflow.core.groups import learn_group
 from sopflow.core.state import (
@@ -50,10 +52,26 @@ from sopflow.language.events import NOT_INTERACTIONS
 from sopflow.language.plan import EVERYWHERE, CountdownPlan, Plan, TagStep, TriggerPlan
 from sopflow.language.subjects import Audience
 
-__all__ = ["Catalog", "apply_due_timers", "apply_event", "next_due_at", "record_delivery_outcome"]
+__all__ = [
+    "Catalog",
+    "apply_due_timers",
+    "apply_event",
+    "compact",
+    "event_moment",
+    "next_due_at",
+    "quarantine",
+    "record_delivery_outcome",
+]
 
 TASK_EVENTS = ("task.completed", "task.postponed")
 ENROLMENT_REQUESTED = "enrolment.requested"
+# Overdue timers fired in one step, each at its own instant (a year of a daily trigger is
+# 365); past this many the rest are skipped at once (`_skip_overdue`), so that one step
+# never holds a workflow task for seconds.
+MAX_FIRINGS_PER_STEP = 5_000
+# An order amount beyond this (or not a finite number) counts as 0: the API refuses it
+# first (docs/limits.md); the core must not let one event turn a total into infinity.
+MAX_AMOUNT = 1e12
 
 
 def apply_event(
@@ -69,28 +87,66 @@ def apply_event(
 
     The event acts at its `occurred_at`, clamped between the last time the core acted
     and `now`: a late event is honoured in order, never before what already happened.
+
+    An event the core cannot process (anything raised while it acts) is quarantined:
+    the state goes back to what it was before the event, the event is recorded in the
+    timeline (kind `quarantined`, with its type, key and the error) and counted, and it
+    has no other effect. What came due before it still happens.
     """
     step = Step(_own(state, owned), catalog, now, timeline_limit)
     if event.idempotency_key in step.state.seen_event_keys:
         return step.result()  # a duplicate event has no second effect
-    _remember_event_key(step.state, event.idempotency_key)
-    moment = min(now, max(event.occurred_at, step.state.clock or event.occurred_at))
+    moment = event_moment(step.state, event, now)
     _fire_due(step, moment)  # what was due before the event happens first
-    step.now = moment
-    step.event = event
-    _learn(step, event)
-    for journey in active_journeys(step.state):
-        _react(step, journey, event)
-    if event.type == ENROLMENT_REQUESTED:
-        _requested_enrolment(step, event)
-    for playbook in sorted(catalog.deployed):
-        plan = catalog.deployed_plan(playbook)
-        if plan is not None and plan.enrol.event == event.type:
-            try_enrol(step, plan)  # a playbook of another audience enrols no one here
-    _evaluate_conditions(step)
+    saved = step.save()
+    try:
+        _remember_event_key(step.state, event.idempotency_key)
+        step.now = moment
+        step.event = event
+        _learn(step, event)
+        for journey in active_journeys(step.state):
+            _react(step, journey, event)
+        if event.type == ENROLMENT_REQUESTED:
+            _requested_enrolment(step, event)
+        for playbook in sorted(catalog.deployed):
+            plan = catalog.deployed_plan(playbook)
+            if plan is not None and plan.enrol.event == event.type:
+                try_enrol(step, plan)  # a playbook of another audience enrols no one here
+        _evaluate_conditions(step)
+    except Exception as error:  # any failure of the core: quarantine, never half-applied
+        step.restore(saved)
+        step.event = None
+        step.now = moment
+        _remember_event_key(step.state, event.idempotency_key)
+        step.quarantine(
+            None,
+            error,
+            {"input": "event", "type": event.type, "idempotency_key": event.idempotency_key},
+        )
     step.event = None
     step.state.clock = max(step.state.clock or moment, moment)
     return step.result()
+
+
+def event_moment(state: CustomerState, event: CustomerEvent, now: datetime) -> datetime:
+    """When an event acts: its `occurred_at`, not before the last time the core acted (nor
+    before the earliest instant the core computes with), not after `now`."""
+    return min(now, max(event.occurred_at, state.clock or event.occurred_at, EARLIEST))
+
+
+def quarantine(
+    state: CustomerState,
+    now: datetime,
+    error: BaseException,
+    detail: dict[str, Any],
+    *,
+    owned: bool = False,
+) -> CustomerState:
+    """Record (and count) an input that could not be processed, for a shell that caught
+    the failure itself: the timeline says what was skipped and why."""
+    step = Step(_own(state, owned), Catalog(plans={}), now)
+    step.quarantine(None, error, detail)
+    return step.state
 
 
 def apply_due_timers(
@@ -179,9 +235,15 @@ class ReviewDue:
 DueItem = TriggerDue | ScheduledDue | TaskDue | ReviewDue
 
 
-def _earliest_due(step: Step, limit: datetime | None) -> DueItem | None:
+def _earliest_due(
+    step: Step,
+    limit: datetime | None,
+    broken: list[tuple[JourneyState, str, Exception]] | None = None,
+) -> DueItem | None:
     """The first thing due (at or before `limit`); of several at one instant, the first
-    found, in a fixed order: journeys by name, then triggers, deferred sends, tasks."""
+    found, in a fixed order: journeys by name, then triggers, deferred sends, tasks. A
+    trigger whose due time cannot be computed (a cron that never comes: croniter gives
+    up) is left out, and reported in `broken`."""
     best: DueItem | None = None
 
     def consider(item: DueItem) -> None:
@@ -193,7 +255,14 @@ def _earliest_due(step: Step, limit: datetime | None) -> DueItem | None:
         plan = step.catalog.plan_of(journey)
         tz = step.timezone(plan)
         for key, trigger in plan.active_triggers(journey.stage):
-            due = next_due(trigger, key, journey, step.state.profile, tz, plan.interaction_events)
+            try:
+                due = next_due(
+                    trigger, key, journey, step.state.profile, tz, plan.interaction_events
+                )
+            except Exception as error:
+                if broken is not None:
+                    broken.append((journey, key, error))
+                continue
             if due is not None:
                 consider(TriggerDue(due, journey, key))
         for scheduled in journey.scheduled:
@@ -210,8 +279,30 @@ def _earliest_due(step: Step, limit: datetime | None) -> DueItem | None:
 
 
 def _fire_due(step: Step, limit: datetime) -> None:
-    same_instant, last_instant = 0, None
-    while (item := _earliest_due(step, limit)) is not None:
+    """Fire what is due by `limit`, one item at a time. An item that fails is quarantined:
+    its effects undone, the item consumed without acting (a trigger counts as fired, a
+    deferred send is dropped, a task as escalated), the failure recorded; the next item
+    fires as usual. If the due times themselves cannot be computed, that is recorded and
+    nothing more fires in this step."""
+    same_instant, last_instant, fired = 0, None, 0
+    while True:
+        broken: list[tuple[JourneyState, str, Exception]] = []
+        try:
+            item = _earliest_due(step, limit, broken)
+        except Exception as error:
+            step.quarantine(None, error, {"input": "timers"})
+            break
+        for journey_of, key, failure in broken:
+            # Never due again in this stage visit; the others fire as usual.
+            journey_of.fired[key] = LATEST
+            given_up = {"input": "timer", "kind": "trigger", "trigger": key}
+            step.quarantine(journey_of, failure, given_up)
+        if item is None:
+            break
+        fired += 1
+        if fired > MAX_FIRINGS_PER_STEP:
+            _skip_overdue(step, limit)
+            break
         step.now = max(item.at, step.state.clock or item.at)
         # Many firings at one instant mean a loop with no wait in it; months of overdue
         # timers after an outage are fine, each at its own instant.
@@ -220,28 +311,106 @@ def _fire_due(step: Step, limit: datetime) -> None:
         if same_instant > MAX_TRANSITIONS_PER_STEP and not isinstance(item, ReviewDue):
             end_journey(step, item.journey, RUNAWAY_REASON)
             continue
-        match item:
-            case TriggerDue(journey=journey, key=key):
-                _fire_trigger(step, journey, key)
-            case ScheduledDue(journey=journey, send=scheduled):
-                journey.scheduled.remove(scheduled)
-                deliver_message(
-                    step,
-                    journey,
-                    step.catalog.plan_of(journey),
-                    scheduled.channel,
-                    scheduled.text,
-                    scheduled.transactional,
-                    visible_to=scheduled.visible_to,
-                )
-            case TaskDue(journey=journey, task=task):
-                escalate_task(step, journey, task)
-            case ReviewDue():
-                _refresh_tiers(step)
-                step.state.clock = step.now  # the review is done: look for the next one after it
-        _evaluate_conditions(step)
+        saved = step.save()
+        try:
+            _fire_item(step, item)
+            _evaluate_conditions(step)
+        except Exception as error:
+            step.restore(saved)
+            detail: dict[str, Any] = {
+                "input": "timer",
+                "kind": _KIND_OF[type(item)],
+                "due_at": item.at.isoformat(),
+            }
+            try:  # the same item, in the restored state (the state it failed in is gone)
+                again = _earliest_due(step, limit)
+            except Exception:
+                again = None
+            if again is None:  # cannot be told apart from the rest: fire nothing more now
+                step.quarantine(None, error, detail)
+                break
+            _consume(step, again)
+            if isinstance(again, TriggerDue):
+                detail["trigger"] = again.key
+            step.quarantine(None if isinstance(again, ReviewDue) else again.journey, error, detail)
         step.state.clock = max(step.state.clock or step.now, step.now)
     step.now = limit
+
+
+_KIND_OF: dict[type, str] = {
+    TriggerDue: "trigger",
+    ScheduledDue: "scheduled",
+    TaskDue: "task",
+    ReviewDue: "review",
+}
+
+
+def _skip_overdue(step: Step, limit: datetime) -> None:
+    """Years of overdue timers (an event dated long ago, a daily trigger) would take one
+    step minutes and stall the workflow: past MAX_FIRINGS_PER_STEP firings, what is still
+    due by `limit` is consumed at once without acting, and recorded as one quarantine."""
+    skipped = 0
+    for journey in active_journeys(step.state):
+        plan = step.catalog.plan_of(journey)
+        tz = step.timezone(plan)
+        for key, trigger in plan.active_triggers(journey.stage):
+            due = next_due(trigger, key, journey, step.state.profile, tz, plan.interaction_events)
+            if due is not None and due <= limit:
+                journey.fired[key] = limit
+                skipped += 1
+        overdue = [s for s in journey.scheduled if s.due_at <= limit]
+        journey.scheduled = [s for s in journey.scheduled if s.due_at > limit]
+        skipped += len(overdue)
+        for task in journey.tasks.values():
+            if task.status == "open" and task.due_at <= limit:
+                task.status = "escalated"
+                skipped += 1
+    step.now = limit
+    step.state.clock = max(step.state.clock or limit, limit)
+    step.quarantine(
+        None,
+        RuntimeError(
+            f"more than {MAX_FIRINGS_PER_STEP} timers came due in one step: the rest were "
+            f"skipped up to {limit.isoformat()}"
+        ),
+        {"input": "timers", "skipped": skipped, "until": limit.isoformat()},
+    )
+
+
+def _fire_item(step: Step, item: DueItem) -> None:
+    match item:
+        case TriggerDue(journey=journey, key=key):
+            _fire_trigger(step, journey, key)
+        case ScheduledDue(journey=journey, send=scheduled):
+            journey.scheduled.remove(scheduled)
+            deliver_message(
+                step,
+                journey,
+                step.catalog.plan_of(journey),
+                scheduled.channel,
+                scheduled.text,
+                scheduled.transactional,
+                visible_to=scheduled.visible_to,
+            )
+        case TaskDue(journey=journey, task=task):
+            escalate_task(step, journey, task)
+        case ReviewDue():
+            _refresh_tiers(step)
+            step.state.clock = step.now  # the review is done: look for the next one after it
+
+
+def _consume(step: Step, item: DueItem) -> None:
+    """Mark a due item done without acting on it (it is quarantined), so that it does not
+    come due again: the next one can fire."""
+    match item:
+        case TriggerDue(journey=journey, key=key):
+            journey.fired[key] = step.now
+        case ScheduledDue(journey=journey, send=scheduled):
+            journey.scheduled.remove(scheduled)
+        case TaskDue(task=task):
+            task.status = "escalated"
+        case ReviewDue():
+            step.state.clock = step.now
 
 
 def _fire_trigger(step: Step, journey: JourneyState, key: str) -> None:
@@ -322,7 +491,13 @@ def _learn(step: Step, event: CustomerEvent) -> None:
             pass  # an unknown zone keeps the current one rather than break every timer
     # Any event may carry what it teaches about the customer (a form, a CRM update).
     if isinstance(data.get("attributes"), dict):
-        profile.attributes.update(data["attributes"])
+        refused = profile_rules.set_attributes(profile.attributes, data["attributes"])
+        for key, reason in refused:
+            step.record(
+                "attribute_rejected",
+                None,
+                detail={"scope": "customer", "attribute": key, "reason": reason},
+            )
     if event.type in ("tag.added", "tag.removed") and isinstance(data.get("tag"), str):
         tags = (data["tag"],)
         change = TagStep(add=tags) if event.type == "tag.added" else TagStep(remove=tags)
@@ -349,15 +524,17 @@ def _learn(step: Step, event: CustomerEvent) -> None:
     )
     change_tags(step, None, TagStep(add=tuple(valid)))
     for tag in rejected:
-        step.record("tag_rejected", None, detail={"tag": tag, "event": event.type})
+        step.record("tag_rejected", None, detail={"tag": shown_tag(tag), "event": event.type})
     _refresh_tiers(step)
 
 
 def _number(value: Any) -> float:
+    """An amount as a float; anything else (text, NaN, infinity, beyond MAX_AMOUNT) is 0."""
     try:
-        return float(value)
-    except (TypeError, ValueError):
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
         return 0.0
+    return number if math.isfinite(number) and abs(number) <= MAX_AMOUNT else 0.0
 
 
 def _requested_enrolment(step: Step, event: CustomerEvent) -> None:
@@ -455,8 +632,8 @@ def _task_event(step: Step, journey: JourneyState, event: CustomerEvent) -> None
     until = parse_moment(event.data.get("until"), zone(step.timezone()))
     if until is None and isinstance(event.data.get("by"), str):
         try:
-            until = task.due_at + parse_duration(event.data["by"])
-        except ValueError:
+            until = shift(task.due_at, parse_duration(event.data["by"]).total_seconds())
+        except (ValueError, OverflowError):
             until = None
     if until is not None:
         task.due_at = until
@@ -514,3 +691,25 @@ def _remember_event_key(state: CustomerState, key: str) -> None:
     state.seen_event_keys.append(key)
     if len(state.seen_event_keys) > SEEN_EVENT_KEYS_LIMIT:
         del state.seen_event_keys[: len(state.seen_event_keys) - SEEN_EVENT_KEYS_LIMIT]
+
+
+def compact(state: CustomerState, max_bytes: int, recorded_seq: int) -> CustomerState:
+    """Shrink a state whose JSON is over `max_bytes` (in place): the oldest timeline entries
+    the journey ledger already holds (seq <= recorded_seq) go first, then the oldest
+    remembered event keys. The timeline is a recent window anyway; the ledger keeps all."""
+
+    def size() -> int:
+        return len(state.model_dump_json().encode())
+
+    while size() > max_bytes:
+        recorded = sum(1 for e in state.timeline if e.seq <= recorded_seq)
+        if recorded:
+            drop = max(recorded // 2, 1)
+            state.timeline = [
+                e for i, e in enumerate(state.timeline) if i >= drop or e.seq > recorded_seq
+            ]
+        elif len(state.seen_event_keys) > 1:
+            del state.seen_event_keys[: len(state.seen_event_keys) // 2]
+        else:
+            break  # nothing left to drop: the caps on the profile bound the rest
+    return state

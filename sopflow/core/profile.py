@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sopflow.core.state import RECENT_ORDERS_LIMIT, CustomerEvent, OrderRecord, Profile
+from sopflow.core.clock import shift
+from sopflow.core.state import (
+    ATTRIBUTE_KEY_MAX_CHARS,
+    ATTRIBUTE_VALUE_MAX_BYTES,
+    ATTRIBUTES_LIMIT,
+    ATTRIBUTES_MAX_BYTES,
+    RECENT_ORDERS_LIMIT,
+    TAG_MAX_CHARS,
+    TAGS_LIMIT,
+    CustomerEvent,
+    OrderRecord,
+    Profile,
+)
 from sopflow.language.guards import evaluate_guard
 from sopflow.language.plan import ProfilePlan, TierLevelPlan, TierRulePlan
 from sopflow.language.templates import TemplateError, render_template
@@ -21,6 +34,61 @@ def apply_tag(profile: Profile, tag: str, rules: ProfilePlan | None) -> list[str
         removed = [t for t in profile.tags if t.partition(":")[0] == group and t != tag]
     profile.tags = sorted({*(t for t in profile.tags if t not in removed), tag})
     return removed
+
+
+def tag_refusal(profile: Profile, tag: str) -> str | None:
+    """Why the customer cannot take this tag (too long, too many already), or None."""
+    if len(tag) > TAG_MAX_CHARS:
+        return f"a tag of {len(tag)} characters: at most {TAG_MAX_CHARS}"
+    if tag not in profile.tags and len(profile.tags) >= TAGS_LIMIT:
+        return f"the customer has {len(profile.tags)} tags already: at most {TAGS_LIMIT}"
+    return None
+
+
+def set_attributes(target: dict[str, Any], updates: dict[str, Any]) -> list[tuple[str, str]]:
+    """Write `updates` into a customer's (or a journey's) attributes, within the bounds of
+    one value, the number of keys and their total size. Returns (key, reason) for each
+    value refused; the others are written."""
+    # Sizes as compact JSON: `"key":value,` per entry, inside braces.
+    sizes = {key: _json_size(key) + _json_size(value) + 2 for key, value in target.items()}
+    total = 2 + sum(sizes.values())
+    refused: list[tuple[str, str]] = []
+    for key, value in updates.items():
+        name = str(key)
+        size = _json_size(value)
+        if len(name) > ATTRIBUTE_KEY_MAX_CHARS:
+            refused.append(
+                (
+                    name[:ATTRIBUTE_KEY_MAX_CHARS] + "…",
+                    f"a name of {len(name)} characters: at most {ATTRIBUTE_KEY_MAX_CHARS}",
+                )
+            )
+            continue
+        if size > ATTRIBUTE_VALUE_MAX_BYTES:
+            refused.append((name, f"a value of {size} bytes: at most {ATTRIBUTE_VALUE_MAX_BYTES}"))
+            continue
+        if name not in target and len(target) >= ATTRIBUTES_LIMIT:
+            refused.append((name, f"{len(target)} attributes already: at most {ATTRIBUTES_LIMIT}"))
+            continue
+        entry = _json_size(name) + size + 2
+        after = total - sizes.get(name, 0) + entry
+        if after > ATTRIBUTES_MAX_BYTES:
+            refused.append(
+                (name, f"the attributes would take {after} bytes: at most {ATTRIBUTES_MAX_BYTES}")
+            )
+            continue
+        target[name] = value
+        sizes[name] = entry
+        total = after
+    return refused
+
+
+def _json_size(value: Any) -> int:
+    """Bytes of a value as JSON (how it travels in every Temporal payload)."""
+    try:
+        return len(json.dumps(value, ensure_ascii=False, default=str).encode())
+    except (TypeError, ValueError, RecursionError):
+        return ATTRIBUTE_VALUE_MAX_BYTES + 1  # cannot be measured: refused
 
 
 def remove_tag(profile: Profile, tag: str) -> bool:
@@ -64,19 +132,19 @@ def record_order(profile: Profile, at: datetime, amount: float, period_seconds: 
     profile.last_order_at = max(profile.last_order_at or at, at)
     profile.recent_orders.append(OrderRecord(at=at, amount=amount))
     if period_seconds:
-        horizon = at - timedelta(seconds=period_seconds)
+        horizon = shift(at, -period_seconds)
         profile.recent_orders = [o for o in profile.recent_orders if o.at >= horizon]
     profile.recent_orders = profile.recent_orders[-RECENT_ORDERS_LIMIT:]
     if profile.order_count > 1:
         span = (profile.last_order_at - profile.first_order_at).total_seconds() / 86400
         profile.average_interval_days = span / (profile.order_count - 1)
-        profile.predicted_next_purchase_at = profile.last_order_at + timedelta(
-            days=profile.average_interval_days
+        profile.predicted_next_purchase_at = shift(
+            profile.last_order_at, days=profile.average_interval_days
         )
 
 
 def _period_orders(profile: Profile, now: datetime, period_seconds: int) -> list[OrderRecord]:
-    horizon = now - timedelta(seconds=period_seconds)
+    horizon = shift(now, -period_seconds)
     return [o for o in profile.recent_orders if horizon <= o.at <= now]
 
 
@@ -90,15 +158,15 @@ def _matches(rule: TierRulePlan, profile: Profile, now: datetime, period_seconds
         rule.ordered_within_seconds is None
         or (
             profile.last_order_at is not None
-            and now - profile.last_order_at <= timedelta(seconds=rule.ordered_within_seconds)
+            and (now - profile.last_order_at).total_seconds() <= rule.ordered_within_seconds
         ),
         rule.active_within_seconds is None
         or (
             profile.last_interaction_at is not None
-            and since_interaction <= timedelta(seconds=rule.active_within_seconds)
+            and since_interaction.total_seconds() <= rule.active_within_seconds
         ),
         rule.inactive_for_seconds is None
-        or since_interaction >= timedelta(seconds=rule.inactive_for_seconds),
+        or since_interaction.total_seconds() >= rule.inactive_for_seconds,
     ]
     return all(checks)
 
@@ -131,9 +199,7 @@ def next_review(profile: Profile, rules: ProfilePlan | None, after: datetime) ->
             if seconds is not None and anchor is not None:
                 # A hair past the boundary, so "within" and "for" tip over at that moment.
                 extra = 1 if field != "inactive_for_seconds" else 0
-                candidates.append(anchor + timedelta(seconds=seconds + extra))
-    candidates += [
-        o.at + timedelta(seconds=tiers.period_seconds + 1) for o in profile.recent_orders
-    ]
+                candidates.append(shift(anchor, seconds + extra))
+    candidates += [shift(o.at, tiers.period_seconds + 1) for o in profile.recent_orders]
     upcoming = [c for c in candidates if c > after]
     return min(upcoming) if upcoming else None

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sopflow.core.state import (
+    ERROR_MAX_CHARS,
     TIMELINE_LIMIT,
     CustomerEvent,
     CustomerState,
@@ -16,6 +17,7 @@ from sopflow.core.state import (
     StepResult,
     TimelineEntry,
     TimelineKind,
+    checkpoint,
 )
 from sopflow.language.guards import evaluate_guard_outcome
 from sopflow.language.plan import Plan, ProfilePlan
@@ -122,8 +124,45 @@ class Step:
     def active_journeys(self) -> list[JourneyState]:
         return active_journeys(self.state)
 
+    def save(self) -> Saved:
+        """What `restore` needs to undo everything done after this point."""
+        return Saved(checkpoint(self.state), len(self.deliveries), self.transitions, self.now)
+
+    def restore(self, saved: Saved) -> None:
+        self.state = saved.state
+        del self.deliveries[saved.deliveries :]
+        self.transitions = saved.transitions
+        self.now = saved.now
+
+    def quarantine(
+        self, journey: JourneyState | None, error: BaseException, detail: dict[str, Any]
+    ) -> None:
+        """Record an input the core could not process (after `restore`): counted, kept in
+        the timeline with its error, skipped."""
+        self.state.quarantined += 1
+        self.record("quarantined", journey, error=describe_error(error), detail=detail)
+
     def result(self) -> StepResult:
         return StepResult(state=self.state, deliveries=self.deliveries)
+
+
+@dataclass(frozen=True)
+class Saved:
+    state: CustomerState
+    deliveries: int
+    transitions: int
+    now: datetime
+
+
+def describe_error(error: BaseException) -> str:
+    """`Type: message`, cut to ERROR_MAX_CHARS (a message can quote a whole input)."""
+    try:
+        text = f"{type(error).__name__}: {error}"
+    except Exception:  # an exception whose message itself fails
+        text = type(error).__name__
+    if len(text) > ERROR_MAX_CHARS:
+        text = text[: ERROR_MAX_CHARS - 1] + "…"
+    return text
 
 
 def active_journeys(state: CustomerState) -> list[JourneyState]:

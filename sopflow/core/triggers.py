@@ -13,7 +13,7 @@ from typing import Any
 
 from croniter import croniter
 
-from sopflow.core.clock import at_local, parse_moment, zone
+from sopflow.core.clock import LATEST, add_days, at_local, bounded, parse_moment, shift, zone
 from sopflow.core.state import JourneyState, Profile
 from sopflow.language.events import PROFILE_MOMENTS
 from sopflow.language.plan import EVERYWHERE, TriggerPlan
@@ -47,7 +47,7 @@ def countdown_deadline(
     countdown = trigger.countdown
     assert countdown is not None
     if countdown.deadline_after_seconds is not None:
-        return start + timedelta(seconds=countdown.deadline_after_seconds)
+        return shift(start, countdown.deadline_after_seconds)
     if countdown.deadline_event_key is not None:
         value = journey.enrolment_data.get(countdown.deadline_event_key)
         return parse_moment(value, zone(tz_name)) if value is not None else None
@@ -85,6 +85,8 @@ def next_due(
     the catalogue's), for `inactive_for`."""
     entered = trigger_start(journey, key)
     last = journey.fired.get(key)
+    if last is not None and last >= LATEST:
+        return None  # given up on (its due time could not be computed): never again here
     # A moment qualifies if it is not before the stage was entered and after the last firing.
     floor = entered if last is None else last
 
@@ -96,30 +98,32 @@ def next_due(
     tz = zone(tz_name)
     match trigger.kind:
         case "after":
-            due = entered + timedelta(seconds=trigger.after_seconds or 0)
+            due = shift(entered, trigger.after_seconds or 0)
             return due if last is None else None
         case "wait":
             if trigger.timeout_seconds is None or last is not None:
                 return None
-            return entered + timedelta(seconds=trigger.timeout_seconds)
+            return shift(entered, trigger.timeout_seconds)
         case "day":
             if profile.added_at is None or last is not None:
                 return None
             added_local = profile.added_at.astimezone(tz).date()
             clock = parse_clock(trigger.time or "10:00")
-            due = at_local(added_local + timedelta(days=trigger.day or 0), clock, tz)
+            due = at_local(add_days(added_local, trigger.day or 0), clock, tz)
             return due if qualifies(due) else None
         case "at":
             return _next_at(trigger, journey, profile, tz_name, entered, qualifies)
         case "every":
-            step = timedelta(seconds=trigger.every_seconds or 1)
-            periods = int((floor - entered) / step) + 1
-            return entered + step * periods
+            every = trigger.every_seconds or 1
+            # Whole periods since the stage was entered, in exact microseconds.
+            elapsed = (floor - entered) // timedelta(microseconds=1)
+            periods = int(elapsed / (every * 1_000_000)) + 1
+            return shift(entered, every * periods)
         case "cron":
-            return _cron_next(trigger.cron or "", floor.astimezone(tz))
+            return bounded(_cron_next(trigger.cron or "", floor.astimezone(tz)))
         case "inactivity":
             since = profile.last_interaction(interaction_events) or journey.enrolled_at
-            due = max(since + timedelta(seconds=trigger.inactive_seconds or 0), entered)
+            due = max(shift(since, trigger.inactive_seconds or 0), entered)
             return due if qualifies(due) else None
         case "countdown":
             deadline = countdown_deadline(trigger, journey, profile, tz_name, entered)
@@ -128,7 +132,7 @@ def next_due(
             if deadline is None:
                 return None
             offsets = trigger.countdown.offsets_seconds if trigger.countdown else ()
-            moments = [deadline - timedelta(seconds=s) for s in offsets]
+            moments = [shift(deadline, -s) for s in offsets]
             if trigger.goto:
                 moments.append(deadline)
             upcoming = [m for m in moments if qualifies(m)]
@@ -160,7 +164,7 @@ def _next_at(
         return None
 
     def occurrence(moment: datetime) -> datetime:
-        moment = moment + timedelta(seconds=at.offset_seconds)
+        moment = shift(moment, at.offset_seconds)
         if at.time is not None:
             moment = at_local(moment.astimezone(tz).date(), parse_clock(at.time), tz)
         return moment

@@ -211,16 +211,6 @@ def staff_customers_query(staff_id: str) -> Any:
     return select(TaskRecord.customer_id).where(TaskRecord.assignee == staff_id).distinct()
 
 
-def is_staff_customer(database: Database, staff_id: str, customer_id: str) -> bool:
-    query = (
-        select(TaskRecord.task_id)
-        .where(TaskRecord.assignee == staff_id, TaskRecord.customer_id == customer_id)
-        .limit(1)
-    )
-    with database.engine.connect() as connection:
-        return connection.execute(query).first() is not None
-
-
 def staff_customer_ids(
     database: Database, staff_id: str, prefix: str = "", limit: int = 200
 ) -> list[str]:

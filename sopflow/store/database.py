@@ -13,6 +13,7 @@ from alembic.config import Config
 from sqlalchemy import Engine, NullPool, create_engine, event, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from sopflow.files import private_file
 from sopflow.settings import Settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -25,8 +26,9 @@ def database_url(settings: Settings) -> str:
     """SOPFLOW_DATABASE_URL, else a SQLite file under the data folder."""
     if settings.database_url:
         return settings.database_url.replace("postgresql://", "postgresql+psycopg://", 1)
-    settings.home.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{(settings.home / 'sopflow.db').resolve()}"
+    # Created 0600 before SQLite opens it: its -wal and -shm files take the same mode.
+    path = private_file(settings.home / "sopflow.db")
+    return f"sqlite:///{path.resolve()}"
 
 
 def make_engine(url: str) -> Engine:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from sopflow.core.state import Delivery, TimelineEntry
@@ -121,7 +121,8 @@ class Ledger:
                 "channel": e.channel,
                 "text": e.text,
                 "idempotency_key": e.idempotency_key,
-                "detail": e.detail,
+                # The ledger has no column for an entry's error: it travels in the detail.
+                "detail": {**e.detail, "error": e.error} if e.error else e.detail,
             }
             for e in entries
         ]
@@ -162,6 +163,16 @@ class Ledger:
         ).where(JourneyEvent.playbook == playbook, JourneyEvent.kind.in_(FUNNEL_KINDS))
         with self.database.session() as session:
             return [LedgerRow(*row) for row in session.execute(query)]
+
+    def quarantined(self, recent: int) -> tuple[int, list[JourneyEvent]]:
+        """How many inputs were quarantined (all customers), and the latest ones."""
+        kind = JourneyEvent.kind == "quarantined"
+        with self.database.session() as session:
+            total = session.scalar(select(func.count()).select_from(JourneyEvent).where(kind))
+            latest = session.scalars(
+                select(JourneyEvent).where(kind).order_by(JourneyEvent.at.desc()).limit(recent)
+            )
+            return total or 0, list(latest)
 
     def tasks_of(self, assignee: str) -> list[TaskRecord]:
         with self.database.session() as session:

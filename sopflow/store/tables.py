@@ -163,12 +163,31 @@ class Acquisition(Base):
 
 
 class PaidOrder(Base):
+    """A paid order, keyed per customer: two customers' `order-1` are two orders."""
+
     __tablename__ = "orders"
 
+    customer_id: Mapped[str] = mapped_column(String(128), primary_key=True, index=True)
     idempotency_key: Mapped[str] = mapped_column(String(200), primary_key=True)
-    customer_id: Mapped[str] = mapped_column(String(128), index=True)
     amount: Mapped[float]
     paid_at: Mapped[datetime]
+
+
+class EventKey(Base):
+    """An idempotency key a client gave, per customer, with the hash of the event it named.
+
+    `sent` turns true once the event reached the customer's workflow: a repeat of a sent
+    key is answered as a duplicate and not sent again; a repeat of an unsent one (the
+    first request failed midway) is sent.
+    """
+
+    __tablename__ = "event_keys"
+
+    customer_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    payload_hash: Mapped[str] = mapped_column(String(64))
+    accepted_at: Mapped[datetime]
+    sent: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class CostInput(Base):

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sopflow.core.state import Delivery
+from sopflow.files import append_line
 
 
 class LogChannel:
@@ -30,6 +31,4 @@ class LogChannel:
         return str(self.path)
 
     def _append(self, line: str) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as file:
-            file.write(line + "\n")
+        append_line(self.path, line)

@@ -47,6 +47,16 @@ class WebhookChannel:
             headers[SIGNATURE_HEADER] = sign(self.secret, timestamp, body)
         response = await self._client.post(self.url, content=body, headers=headers)
         status = response.status_code
+        if 300 <= status < 400:
+            # Redirects are not followed: a signed delivery goes only where it was configured
+            # to go, and retrying a redirect for a day would change nothing.
+            location = response.headers.get("location")
+            raise PermanentDeliveryError(
+                f"webhook answered HTTP {status} (a redirect"
+                + (f" to {location}" if location else "")
+                + "): sopflow does not follow redirects; set SOPFLOW_WEBHOOK_URL to the "
+                "final address"
+            )
         if 400 <= status < 500 and status not in RETRYABLE_STATUSES:
             raise PermanentDeliveryError(f"webhook refused with HTTP {status}")
         # 5xx and the retryable 4xx raise here; the activity's retry policy backs off.
