@@ -85,8 +85,8 @@ bench: install
 	$(BIN)/python -m bench.sizing
 
 ## Fault drills at full size (a reduced size runs in `make test`): the hostile-input drill
-## and the WeCom drills (each writes its section of bench/RESULTS.md), then the multi-process drill (two workers,
-## two APIs, PostgreSQL) with 10,000 customers.
+## and the WeCom drills (each writes its section of bench/RESULTS.md), then the
+## multi-process drill (two workers, two APIs, PostgreSQL) with 10,000 customers.
 drills: install
 	SOPFLOW_DRILL_CUSTOMERS=1000 SOPFLOW_DRILL_EVENTS=10000 SOPFLOW_DRILL_OUTAGE=120 \
 		$(BIN)/pytest tests/test_drills.py -q

@@ -412,9 +412,10 @@ def _record(rows: dict[str, list[object]]) -> None:
     )
     body = (
         f"{CUSTOMERS:,} customers of {len(STAFF)} staff members, each sent one "
-        "`wecom.private` message in one burst, through the time-skipping server and the "
-        "in-process fake WeCom (virtual time: the outage lasts two real minutes of WeCom's "
-        "clock, the back-offs their full length). Asserted in each: one task per staff "
+        "`wecom.private` message in one burst, through Temporal and the in-process fake "
+        "WeCom: the first three on the time-skipping server (the two-minute outage and the "
+        "back-offs at their full length, in virtual time), the stopped worker on the dev "
+        "server in real time. Asserted in each: one task per staff "
         "member, every customer in exactly one task, each confirmed message received once "
         "(the fake's state), every message `sent` in the timeline, the delivery ledger and "
         "the mass-send recipients, every sender workflow completed (no task left open).\n\n" + table
