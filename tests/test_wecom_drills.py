@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -263,6 +264,7 @@ def report() -> Iterator[None]:
 
 @pytest.mark.timeout(600)
 async def test_wecom_unreachable_for_two_minutes_then_back(drill: Drill, fake: FakeWeCom) -> None:
+    began = time.monotonic()
     network = FaultyNetwork(fake)
     try:
         async with (
@@ -284,11 +286,13 @@ async def test_wecom_unreachable_for_two_minutes_then_back(drill: Drill, fake: F
     REPORT["WeCom unreachable (connection refused) for two minutes, then back"] = [
         f"{network.refused:,} requests refused",
         counts,
+        time.monotonic() - began,
     ]
 
 
 @pytest.mark.timeout(600)
 async def test_the_token_revoked_mid_burst(drill: Drill, fake: FakeWeCom) -> None:
+    began = time.monotonic()
     network = FaultyNetwork(fake)
     calls = Counter[str]()
     revocations = 0
@@ -318,11 +322,13 @@ async def test_the_token_revoked_mid_burst(drill: Drill, fake: FakeWeCom) -> Non
     REPORT["the access token revoked mid-burst"] = [
         f"every token revoked {revocations} times; {fake.tokens_issued} tokens issued",
         counts,
+        time.monotonic() - began,
     ]
 
 
 @pytest.mark.timeout(600)
 async def test_a_45009_storm(drill: Drill, fake: FakeWeCom) -> None:
+    began = time.monotonic()
     network = FaultyNetwork(fake)
     try:
         async with (
@@ -339,7 +345,11 @@ async def test_a_45009_storm(drill: Drill, fake: FakeWeCom) -> None:
         await drill.end()
     assert not fake.failures["*"]  # the storm was used up
     counts = drill.check()
-    REPORT["a 45009 storm"] = [f"{STORM} answers of 45009 in a row", counts]
+    REPORT["a 45009 storm"] = [
+        f"{STORM} answers of 45009 in a row",
+        counts,
+        time.monotonic() - began,
+    ]
 
 
 @pytest.mark.timeout(600)
@@ -349,6 +359,7 @@ async def test_the_worker_stopped_between_creating_a_task_and_recording_it(
     """WeCom created each staff member's task, and the worker stopped before the answer
     was recorded; the retry on a new worker finds each task with get_groupmsg_list_v2
     instead of creating a second one."""
+    began = time.monotonic()
     drill = live_drill
     network = FaultyNetwork(fake)
     hung: list[str] = []
@@ -396,6 +407,7 @@ async def test_the_worker_stopped_between_creating_a_task_and_recording_it(
     REPORT["the worker stopped after WeCom created the tasks, before they were recorded"] = [
         f"{len(hung)} creations answered to a worker that stopped",
         counts,
+        time.monotonic() - began,
     ]
 
 
@@ -403,10 +415,18 @@ def _record(rows: dict[str, list[object]]) -> None:
     from bench import report
 
     table = report.table(
-        ["drill", "fault", "tasks created", "messages received", "received twice", "lost"],
         [
-            [name, fault, c["tasks"], c["received"], c["twice"], c["lost"]]  # type: ignore[index]
-            for name, (fault, c) in rows.items()
+            "drill",
+            "fault",
+            "tasks created",
+            "messages received",
+            "received twice",
+            "lost",
+            "seconds",
+        ],
+        [
+            [name, fault, c["tasks"], c["received"], c["twice"], c["lost"], f"{took:.0f}"]  # type: ignore[index]
+            for name, (fault, c, took) in rows.items()
         ],
         right_from=2,
     )

@@ -9,22 +9,25 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
+from api.console.views import timeline_rows
 from cli.fake_wecom import FakeConfig, FakeWeCom
 from sopflow.core import journey
 from sopflow.core.sender import OpenTask, SenderPolicy, next_reminder_at
-from sopflow.core.state import CustomerEvent, CustomerState
+from sopflow.core.state import CustomerEvent, CustomerState, Delivery, TimelineEntry
 from sopflow.core.step import Catalog
 from sopflow.language.compiler import compile_bundle
 from sopflow.language.loader import load_text
 from sopflow.settings import Settings
 from sopflow.store.database import Database
 from sopflow.store.keys import Role, create_key
+from sopflow.store.ledger import Ledger
 from tests.helpers import eventually, send_event, terminate
 from tests.test_audiences_wecom import (
     delivery_statuses,
@@ -80,9 +83,9 @@ async def api(
     database.dispose()
 
 
-def message_of(customer: dict) -> dict:
+def message_of(customer: dict[str, Any]) -> dict[str, Any]:
     [message] = [e for e in customer["timeline"] if e["kind"] == "message"]
-    return message
+    return dict(message)
 
 
 async def state_of(http: httpx.AsyncClient, customer_id: str) -> tuple[str, str | None]:
@@ -236,7 +239,7 @@ def test_a_state_only_moves_forward_and_unknown_or_late_reports_change_nothing()
     assert moved and message(sent) == ("sent", None)
     # A repeated report, a late one, and a retried activity's "already delivered".
     for status in ("sent", "awaiting_confirmation", "expired"):
-        again, moved = journey.record_send_outcome(sent, key, status, "late")  # type: ignore[arg-type]
+        again, moved = journey.record_send_outcome(sent, key, status, "late")
         assert not moved and message(again) == ("sent", None)
     retried = journey.record_delivery_outcome(sent, key, True, "already delivered (ledger)")
     assert message(retried) == ("sent", None)
@@ -288,3 +291,66 @@ def test_a_tasks_reminder_follows_its_playbook_before_the_setting() -> None:
     assert next_reminder_at(default, SenderPolicy(remind_after_seconds=4 * 3600)) == T0 + timedelta(
         hours=4
     )
+
+
+# --------------------------------------------------------------------------- read side
+
+
+def test_the_console_says_each_state_and_flags_those_that_did_not_arrive() -> None:
+    def entry(status: str, error: str | None = None, **detail: object) -> TimelineEntry:
+        return TimelineEntry(
+            at=T0,
+            kind="message",
+            channel="wecom.private",
+            text="首单立减",
+            status=status,  # type: ignore[arg-type]
+            error=error,
+            detail=detail,
+        )
+
+    entries = [
+        entry("awaiting_confirmation", sender="li_lei"),
+        entry("awaiting_confirmation", sender="li_lei", cancel_requested=True),
+        entry("sent"),
+        entry("cancelled", "every customer left the stage before the staff member confirmed"),
+        entry("expired", "not confirmed by the staff member within 72 hours"),
+    ]
+    rows = timeline_rows(entries, "Asia/Shanghai")
+    assert [(r.why, r.flagged) for r in rows] == [
+        ("awaiting li_lei's confirmation in WeCom", False),
+        (
+            "awaiting li_lei's confirmation in WeCom (cancel asked: the journey left the stage)",
+            False,
+        ),
+        ("sent: confirmed in WeCom and delivered", False),
+        ("cancelled: every customer left the stage before the staff member confirmed", True),
+        ("expired: not confirmed by the staff member within 72 hours", True),
+    ]
+
+
+def test_the_ledger_moves_a_state_forward_only_and_counts_by_state(settings: Settings) -> None:
+    database = Database.from_settings(settings)
+    ledger = Ledger(database)
+    for index, channel in enumerate(["wecom.private", "wecom.private", "log"]):
+        delivery = Delivery(
+            idempotency_key=f"wm_{index}/p#1/1",
+            customer_id=f"wm_{index}",
+            playbook="first_order",
+            journey_id="p#1",
+            stage="offer",
+            channel=channel,
+            text="首单立减",
+            scheduled_at=T0,
+        )
+        status = "awaiting_confirmation" if channel != "log" else None
+        ledger.record_delivery(delivery, None, status)
+    assert ledger.set_delivery_status("wm_0/p#1/1", "sent", None)
+    assert not ledger.set_delivery_status("wm_0/p#1/1", "awaiting_confirmation", "late")
+    assert not ledger.set_delivery_status("wm_0/p#1/1", "expired", "late")
+    assert ledger.set_delivery_status("wm_1/p#1/1", "awaiting_confirmation", "in task m1")
+    assert ledger.status_counts() == {
+        "wecom.private": {"sent": 1, "awaiting_confirmation": 1},
+        "log": {"delivered": 1},
+    }
+    assert ledger.status_counts("another") == {}
+    database.dispose()
