@@ -252,7 +252,10 @@ def test_leaving_the_stage_asks_once_to_cancel_an_unconfirmed_send() -> None:
     state, key = offered(catalog)
     assert journey.request_cancels(state, catalog)[1] == []  # still in the stage
     paid = CustomerEvent(
-        customer_id="wm_1", type="order.paid", occurred_at=T0, idempotency_key="paid"
+        customer_id="wm_1",
+        type="order.paid",
+        occurred_at=T0 + timedelta(hours=1),
+        idempotency_key="paid",
     )
     left = journey.apply_event(state, paid, catalog, T0 + timedelta(hours=1)).state
     asked, cancels = journey.request_cancels(left, catalog)
@@ -262,11 +265,47 @@ def test_leaving_the_stage_asks_once_to_cancel_an_unconfirmed_send() -> None:
     assert message(cancelled) == ("cancelled", "left the stage")
 
 
+def test_a_send_and_a_goto_in_one_step_is_not_cancelled_by_that_goto() -> None:
+    """A trigger that sends and moves on (a countdown's post, a farewell before `end`):
+    the message is the stage's parting one; leaving the next stage later cancels it."""
+    catalog = offer_catalog(
+        OFFER.replace(
+            "triggers: [{event: order.paid, goto: bought}]",
+            "triggers: [{event: order.paid, actions: [{send: {channel: wecom.private, "
+            'text: "谢谢惠顾"}}], goto: bought}]',
+        ).replace(
+            "bought: {end: true}",
+            "bought: {triggers: [{after: 1d, goto: done}]}\n  done: {end: true}",
+        )
+    )
+    state, _ = offered(catalog)
+    paid = CustomerEvent(
+        customer_id="wm_1",
+        type="order.paid",
+        occurred_at=T0 + timedelta(hours=1),
+        idempotency_key="paid",
+    )
+    result = journey.apply_event(state, paid, catalog, T0 + timedelta(hours=1))
+    [thanks] = result.deliveries
+    moved = journey.record_delivery_outcome(
+        result.state, thanks.idempotency_key, True, status="awaiting_confirmation", sender="li_lei"
+    )
+    asked, cancels = journey.request_cancels(moved, catalog)
+    assert [c.idempotency_key for c in cancels] == ["wm_1/first_order#1/1"]  # the offer only
+    later = journey.apply_due_timers(asked, catalog, T0 + timedelta(days=2)).state
+    assert journey.request_cancels(later, catalog)[1] == [
+        journey.SendCancel(thanks.idempotency_key, "li_lei")
+    ]
+
+
 def test_a_playbook_that_keeps_its_sends_cancels_nothing() -> None:
     catalog = offer_catalog(OFFER.replace("cancel_on_leave: true", "cancel_on_leave: false"))
     state, _ = offered(catalog)
     paid = CustomerEvent(
-        customer_id="wm_1", type="order.paid", occurred_at=T0, idempotency_key="paid"
+        customer_id="wm_1",
+        type="order.paid",
+        occurred_at=T0 + timedelta(hours=1),
+        idempotency_key="paid",
     )
     left = journey.apply_event(state, paid, catalog, T0 + timedelta(hours=1)).state
     assert journey.request_cancels(left, catalog)[1] == []

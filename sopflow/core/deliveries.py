@@ -108,7 +108,7 @@ def request_cancels(
     state: CustomerState, catalog: Catalog, *, owned: bool = False
 ) -> tuple[CustomerState, list[SendCancel]]:
     """The WeCom sends still awaiting the staff member's confirmation whose journey has
-    left the stage they were sent in (or ended), when the playbook cancels on leaving
+    since left the stage they were sent in (or ended), when the playbook cancels on leaving
     (`wecom.cancel_on_leave`, the default). Each is marked `cancel_requested` so that it
     is asked once; its outcome (`cancelled`, or what WeCom reports when the task also
     holds other customers) comes back from the sender workflow."""
@@ -140,17 +140,17 @@ def _moves(entry: TimelineEntry, status: str) -> bool:
 
 
 def _left_stage(state: CustomerState, entry: TimelineEntry) -> bool:
-    """Has the journey that sent this message left the stage visit it was sent in?"""
+    """Has the journey that sent this message left the stage it was in once the send's
+    step was over? A send and a `goto` (or an `end`) in one step is the stage's parting
+    message, never cancelled by that move: only a move at a later instant counts."""
     journey = state.journeys.get(entry.playbook or "")
     if journey is None:
         return True
-    key = entry.idempotency_key or ""
-    return (
-        not key.startswith(f"{state.customer_id}/{journey.journey_id}/")
-        or journey.status != "active"
-        or journey.stage != entry.stage
-        or journey.entered_stage_at > entry.at
-    )
+    if not (entry.idempotency_key or "").startswith(f"{state.customer_id}/{journey.journey_id}/"):
+        return journey.enrolled_at > entry.at  # enrolled again since: the old one ended
+    if journey.status != "active":
+        return journey.ended_at is not None and journey.ended_at > entry.at
+    return journey.entered_stage_at > entry.at
 
 
 def _cancels_on_leave(state: CustomerState, catalog: Catalog, entry: TimelineEntry) -> bool:
