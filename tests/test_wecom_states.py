@@ -19,7 +19,15 @@ from api.app import create_app
 from api.console.views import timeline_rows
 from cli.fake_wecom import FakeConfig, FakeWeCom
 from sopflow.core import journey
-from sopflow.core.sender import OpenTask, SenderPolicy, next_reminder_at
+from sopflow.core.sender import (
+    QueuedSend,
+    SenderPolicy,
+    SenderState,
+    close_batch,
+    due_batches,
+    enqueue,
+    next_reminder_at,
+)
 from sopflow.core.state import CustomerEvent, CustomerState, Delivery, TimelineEntry
 from sopflow.core.step import Catalog
 from sopflow.language.compiler import compile_bundle
@@ -191,6 +199,10 @@ async def test_a_wecom_send_is_awaiting_then_sent_expired_cancelled_or_failed(
     assert [len(fake.received[c]) for c in OWNERS] == [1, 0, 0, 1]
     cancelled = {s for m in fake.mass_sends.values() if m.cancelled for s in m.tasks}
     assert cancelled == {"han_meimei", "wang_wu"}
+    # The setting reminds nobody; the playbook's remind_after (6 hours) reminded the one
+    # staff member who left their task unconfirmed that long.
+    reminded = {s for m in fake.mass_sends.values() if m.reminders for s in m.tasks}
+    assert reminded == {"han_meimei"}
 
 
 # --------------------------------------------------------------------------- the core
@@ -320,16 +332,25 @@ def test_the_wecom_block_keeps_the_versions_of_playbooks_without_it() -> None:
 
 
 def test_a_tasks_reminder_follows_its_playbook_before_the_setting() -> None:
-    task = OpenTask(
-        batch_id="b", msgid="m", text="t", created_at=T0, next_poll_at=T0, remind_after_seconds=3600
-    )
-    assert next_reminder_at(task, SenderPolicy(remind_after_seconds=4 * 3600)) == T0 + timedelta(
-        hours=1
-    )
+    policy = SenderPolicy(remind_after_seconds=4 * 3600)
+    state = SenderState(sender="li_lei")
+    for customer, remind_after in (("wm_1", 2 * 3600), ("wm_2", None), ("wm_3", 3600)):
+        send = QueuedSend(
+            idempotency_key=f"{customer}/p#1/1",
+            customer_id=customer,
+            text="t",
+            queued_at=T0,
+            remind_after_seconds=remind_after,
+        )
+        enqueue(state, send, T0, policy)
+    closed = T0 + timedelta(minutes=5)
+    [batch] = due_batches(state, policy, closed)
+    close_batch(state, batch, "msg1", {}, policy, closed)
+    [task] = state.tasks.values()
+    assert task.remind_after_seconds == 3600  # the shortest its playbooks ask for
+    assert next_reminder_at(task, policy) == closed + timedelta(hours=1)
     default = task.model_copy(update={"remind_after_seconds": None})
-    assert next_reminder_at(default, SenderPolicy(remind_after_seconds=4 * 3600)) == T0 + timedelta(
-        hours=4
-    )
+    assert next_reminder_at(default, policy) == closed + timedelta(hours=4)
 
 
 # --------------------------------------------------------------------------- read side
