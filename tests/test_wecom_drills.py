@@ -379,8 +379,8 @@ async def test_the_worker_stopped_between_creating_a_task_and_recording_it(
             await asyncio.Event().wait()
 
         network.after = stop_once_every_task_is_created
+        running = asyncio.create_task(worker.run())
         try:
-            running = asyncio.create_task(worker.run())
             await drill.burst()
 
             async def stopped() -> bool:
@@ -401,6 +401,8 @@ async def test_the_worker_stopped_between_creating_a_task_and_recording_it(
                 await drill.until_everyone_is_in_a_task(timedelta(seconds=2), 60)
                 await drill.confirm_and_settle()
         finally:
+            if not running.done():  # the drill failed before the stop
+                await worker.shutdown()
             await drill.end()
     assert fake.calls["externalcontact/get_groupmsg_list_v2"] >= len(STAFF)
     counts = drill.check()

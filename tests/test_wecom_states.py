@@ -20,6 +20,7 @@ from api.console.views import timeline_rows
 from cli.fake_wecom import FakeConfig, FakeWeCom
 from sopflow.core import journey
 from sopflow.core.sender import (
+    Outcome,
     QueuedSend,
     SenderPolicy,
     SenderState,
@@ -36,7 +37,7 @@ from sopflow.settings import Settings
 from sopflow.store.database import Database
 from sopflow.store.keys import Role, create_key
 from sopflow.store.ledger import Ledger
-from tests.helpers import eventually, send_event, terminate
+from tests.helpers import describe, eventually, failed_tasks, send_event, terminate
 from tests.test_audiences_wecom import (
     delivery_statuses,
     deploy,
@@ -49,6 +50,8 @@ from tests.test_audiences_wecom import (
 )
 from worker.main import build_worker
 from worker.wecom.client import WeComClient
+from workflows.contracts import CustomerView, subject_workflow_id
+from workflows.sender_contracts import DELIVERY_OUTCOME_SIGNAL, DeliveryOutcomeSignal
 
 OFFER = """
 apiVersion: sopflow/v1
@@ -203,6 +206,57 @@ async def test_a_wecom_send_is_awaiting_then_sent_expired_cancelled_or_failed(
     # staff member who left their task unconfirmed that long.
     reminded = {s for m in fake.mass_sends.values() if m.reminders for s in m.tasks}
     assert reminded == {"han_meimei"}
+
+
+async def test_unknown_repeated_and_malformed_reports_never_fail_a_workflow_task(
+    dev_env: WorkflowEnvironment, settings: Settings
+) -> None:
+    """Without WeCom the message goes to the log (delivered); reports for it and for keys
+    the customer never had, twice, and one that is not a report at all."""
+    deploy(OFFER, settings)
+    client = dev_env.client
+    handle = client.get_workflow_handle(subject_workflow_id("wm_reports"))
+    try:
+        async with build_worker(client, settings):
+            await send_event(
+                client, settings, "wm_reports", "contact.added", "add", {"attributes": {}}
+            )
+
+            async def delivered() -> str | None:
+                view = await describe(client, "wm_reports")
+                found = [e for e in view.timeline if e.kind == "message"]
+                done = found and found[0].status == "delivered"
+                return found[0].idempotency_key if done else None
+
+            key = await eventually(delivered)
+            sent = Outcome(idempotency_key=key, customer_id="wm_reports", status="sent")
+            unknown = Outcome(
+                idempotency_key="wm_reports/gone#1/1",
+                customer_id="wm_reports",
+                status="failed",
+                detail="x",
+            )
+            for outcomes in ([unknown, sent], [sent], [unknown]):
+                await handle.signal(
+                    DELIVERY_OUTCOME_SIGNAL, DeliveryOutcomeSignal(outcomes=outcomes)
+                )
+            await handle.signal(DELIVERY_OUTCOME_SIGNAL, {"outcomes": [{"status": "bogus"}]})
+            late = sent.model_copy(update={"status": "expired", "detail": "late"})
+            await handle.signal(DELIVERY_OUTCOME_SIGNAL, DeliveryOutcomeSignal(outcomes=[late]))
+            # An event after the reports: the workflow still steps.
+            await send_event(client, settings, "wm_reports", "order.paid", "paid")
+
+            async def bought() -> CustomerView | None:
+                view = await describe(client, "wm_reports")
+                return view if view.journeys[0].status == "ended" else None
+
+            view = await eventually(bought)
+        failures = await failed_tasks(client, "wm_reports")
+    finally:
+        await terminate(client, "wm_reports")
+    assert failures == []
+    [message] = [e for e in view.timeline if e.kind == "message"]
+    assert (message.status, message.error) == ("sent", None)
 
 
 # --------------------------------------------------------------------------- the core
