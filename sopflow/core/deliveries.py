@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from sopflow.core.state import CustomerState, DeliveryStatus, TimelineEntry
 from sopflow.core.step import Catalog
+from sopflow.language.channels import Channel
 
 # How far along each state is; a report moves an entry only to a later rank.
 RANK: dict[str, int] = {
@@ -29,6 +30,10 @@ RANK: dict[str, int] = {
 }
 # States whose detail is the reason the message did not reach the customer.
 UNDELIVERED = ("failed", "cancelled", "expired")
+# The sends a journey cancels on leaving the stage: a customer's 1:1 messages. A group's
+# message and a staff member's moments post wait for their confirmation or expiry (a
+# countdown's earlier post stays up when its plan moves on).
+CANCELLED_ON_LEAVE = frozenset({Channel.WECOM_PRIVATE.value})
 
 
 def as_status(text: str | None) -> DeliveryStatus | None:
@@ -107,15 +112,18 @@ def record_send_outcome(
 def request_cancels(
     state: CustomerState, catalog: Catalog, *, owned: bool = False
 ) -> tuple[CustomerState, list[SendCancel]]:
-    """The WeCom sends still awaiting the staff member's confirmation whose journey has
-    since left the stage they were sent in (or ended), when the playbook cancels on leaving
-    (`wecom.cancel_on_leave`, the default). Each is marked `cancel_requested` so that it
-    is asked once; its outcome (`cancelled`, or what WeCom reports when the task also
-    holds other customers) comes back from the sender workflow."""
+    """The customer's WeCom messages still awaiting the staff member's confirmation whose
+    journey has since left the stage they were sent in (or ended), when the playbook
+    cancels on leaving (`wecom.cancel_on_leave`, the default). Each is marked
+    `cancel_requested` so that it is asked once; its outcome (`cancelled`, or what WeCom
+    reports when the task also holds other customers) comes back from the sender
+    workflow."""
     updated = state if owned else state.model_copy(deep=True)
     cancels = []
     for entry in updated.timeline:
         if entry.status != "awaiting_confirmation" or "cancel_requested" in entry.detail:
+            continue
+        if entry.channel not in CANCELLED_ON_LEAVE:
             continue
         sender = entry.detail.get("sender")
         if not isinstance(sender, str) or not entry.idempotency_key:

@@ -456,8 +456,9 @@ class WeComPolicy(StrictModel):
     cancel_on_leave: bool = Field(
         default=True,
         description="When the journey leaves the stage (or ends) before the staff member "
-        "confirmed, cancel the customer's send: dropped while it waits for its task; in a "
-        "task, the task is cancelled once every customer still waiting in it was cancelled.",
+        "confirmed, cancel the customer's wecom.private send: dropped while it waits for "
+        "its task; in a task, the task is cancelled once every customer still waiting in it "
+        "was cancelled.",
     )
 
 
