@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, get_args
 
 import httpx
 import pytest
@@ -19,6 +19,7 @@ from api.app import create_app
 from api.console.views import timeline_rows
 from cli.fake_wecom import FakeConfig, FakeWeCom
 from sopflow.core import journey
+from sopflow.core.deliveries import FINAL, RANK
 from sopflow.core.sender import (
     Outcome,
     QueuedSend,
@@ -29,7 +30,13 @@ from sopflow.core.sender import (
     enqueue,
     next_reminder_at,
 )
-from sopflow.core.state import CustomerEvent, CustomerState, Delivery, TimelineEntry
+from sopflow.core.state import (
+    CustomerEvent,
+    CustomerState,
+    Delivery,
+    DeliveryStatus,
+    TimelineEntry,
+)
 from sopflow.core.step import Catalog
 from sopflow.language.compiler import compile_bundle
 from sopflow.language.loader import load_text
@@ -468,3 +475,14 @@ def test_the_ledger_moves_a_state_forward_only_and_counts_by_state(settings: Set
     }
     assert ledger.status_counts("another") == {}
     database.dispose()
+
+
+def test_every_delivery_status_has_its_rank() -> None:
+    def flat(kind: object) -> set[str]:
+        args = get_args(kind)
+        return {a for a in args if isinstance(a, str)} | {
+            value for a in args if not isinstance(a, str) for value in flat(a)
+        }
+
+    assert set(RANK) == flat(DeliveryStatus)
+    assert set(FINAL) == {"sent", "failed", "cancelled", "expired"}

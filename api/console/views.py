@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 import yaml
 
+from sopflow.core.deliveries import UNDELIVERED
 from sopflow.core.state import TimelineEntry
 from sopflow.language.graph import transitions
 from sopflow.language.plan import Plan
@@ -118,8 +119,6 @@ DELIVERY_STATES = {
     "cancelled": "cancelled: {error}",
     "expired": "expired: {error}",
 }
-# States that answer "why did the customer not get it".
-UNDELIVERED_STATES = ("failed", "cancelled", "expired")
 
 
 def explain(entry: TimelineEntry, zone: str) -> str:
@@ -216,7 +215,7 @@ def timeline_rows(
                 kind=entry.kind,
                 what=describe(entry),
                 why=why,
-                flagged=entry.kind in FLAGGED_KINDS or entry.status in UNDELIVERED_STATES,
+                flagged=entry.kind in FLAGGED_KINDS or entry.status in UNDELIVERED,
             )
         )
     return rows

@@ -28,7 +28,9 @@ RANK: dict[str, int] = {
     "cancelled": 2,
     "expired": 2,
 }
-# States whose detail is the reason the message did not reach the customer.
+# The states a delivery ends in; of them, those whose detail is the reason the message
+# did not reach the customer.
+FINAL = tuple(status for status, rank in RANK.items() if rank == max(RANK.values()))
 UNDELIVERED = ("failed", "cancelled", "expired")
 # The sends a journey cancels on leaving the stage: a customer's 1:1 messages. A group's
 # message and a staff member's moments post wait for their confirmation or expiry (a

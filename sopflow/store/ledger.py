@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
+from sopflow.core.deliveries import FINAL
 from sopflow.core.state import Delivery, TimelineEntry
 from sopflow.reports.funnel import FUNNEL_KINDS, LedgerRow
 from sopflow.store.database import Database
@@ -20,9 +21,9 @@ from sopflow.store.groups import is_group, project_group
 from sopflow.store.inserts import insert_ignoring_duplicates
 from sopflow.store.tables import DeliveryRecord, JourneyEvent, TaskRecord
 
-# A delivery's state after the hand-over only moves on: a late or repeated report (the
-# sender workflow's report retried) never takes a final state back to awaiting.
-FINAL_STATUSES = ("sent", "failed", "cancelled", "expired")
+# A delivery's state after the hand-over only moves on (sopflow.core.deliveries): a late
+# or repeated report (the sender workflow's report retried) never takes a final state back.
+FINAL_STATUSES = FINAL
 # What the metrics call a status of null: delivered when handed over (log, webhook, tasks).
 HANDED_OVER = "delivered"
 
