@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     # The callback URL's Token and EncodingAESKey (43 characters), from the admin console.
     wecom_callback_token: SecretStr | None = None
     wecom_callback_aes_key: SecretStr | None = None
+    # A signed callback older (or further ahead) than this is refused as a replay; WeCom
+    # retries within seconds, so a delivery this late is not WeCom's.
+    wecom_callback_max_age_seconds: int = 300
     # Another server (the fake in cli/fake_wecom) for tests and `make dev`.
     wecom_api_base: str = "https://qyapi.weixin.qq.com/cgi-bin"
     # Requests per second per corp from one process, across all APIs. WeCom allows 10,000 a
