@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from cli.wecom import wecom_app
 from sopflow.errors import SopflowError
 from sopflow.settings import Settings
 
@@ -352,6 +353,8 @@ def migrate_command(
     except SopflowError as e:
         raise _fail(e) from e
 
+
+app.add_typer(wecom_app, name="wecom")
 
 keys_app = typer.Typer(help="API keys with roles: ingest, staff, operator.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
