@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from temporalio.testing import WorkflowEnvironment
 
 from cli.fake_wecom import DEV_CORP_ID, DEV_SECRET, FakeConfig, FakeWeCom, create_app
 from sopflow.language.compiler import compile_bundle
@@ -14,10 +15,15 @@ from sopflow.language.loader import load_text
 from sopflow.language.plan import ProfilePlan
 from sopflow.settings import Settings
 from sopflow.store.database import Database
+from sopflow.store.plans import PlanStore
 from sopflow.store.wecom_tags import CorpTags
 from sopflow.wecom import api
+from tests.helpers import describe, eventually, terminate
+from tests.wecom_stack import WeComStack, wecom_stack
 from worker.wecom.client import WeComClient
 from worker.wecom.tags import sync_tags
+from workflows.client import describe_customer
+from workflows.contracts import CustomerView
 
 TAXONOMY = """
 apiVersion: sopflow/v1
@@ -106,3 +112,107 @@ async def test_sync_creates_only_what_is_missing_and_a_second_run_nothing(
     assert len(second.existing_tags) == 5
     assert fake.calls["externalcontact/add_corp_tag"] == calls  # nothing asked of WeCom
     assert len(store.all()) == 5
+
+
+# -- tag actions reach WeCom (mark_tag) -----------------------------------------------------
+
+TAGGING = """
+apiVersion: sopflow/v1
+kind: TagTaxonomy
+metadata: {name: t}
+categories:
+  behaviour:
+    hesitation: {multi: true, tags: [haggling, comparing]}
+  consumption:
+    budget: {tags: [low, high]}
+---
+apiVersion: sopflow/v1
+kind: Playbook
+metadata: {name: tagging}
+enrol: {event: contact.added}
+stages:
+  s:
+    on_enter: [{tag: {add: ["hesitation:haggling", "budget:low"]}}]
+    triggers:
+      - event: message.received
+        actions: [{tag: {add: ["budget:high"], remove: ["hesitation:haggling"]}}]
+"""
+
+
+@pytest.fixture
+async def stack(dev_env: WorkflowEnvironment, settings: Settings) -> AsyncIterator[WeComStack]:
+    async with wecom_stack(dev_env, settings, TAGGING) as running:
+        yield running
+
+
+def tag_entries(view: CustomerView) -> list[tuple[str, str, str | None, str | None]]:
+    return [
+        (e.kind, e.detail["tag"], e.status, e.error)
+        for e in view.timeline
+        if e.kind in ("tag_added", "tag_removed")
+    ]
+
+
+async def test_tag_actions_tag_the_customer_in_wecom_for_their_owner(stack: WeComStack) -> None:
+    plans = PlanStore(stack.database)
+    profile = plans.load_profile(plans.deployment().profile or "")
+    await sync_tags(stack.wecom, profile, CorpTags(stack.database))
+    ids = CorpTags(stack.database).ids(["hesitation:haggling", "budget:low", "budget:high"])
+    await stack.deliver("add_external_contact", userid="li_lei", external_userid="wmTag1")
+
+    async def marked() -> set[str]:
+        return set(stack.fake.customer_tags[("li_lei", "wmTag1")])
+
+    assert await eventually(lambda: _settled(stack, "wmTag1", 2)) == [
+        ("tag_added", "hesitation:haggling", "delivered", None),
+        ("tag_added", "budget:low", "delivered", None),
+    ]
+    assert await marked() == {ids["hesitation:haggling"], ids["budget:low"]}
+
+    reply = {"customer_id": "wmTag1", "type": "message.received", "idempotency_key": "r1"}
+    assert (await stack.http.post("/v1/events", json=reply)).status_code == 202
+    # budget is single-valued: high replaces low, in sopflow and in WeCom.
+    assert await eventually(lambda: _settled(stack, "wmTag1", 5)) == [
+        ("tag_added", "hesitation:haggling", "delivered", None),
+        ("tag_added", "budget:low", "delivered", None),
+        ("tag_removed", "hesitation:haggling", "delivered", None),
+        ("tag_removed", "budget:low", "delivered", None),
+        ("tag_added", "budget:high", "delivered", None),
+    ]
+
+    async def moved() -> bool:
+        return await marked() == {ids["budget:high"]}
+
+    await eventually(moved)
+    await terminate(stack.client, "wmTag1")
+
+
+async def test_a_tag_wecom_cannot_take_is_recorded_failed_and_the_journey_goes_on(
+    stack: WeComStack,
+) -> None:
+    # Not synced yet, and added through the API: no owner, no tag ids.
+    added = {"customer_id": "wmTag2", "type": "contact.added", "idempotency_key": "a1"}
+    assert (await stack.http.post("/v1/events", json=added)).status_code == 202
+    entries = await eventually(lambda: _settled(stack, "wmTag2", 2))
+    assert [(kind, tag, status) for kind, tag, status, _ in entries] == [
+        ("tag_added", "hesitation:haggling", "failed"),
+        ("tag_added", "budget:low", "failed"),
+    ]
+    assert entries[0][3] == (
+        "hesitation:haggling not tagged in WeCom: the customer has no owner (attributes.owner)"
+    )
+    view = await describe(stack.client, "wmTag2")
+    assert view.profile.tags == ["budget:low", "hesitation:haggling"]
+    assert view.journeys[0].status == "active"
+    assert stack.fake.calls["externalcontact/mark_tag"] == 0
+    await terminate(stack.client, "wmTag2")
+
+
+async def _settled(
+    stack: WeComStack, customer: str, count: int
+) -> list[tuple[str, str, str | None, str | None]]:
+    """The tag entries once `count` of them exist and none is pending."""
+    view = await describe_customer(stack.client, customer)
+    entries = tag_entries(view) if view else []
+    done = len(entries) == count and all(status != "pending" for _, _, status, _ in entries)
+    return entries if done else []

@@ -10,7 +10,13 @@ from temporalio.client import Client
 from temporalio.worker import PollerBehaviorAutoscaling, Worker
 
 from sopflow.errors import SopflowError
-from sopflow.language.channels import CHANNELS, ENROLMENT_CHANNEL, TASK_CHANNEL, Channel
+from sopflow.language.channels import (
+    CHANNELS,
+    ENROLMENT_CHANNEL,
+    TASK_CHANNEL,
+    WECOM_TAG_CHANNEL,
+    Channel,
+)
 from sopflow.settings import Settings
 from sopflow.store.database import Database
 from sopflow.store.ledger import Ledger
@@ -60,14 +66,17 @@ def build_channels(
         # Staff tasks reach their inbox through the ledger (the tasks table); this file is
         # the log a developer tails.
         TASK_CHANNEL: LogChannel(settings.home / "tasks.jsonl"),
+        # Without WeCom, tags stay on sopflow's profiles; this file says what WeCom would
+        # have been asked.
+        WECOM_TAG_CHANNEL: LogChannel(settings.home / "wecom-tags.jsonl"),
         ENROLMENT_CHANNEL: (
             EnrolmentChannel(temporal, settings, plans.deployment)
             if temporal is not None and plans is not None
             else log
         ),
     }
-    if wecom is not None and temporal is not None:
-        adapters.update(wecom_channels(settings, wecom, temporal))
+    if wecom is not None and temporal is not None and plans is not None:
+        adapters.update(wecom_channels(settings, wecom, temporal, plans.database))
     missing = sorted(set(CHANNELS) - set(adapters))
     if missing:
         raise SopflowError(f"no adapter for channels: {', '.join(missing)}")

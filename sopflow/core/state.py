@@ -251,7 +251,7 @@ class Delivery(BaseModel):
     """An external effect: a message to a customer or a task for staff."""
 
     idempotency_key: str
-    kind: Literal["message", "task", "enrolment"] = "message"
+    kind: Literal["message", "task", "enrolment", "tag"] = "message"
     customer_id: str
     playbook: str
     journey_id: str

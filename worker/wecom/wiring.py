@@ -13,14 +13,16 @@ from typing import Any
 from temporalio.client import Client
 
 from sopflow.core.sender import SenderPolicy
-from sopflow.language.channels import Channel
+from sopflow.language.channels import WECOM_TAG_CHANNEL, Channel
 from sopflow.settings import Settings
 from sopflow.store.database import Database
 from sopflow.store.ledger import Ledger
 from sopflow.store.mass_sends import MassSends
 from sopflow.store.moments import Moments
+from sopflow.store.wecom_tags import CorpTags
 from worker.channels.base import ChannelAdapter
 from worker.channels.wecom import WeComGroupChannel, WeComMomentsChannel, WeComPrivateChannel
+from worker.channels.wecom_tag import WeComTagChannel
 from worker.wecom.client import WeComClient
 from worker.wecom.sender_activities import WeComSenderActivities
 from workflows.sender_workflow import WeComSenderWorkflow
@@ -40,13 +42,14 @@ def sender_policy(settings: Settings) -> SenderPolicy:
 
 
 def wecom_channels(
-    settings: Settings, client: WeComClient, temporal: Client
+    settings: Settings, client: WeComClient, temporal: Client, database: Database
 ) -> dict[str, ChannelAdapter]:
     queue, policy = settings.temporal_task_queue, sender_policy(settings)
     return {
         Channel.WECOM_PRIVATE: WeComPrivateChannel(client, temporal, queue, policy),
         Channel.WECOM_GROUP: WeComGroupChannel(client, temporal, queue, policy),
         Channel.WECOM_MOMENTS: WeComMomentsChannel(temporal, queue, policy),
+        WECOM_TAG_CHANNEL: WeComTagChannel(client, CorpTags(database)),
     }
 
 
