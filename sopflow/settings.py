@@ -101,6 +101,11 @@ class Settings(BaseSettings):
     # days_in_month (as many a month as the month has days), week (7 a natural week),
     # day (1 a day) or none. Counted in `reporting_timezone`.
     wecom_customer_limit: Literal["days_in_month", "week", "day", "none"] = "days_in_month"
+    # Tell each new staff task to its assignee as a WeCom app message (needs
+    # wecom_agent_id), with a link to the console at console_base_url.
+    wecom_notify_tasks: bool = False
+    # Where staff reach the console (links in notices); default http://api_host:api_port.
+    console_base_url: str | None = None
 
     def environment(self) -> dict[str, str]:
         """These settings as SOPFLOW_* variables, for a child process (the worker of

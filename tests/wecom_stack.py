@@ -16,6 +16,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from cli.fake_wecom import (
     DEV_AGENT_ID,
+    DEV_APP_SECRET,
     DEV_CALLBACK_AES_KEY,
     DEV_CALLBACK_TOKEN,
     DEV_CORP_ID,
@@ -57,12 +58,14 @@ class WeComStack:
         return deliveries
 
 
-def wecom_settings(settings: Settings) -> Settings:
+def wecom_settings(settings: Settings, **overrides: object) -> Settings:
     return settings.model_copy(
         update={
+            **overrides,
             "api_port": free_port(),
             "wecom_corp_id": DEV_CORP_ID,
             "wecom_secret": SecretStr(DEV_SECRET),
+            "wecom_app_secret": SecretStr(DEV_APP_SECRET),
             "wecom_agent_id": DEV_AGENT_ID,
             "wecom_callback_token": SecretStr(DEV_CALLBACK_TOKEN),
             "wecom_callback_aes_key": SecretStr(DEV_CALLBACK_AES_KEY),
@@ -83,9 +86,9 @@ def deploy(settings: Settings, text: str) -> None:
 
 @contextlib.asynccontextmanager
 async def wecom_stack(
-    dev_env: WorkflowEnvironment, settings: Settings, playbooks: str
+    dev_env: WorkflowEnvironment, settings: Settings, playbooks: str, **overrides: object
 ) -> AsyncIterator[WeComStack]:
-    settings = wecom_settings(settings)
+    settings = wecom_settings(settings, **overrides)
     deploy(settings, playbooks)
     database = Database.from_settings(settings)
     operator, _ = create_key(database, Role.OPERATOR, "tests")
@@ -105,6 +108,8 @@ async def wecom_stack(
         wecom = WeComClient(
             DEV_CORP_ID,
             DEV_SECRET,
+            app_secret=DEV_APP_SECRET,
+            agent_id=DEV_AGENT_ID,
             api_base="http://fake/cgi-bin",
             requests_per_second=10_000,
             http=hooks,

@@ -27,6 +27,7 @@ from worker.channels.enrolment import EnrolmentChannel
 from worker.channels.log import LogChannel
 from worker.channels.webhook import WebhookChannel
 from worker.wecom.client import WeComClient
+from worker.wecom.notify import NotifyingTaskChannel
 from worker.wecom.wiring import sender_parts, wecom_channels, wecom_configured
 from workflows.contracts import (
     DELIVER_ACTIVITY,
@@ -77,6 +78,10 @@ def build_channels(
     }
     if wecom is not None and temporal is not None and plans is not None:
         adapters.update(wecom_channels(settings, wecom, temporal, plans.database))
+        if settings.wecom_notify_tasks:
+            adapters[TASK_CHANNEL] = NotifyingTaskChannel(
+                adapters[TASK_CHANNEL], temporal, settings
+            )
     missing = sorted(set(CHANNELS) - set(adapters))
     if missing:
         raise SopflowError(f"no adapter for channels: {', '.join(missing)}")

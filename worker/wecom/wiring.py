@@ -1,5 +1,6 @@
 """The worker's WeCom parts, when WeCom is configured: the adapters of the wecom.*
-channels and the sender workflow (one per staff member) with its activities.
+channels, the sender workflow (one per staff member) with its activities, and the staff
+task notices (worker/wecom/notify.py).
 
 Without SOPFLOW_WECOM_CORP_ID and SOPFLOW_WECOM_SECRET the wecom.* channels are logged
 with their channel (the development default) and no sender workflow runs.
@@ -24,7 +25,9 @@ from worker.channels.base import ChannelAdapter
 from worker.channels.wecom import WeComGroupChannel, WeComMomentsChannel, WeComPrivateChannel
 from worker.channels.wecom_tag import WeComTagChannel
 from worker.wecom.client import WeComClient
+from worker.wecom.notify import StaffNoticeActivities
 from worker.wecom.sender_activities import WeComSenderActivities
+from workflows.notice_workflow import StaffTaskNoticeWorkflow
 from workflows.sender_workflow import WeComSenderWorkflow
 
 
@@ -60,11 +63,13 @@ def sender_parts(
     sends = WeComSenderActivities(
         client, MassSends(database), Ledger(database), temporal, settings, Moments(database)
     )
+    notices = StaffNoticeActivities(client, Ledger(database))
     activities: list[Callable[..., Any]] = [
         sends.create_mass_send,
         sends.fetch_send_results,
         sends.remind,
         sends.cancel_task,
         sends.report_outcomes,
+        notices.notify_staff,
     ]
-    return [WeComSenderWorkflow], activities
+    return [WeComSenderWorkflow, StaffTaskNoticeWorkflow], activities
