@@ -47,8 +47,12 @@ def dev(
     ui_port: Annotated[int | None, typer.Option(help="Temporal UI port (8233).")] = None,
     home: Home = None,
     playbooks: Annotated[Path | None, typer.Option(help="Playbooks folder.")] = None,
+    wecom_port: Annotated[
+        int, typer.Option(help="Port of the fake WeCom server (8900); 0: no fake.")
+    ] = 8900,
 ) -> None:
-    """Run everything on this machine: Temporal dev server (SQLite), worker and API."""
+    """Run everything on this machine: Temporal dev server (SQLite), the fake WeCom
+    server, worker and API."""
     from cli.dev import run_dev
 
     address = f"127.0.0.1:{temporal_port}" if temporal_port else None
@@ -61,7 +65,9 @@ def dev(
     )
     logging.basicConfig(level=logging.WARNING)
     try:
-        asyncio.run(run_dev(settings, announce=lambda line: typer.echo(line)))
+        asyncio.run(
+            run_dev(settings, announce=lambda line: typer.echo(line), wecom_port=wecom_port)
+        )
     except SopflowError as e:
         raise _fail(e) from e
 
