@@ -14,8 +14,7 @@
   enrolled once, with one event key.
 
 Run: `.venv/bin/python -m bench.callbacks [--callbacks 500] [--drill 100]`
-Target: accepted/s ratio >= 0.5 (sopflow does a signature, AES, an XML parse and two
-database writes per callback that a raw signal does not).
+The issue sets no target for the rate; the drill's counts must be exact.
 """
 
 from __future__ import annotations
@@ -44,7 +43,6 @@ from cli.fake_wecom import (
 )
 from sopflow.store.tables import EventKey
 
-TARGET = 0.5
 IN_FLIGHT = 50
 WECOM = {
     "wecom_corp_id": DEV_CORP_ID,
@@ -160,18 +158,16 @@ def main() -> None:
             f"{n / raw[0]:.0f}",
             f"{n / ours[0]:.0f}",
             f"{ratio:.2f}",
-            report.verdict(ratio >= TARGET),
         ],
         [
             "processed (journey step recorded)",
             f"{n / raw[1]:.0f}",
             f"{n / ours[1]:.0f}",
             f"{raw[1] / ours[1]:.2f}",
-            "-",
         ],
     ]
     body = report.table(
-        ["", "raw signals/s", "sopflow callbacks/s", "ratio", f"target >= {TARGET}"],
+        ["", "raw signals/s", "sopflow callbacks/s", "ratio"],
         rows,
         right_from=1,
     )
@@ -206,9 +202,12 @@ stack:
 
 {drill_body}
 
-What limits sopflow's acceptance: the API process's CPU (the decrypt and parse are small;
-the two read-model writes per callback and the HTTP handling dominate) on a machine whose
-other core runs the Temporal server and the worker.
+What limits sopflow's acceptance: it is the API's one-event-per-request path
+(`POST /v1/events` one at a time measured about the same in bench.latency): an HTTP request,
+the read-model writes that make a repeat act once (the key claimed, then marked sent,
+and the new fan's acquisition row) and a signal-with-start per callback, with the worker
+in the same process on a 2-core machine whose other core runs the Temporal server. The
+signature, AES and XML parse are a small part.
 """
     report.record("callbacks", "WeCom callbacks accepted against raw signals (issue 14)", notes)
 
