@@ -216,3 +216,47 @@ async def _settled(
     entries = tag_entries(view) if view else []
     done = len(entries) == count and all(status != "pending" for _, _, status, _ in entries)
     return entries if done else []
+
+
+async def test_staff_tag_edits_in_wecom_reach_the_profile_once_and_are_not_sent_back(
+    stack: WeComStack,
+) -> None:
+    plans = PlanStore(stack.database)
+    profile = plans.load_profile(plans.deployment().profile or "")
+    await sync_tags(stack.wecom, profile, CorpTags(stack.database))
+    ids = CorpTags(stack.database).ids(["hesitation:haggling", "hesitation:comparing"])
+    await stack.deliver("add_external_contact", userid="li_lei", external_userid="wmEdit")
+    await eventually(lambda: _settled(stack, "wmEdit", 2))
+    marks = stack.fake.calls["externalcontact/mark_tag"]
+
+    # In the WeCom client li_lei tags the customer "comparing" and untags "haggling";
+    # WeCom's callback says only that li_lei edited them, and comes three times.
+    deliveries = await stack.deliver(
+        "edit_external_contact",
+        userid="li_lei",
+        external_userid="wmEdit",
+        add_tag=[ids["hesitation:comparing"]],
+        remove_tag=[ids["hesitation:haggling"]],
+        repeat=3,
+    )
+    assert deliveries == [{"status": 200, "body": "success"}] * 3
+
+    async def refreshed() -> list[str]:
+        view = await describe(stack.client, "wmEdit")
+        tags = sorted(view.profile.tags)
+        return tags if tags == ["budget:low", "hesitation:comparing"] else []
+
+    await eventually(refreshed)
+    view = await describe(stack.client, "wmEdit")
+    learnt = [
+        (e.kind, e.detail["tag"], e.channel)
+        for e in view.timeline
+        if e.kind in ("tag_added", "tag_removed") and e.playbook is None
+    ]
+    assert learnt == [
+        ("tag_added", "hesitation:comparing", None),
+        ("tag_removed", "hesitation:haggling", None),
+    ]
+    assert stack.fake.calls["externalcontact/mark_tag"] == marks  # nothing sent back
+    assert stack.fake.calls["externalcontact/get"] == 1  # one refresh for three deliveries
+    await terminate(stack.client, "wmEdit")

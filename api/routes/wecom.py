@@ -6,7 +6,8 @@ the callback is ours. A callback is accepted only once its events reached their 
 (signal-with-start, durable once Temporal accepts it): when Temporal is unavailable the
 answer is 503 and WeCom delivers it again. A callback delivered several times acts once:
 its events' idempotency keys derive from `callback_key`, and ingest refuses a key it has
-sent (the workflow also drops a key it has seen).
+sent (the workflow also drops a key it has seen). A staff member's edit also starts the
+tag refresh (worker/wecom/tag_refresh.py), one per callback.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ValidationError
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError
 
 from api.deps import DatabaseDep, OperatorDep, PlanStoreDep, SettingsDep, TemporalDep
 from api.errors import ApiError
@@ -31,8 +35,10 @@ from sopflow.store.tables import EventKey
 from sopflow.wecom.callbacks import (
     Callback,
     CallbackEvent,
+    ExternalContactEdited,
     MalformedCallback,
     UnknownCallback,
+    callback_key,
     customer_events,
     parse_callback,
 )
@@ -46,6 +52,12 @@ from sopflow.wecom.crypto import (
     WrongReceiveId,
 )
 from sopflow.wecom.group_callbacks import group_events
+from workflows.client import TemporalUnavailable
+from workflows.tag_refresh_contracts import (
+    TAG_REFRESH_WORKFLOW_NAME,
+    TagRefresh,
+    tag_refresh_workflow_id,
+)
 
 log = logging.getLogger("sopflow.api.wecom")
 router = APIRouter(prefix="/v1/wecom", tags=["wecom"])
@@ -218,8 +230,38 @@ async def receive_callback(
         counts.add("refused_events")
         log.warning("WeCom callback %s: events refused: %s", callback.event, refused.message)
         return PlainTextResponse(SUCCESS)
+    if isinstance(callback, ExternalContactEdited):
+        await _refresh_tags(callback, temporal, settings)
     counts.add("duplicate" if all(a.duplicate for a in accepted) else "accepted")
     return PlainTextResponse(SUCCESS)
+
+
+async def _refresh_tags(
+    callback: ExternalContactEdited, temporal: TemporalDep, settings: SettingsDep
+) -> None:
+    """A staff member's edit carries no tags: a workflow reads them back from WeCom (one
+    per callback, so a repeat starts nothing). Only where a worker can call WeCom."""
+    if not (settings.wecom_corp_id and settings.wecom_secret):
+        return
+    key = callback_key(callback)
+    request = TagRefresh(
+        customer_id=callback.external_user_id,
+        staff_user_id=callback.user_id,
+        occurred_at=callback.create_time,
+        callback_key=key,
+    )
+    try:
+        await temporal.start_workflow(
+            TAG_REFRESH_WORKFLOW_NAME,
+            request,
+            id=tag_refresh_workflow_id(key),
+            task_queue=settings.temporal_task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        )
+    except WorkflowAlreadyStartedError:
+        pass  # this callback's refresh exists
+    except RPCError as error:
+        raise TemporalUnavailable(f"Temporal did not accept the tag refresh: {error}") from error
 
 
 def _requests(callback: Callback, counts: CallbackCounts) -> list[EventIn]:

@@ -1,6 +1,7 @@
 """The worker's WeCom parts, when WeCom is configured: the adapters of the wecom.*
 channels, the sender workflow (one per staff member) with its activities, and the staff
-task notices (worker/wecom/notify.py).
+task notices (worker/wecom/notify.py) and the tag refresh after a staff member's edit
+(worker/wecom/tag_refresh.py).
 
 Without SOPFLOW_WECOM_CORP_ID and SOPFLOW_WECOM_SECRET the wecom.* channels are logged
 with their channel (the development default) and no sender workflow runs.
@@ -20,6 +21,7 @@ from sopflow.store.database import Database
 from sopflow.store.ledger import Ledger
 from sopflow.store.mass_sends import MassSends
 from sopflow.store.moments import Moments
+from sopflow.store.plans import PlanStore
 from sopflow.store.wecom_tags import CorpTags
 from worker.channels.base import ChannelAdapter
 from worker.channels.wecom import WeComGroupChannel, WeComMomentsChannel, WeComPrivateChannel
@@ -27,8 +29,10 @@ from worker.channels.wecom_tag import WeComTagChannel
 from worker.wecom.client import WeComClient
 from worker.wecom.notify import StaffNoticeActivities
 from worker.wecom.sender_activities import WeComSenderActivities
+from worker.wecom.tag_refresh import TagRefreshActivities
 from workflows.notice_workflow import StaffTaskNoticeWorkflow
 from workflows.sender_workflow import WeComSenderWorkflow
+from workflows.tag_refresh_workflow import WeComTagRefreshWorkflow
 
 
 def wecom_configured(settings: Settings) -> bool:
@@ -64,6 +68,7 @@ def sender_parts(
         client, MassSends(database), Ledger(database), temporal, settings, Moments(database)
     )
     notices = StaffNoticeActivities(client, Ledger(database))
+    refresh = TagRefreshActivities(client, CorpTags(database), temporal, PlanStore(database))
     activities: list[Callable[..., Any]] = [
         sends.create_mass_send,
         sends.fetch_send_results,
@@ -71,5 +76,6 @@ def sender_parts(
         sends.cancel_task,
         sends.report_outcomes,
         notices.notify_staff,
+        refresh.refresh_tags,
     ]
-    return [WeComSenderWorkflow, StaffTaskNoticeWorkflow], activities
+    return [WeComSenderWorkflow, StaffTaskNoticeWorkflow, WeComTagRefreshWorkflow], activities
