@@ -228,3 +228,34 @@ async def test_the_callback_url_is_off_until_configured(settings: Settings) -> N
         )
     assert response.status_code == 404
     assert "SOPFLOW_WECOM_CALLBACK_TOKEN" in response.json()["error"]["message"]
+
+
+async def test_with_temporal_down_the_callback_is_refused_for_wecom_to_retry(
+    settings: Settings,
+) -> None:
+    """503: WeCom delivers the callback again later; its key is claimed but not sent, so
+    that retry sends it. A server of its own, stopped under the API."""
+    from temporalio.contrib.pydantic import pydantic_data_converter
+
+    from cli.binaries import temporal_cli
+    from tests.helpers import SERVER_START_LIMIT
+    from tests.wecom_stack import wecom_settings
+
+    settings = wecom_settings(settings)
+    env = await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter,
+        dev_server_existing_path=str(temporal_cli()),
+        dev_server_startup_timeout=SERVER_START_LIMIT,
+    )
+    app = create_app(settings, temporal=env.client)
+    app.state.temporal = env.client  # the lifespan that sets it does not run here
+    await env.shutdown()
+    signed = sealed(contact_xml("add_external_contact", "wmDown"))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+        response = await http.post("/v1/wecom/callback", params=signed[0], content=signed[1])
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "temporal_unavailable"
+    with app.state.database.engine.connect() as connection:
+        rows = connection.execute(select(EventKey.customer_id, EventKey.sent)).all()
+    assert [tuple(r) for r in rows] == [("wmDown", False)]
