@@ -260,3 +260,13 @@ async def test_staff_tag_edits_in_wecom_reach_the_profile_once_and_are_not_sent_
     assert stack.fake.calls["externalcontact/mark_tag"] == marks  # nothing sent back
     assert stack.fake.calls["externalcontact/get"] == 1  # one refresh for three deliveries
     await terminate(stack.client, "wmEdit")
+
+
+def test_sync_tags_says_when_no_taxonomy_is_deployed(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    result = CliRunner().invoke(app, ["wecom", "sync-tags", "--home", str(tmp_path / "home")])
+    assert result.exit_code == 1
+    assert "no TagTaxonomy is deployed: nothing to sync" in result.output
