@@ -513,7 +513,7 @@ def change_tags(step: Step, journey: JourneyState | None, action: TagStep) -> No
     profile = step.state.profile
     # A customer playbook's action tags the customer in WeCom too; tags that events taught
     # (staff tagged in WeCom, taxonomy rules) are never sent back.
-    mark = action.wecom and step.audience == Audience.CUSTOMER
+    mark = step.catalog.wecom_tags and step.audience == Audience.CUSTOMER
     for written in action.remove:
         tag = resolve_tag(step, journey, written)
         if tag and profile_rules.remove_tag(profile, tag):
@@ -543,7 +543,10 @@ def _tag_changed(
     if not mark or journey is None:
         step.record(kind, journey, detail={"tag": tag})
         return
-    key = next_key(step, journey)
+    # Keyed by the timeline entry it belongs to (the seq `record` gives it next), not by
+    # the journey's effect counter: the keys of the journey's messages and tasks stay
+    # what they were before tags reached WeCom.
+    key = f"{step.customer_id}/{journey.journey_id}/tag/{step.state.timeline_seq + 1}"
     text = (TAG_ADD if kind == "tag_added" else TAG_REMOVE) + tag
     step.deliveries.append(
         Delivery(

@@ -357,13 +357,7 @@ def _steps(
                     )
                 )
             case models.TagAction(tag=change):
-                steps.append(
-                    TagStep(
-                        add=tuple(change.add),
-                        remove=tuple(change.remove),
-                        wecom=playbook.audience == Audience.CUSTOMER,
-                    )
-                )
+                steps.append(TagStep(add=tuple(change.add), remove=tuple(change.remove)))
             case models.SetAction(set=values):
                 steps.append(SetStep(scope="customer", values=values))
             case models.SetJourneyAction(set_journey=values):
