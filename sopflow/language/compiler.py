@@ -357,7 +357,13 @@ def _steps(
                     )
                 )
             case models.TagAction(tag=change):
-                steps.append(TagStep(add=tuple(change.add), remove=tuple(change.remove)))
+                steps.append(
+                    TagStep(
+                        add=tuple(change.add),
+                        remove=tuple(change.remove),
+                        wecom=playbook.audience == Audience.CUSTOMER,
+                    )
+                )
             case models.SetAction(set=values):
                 steps.append(SetStep(scope="customer", values=values))
             case models.SetJourneyAction(set_journey=values):

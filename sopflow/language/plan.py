@@ -82,6 +82,10 @@ class TagStep(FrozenModel):
     kind: Literal["tag"] = "tag"
     add: tuple[str, ...] = ()
     remove: tuple[str, ...] = ()
+    # A customer playbook's tag action also tags the customer in WeCom for their owner
+    # (the `wecom.tag` channel). False in plans compiled before it: their journeys, and
+    # the recorded histories, keep the effects they had.
+    wecom: Annotated[bool, HASHED_WHEN_SET] = False
 
 
 class SetStep(FrozenModel):
