@@ -35,6 +35,8 @@ BATCHED_LOCAL_DELIVERIES_PATCH = "batched-local-deliveries"
 # One ordered outbox per delivery lane (below) instead of one per customer; events and
 # timers go on while a continue-as-new waits for the outboxes to drain.
 PER_CHANNEL_OUTBOXES_PATCH = "per-channel-outboxes"
+# A customer playbook's tag actions also tag the customer in WeCom (`wecom.tag`).
+WECOM_TAGS_PATCH = "wecom-tags"
 # WeCom sends' later states (the sender workflow's DELIVERY_OUTCOME_SIGNAL) move their
 # timeline entries, and a journey that leaves the stage cancels its unconfirmed sends
 # (a signal to the sender workflow: a command the histories before it do not have).
