@@ -153,6 +153,13 @@ FAKE_WECOM_CREDENTIALS: dict[str, object] = {
     "wecom_callback_token": SecretStr(DEV_CALLBACK_TOKEN),
     "wecom_callback_aes_key": SecretStr(DEV_CALLBACK_AES_KEY),
 }
+# Against the fake, a task a minute after the add and a poll every five minutes would make
+# trying the flow a wait: these timings apply unless the environment (or .env) sets them,
+# and never to a real WeCom.
+FAKE_WECOM_TIMINGS: dict[str, int] = {
+    "wecom_batch_window_seconds": 5,
+    "wecom_poll_seconds": 5,
+}
 
 
 def uses_fake_wecom(settings: Settings) -> bool:
@@ -162,15 +169,20 @@ def uses_fake_wecom(settings: Settings) -> bool:
 
 
 def with_fake_wecom(settings: Settings, port: int) -> Settings:
-    """The settings pointing at the fake on `port`; a WeCom setting given in the
-    environment (or .env) is kept."""
+    """The settings pointing at the fake on `port`, with the fake's credentials and short
+    timings; a WeCom setting given in the environment (or .env) is kept."""
     unset = {
         name: value
         for name, value in FAKE_WECOM_CREDENTIALS.items()
         if getattr(settings, name) is None
     }
+    timings = {
+        name: value
+        for name, value in FAKE_WECOM_TIMINGS.items()
+        if name not in settings.model_fields_set
+    }
     base = f"http://{settings.api_host}:{port}/cgi-bin"
-    return settings.model_copy(update={**unset, "wecom_api_base": base})
+    return settings.model_copy(update={**unset, **timings, "wecom_api_base": base})
 
 
 def _secret(value: SecretStr | None) -> str:
@@ -296,6 +308,11 @@ async def run_dev(
             announce(
                 f"sopflow: fake WeCom   http://{settings.api_host}:{fake_port} (test hooks: "
                 f"/_fake/docs), callbacks to /v1/wecom/callback"
+            )
+            announce(
+                f"sopflow: WeCom tasks collect for {settings.wecom_batch_window_seconds} s, "
+                f"polled every {settings.wecom_poll_seconds} s "
+                "(SOPFLOW_WECOM_BATCH_WINDOW_SECONDS, SOPFLOW_WECOM_POLL_SECONDS)"
             )
         elif settings.wecom_corp_id:
             announce(f"sopflow: WeCom at {settings.wecom_api_base}")

@@ -32,7 +32,11 @@ Home = Annotated[Path | None, typer.Option("--home", help="Data folder (default 
 def _settings(**overrides: object) -> Settings:
     """Environment settings with the command-line options that were given on top."""
     given = {k: v for k, v in overrides.items() if v is not None}
-    return Settings.model_validate({**Settings().model_dump(), **given})
+    environment = Settings()
+    # Only what the environment set, so `model_fields_set` still tells it from a default
+    # (`sopflow dev` fills the unset WeCom settings for its fake).
+    chosen = environment.model_dump(include=environment.model_fields_set)
+    return Settings.model_validate({**chosen, **given})
 
 
 def _fail(error: SopflowError) -> typer.Exit:
