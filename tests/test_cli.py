@@ -194,7 +194,7 @@ def test_dev_runs_the_readme_stops_cleanly_and_resumes(tmp_path: Path) -> None:
         assert json.loads(fired)["deliveries"] == [{"status": 200, "body": "success"}]
         assert "<State>try_readme</State>" in json.loads(fired)["plaintext"]
 
-        def wm_7_messages(command: str) -> dict[str, str] | None:
+        def wm_7_messages(command: str) -> dict[str, str]:
             shown = run_shell(command, tmp_path, dev.api_port, dev.temporal_port, False)
             body = json.loads(shown) if shown else {}
             return {
