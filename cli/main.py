@@ -353,6 +353,16 @@ def migrate_command(
         raise _fail(e) from e
 
 
+def _audience_commands() -> None:
+    from cli.audiences import audiences_app, enrol
+
+    app.add_typer(audiences_app, name="audiences")
+    app.command()(enrol)
+
+
+_audience_commands()
+
+
 keys_app = typer.Typer(help="API keys with roles: ingest, staff, operator.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 

@@ -53,6 +53,7 @@ def context_for(
         tiers.period_seconds if tiers else None,
         plan.interaction_events if plan else None,
         step.state.group,
+        {j.playbook: j.stage for j in step.active_journeys()},
     )
 
 

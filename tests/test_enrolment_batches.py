@@ -1,0 +1,212 @@
+"""Audiences and bulk enrolment on the real dev server: a batch pages through an
+audience of the read model and enrols each member once, however often it runs and
+whatever happens to the worker meanwhile."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import func, select
+from temporalio.testing import WorkflowEnvironment
+
+from sopflow.core.state import TimelineEntry
+from sopflow.language import compile_playbook
+from sopflow.language.segments import SegmentPlan
+from sopflow.settings import Settings
+from sopflow.store.database import Database
+from sopflow.store.segments import (
+    load_segment,
+    preview_segment,
+    project_customer,
+    save_segments,
+)
+from sopflow.store.tables import JourneyEvent
+from tests.helpers import CONDITION_LIMIT_SECONDS, eventually, plan_store, terminate
+from worker.main import build_worker
+from workflows.enrolment_client import BatchExists, batch_progress, cancel_batch, start_batch
+
+PLAYBOOK = """
+apiVersion: sopflow/v1
+kind: Playbook
+metadata: {name: member_day}
+enrol: {}
+stages:
+  invited:
+    on_enter:
+      - send: {channel: log, text: "Member day: 20% off today."}
+    triggers:
+      - event: order.paid
+        goto: bought
+  bought:
+    end: true
+"""
+DRY = "customer.tags.exists(t, t == 'skin_type:dry')"
+# Customers signalled per second by the test batches: slow enough to stop a worker
+# mid-batch, fast enough for a test.
+RATE = 150.0
+# A batch of 1,000 customers on a shared 2-core machine takes a few minutes at worst.
+BATCH_LIMIT = CONDITION_LIMIT_SECONDS * 5
+
+
+def seed(database: Database, prefix: str, dry: int, oily: int) -> list[str]:
+    """Customers in the read model, as their ledgers would project them."""
+    now = datetime.now(UTC)
+    members = [f"{prefix}-{i:05d}" for i in range(dry)]
+    others = [f"{prefix}-x{i:05d}" for i in range(oily)]
+    with database.session() as session, session.begin():
+        for customer, tag in [(c, "skin_type:dry") for c in members] + [
+            (c, "skin_type:oily") for c in others
+        ]:
+            entry = TimelineEntry(at=now, kind="tag_added", seq=1, detail={"tag": tag})
+            project_customer(session, customer, [entry])
+    return members
+
+
+def enrolments(database: Database, playbook: str) -> tuple[int, int]:
+    """(enrolled entries of the playbook, customers enrolled more than once)."""
+    kind = JourneyEvent.kind == "enrolled"
+    of = JourneyEvent.playbook == playbook
+    with database.session() as session:
+        total = session.scalar(select(func.count()).select_from(JourneyEvent).where(kind, of))
+        twice = session.scalar(
+            select(func.count()).select_from(
+                select(JourneyEvent.customer_id)
+                .where(kind, of)
+                .group_by(JourneyEvent.customer_id)
+                .having(func.count() > 1)
+                .subquery()
+            )
+        )
+    return total or 0, twice or 0
+
+
+@pytest.fixture
+def stack(settings: Settings) -> Iterator[tuple[Settings, Database]]:
+    settings = settings.model_copy(update={"enrolment_page_size": 200})
+    plan_store(settings).deploy(compile_playbook(PLAYBOOK))
+    database = Database.from_settings(settings)
+    save_segments(database, [SegmentPlan(name="dry_skin", when=DRY)], "tests")
+    yield settings, database
+
+
+def test_an_audience_previews_its_members(stack: tuple[Settings, Database]) -> None:
+    _, database = stack
+    members = seed(database, "p", dry=30, oily=12)
+    segment = load_segment(database, "dry_skin")
+    assert segment is not None
+    preview = preview_segment(database, segment, sample_size=5)
+    assert (preview.count, preview.scanned, preview.sample) == (30, 42, members[:5])
+
+
+async def test_an_audience_enrolled_twice_is_enrolled_once(
+    dev_env: WorkflowEnvironment, stack: tuple[Settings, Database]
+) -> None:
+    settings, database = stack
+    client = dev_env.client
+    members = seed(database, f"e{uuid.uuid4().hex[:6]}", dry=1000, oily=50)
+    try:
+        async with build_worker(client, settings):
+            first = await start_batch(
+                client, settings, "dry_skin", "member_day", rate_per_second=RATE
+            )
+
+            async def finished(batch_id: str) -> object:
+                progress = await batch_progress(client, batch_id)
+                return progress if progress and progress.status != "running" else None
+
+            done = await eventually(lambda: finished(first.batch_id), BATCH_LIMIT)
+            assert (done.status, done.matched, done.done, done.skipped) == (
+                "completed",
+                1000,
+                1000,
+                0,
+            )
+            assert done.scanned == 1050
+            await eventually(lambda: _count_is(database, 1000), BATCH_LIMIT)
+
+            # The same batch again is refused; a new batch skips everyone enrolled.
+            with pytest.raises(BatchExists):
+                await start_batch(client, settings, "dry_skin", "member_day", first.batch_id)
+            second = await start_batch(client, settings, "dry_skin", "member_day")
+            again = await eventually(lambda: finished(second.batch_id), BATCH_LIMIT)
+            assert (again.status, again.matched, again.done, again.skipped) == (
+                "completed",
+                1000,
+                0,
+                1000,
+            )
+        assert enrolments(database, "member_day") == (1000, 0)
+    finally:
+        await terminate(client, *members)
+
+
+async def _count_is(database: Database, expected: int) -> bool:
+    total, twice = enrolments(database, "member_day")
+    assert total <= expected and twice == 0, (total, twice)
+    return total == expected
+
+
+async def test_a_batch_resumes_after_its_worker_dies_without_duplicates(
+    dev_env: WorkflowEnvironment, stack: tuple[Settings, Database]
+) -> None:
+    settings, database = stack
+    client = dev_env.client
+    members = seed(database, f"r{uuid.uuid4().hex[:6]}", dry=1000, oily=0)
+    try:
+        async with build_worker(client, settings):
+            batch = await start_batch(
+                client, settings, "dry_skin", "member_day", rate_per_second=RATE
+            )
+
+            async def partway() -> bool:
+                progress = await batch_progress(client, batch.batch_id)
+                return progress is not None and 200 <= progress.done < 1000
+
+            await eventually(partway, BATCH_LIMIT)
+        # The worker is gone mid-batch; another one takes over from the history.
+        async with build_worker(client, settings):
+
+            async def finished() -> object:
+                progress = await batch_progress(client, batch.batch_id)
+                return progress if progress and progress.status != "running" else None
+
+            done = await eventually(finished, BATCH_LIMIT)
+            assert done.status == "completed"
+            assert done.done + done.skipped == 1000
+            await eventually(lambda: _count_is(database, 1000), BATCH_LIMIT)
+        assert enrolments(database, "member_day") == (1000, 0)
+    finally:
+        await terminate(client, *members)
+
+
+async def test_a_batch_can_be_cancelled(
+    dev_env: WorkflowEnvironment, stack: tuple[Settings, Database]
+) -> None:
+    settings, database = stack
+    client = dev_env.client
+    members = seed(database, f"c{uuid.uuid4().hex[:6]}", dry=600, oily=0)
+    try:
+        async with build_worker(client, settings):
+            batch = await start_batch(
+                client, settings, "dry_skin", "member_day", rate_per_second=50
+            )
+
+            async def started() -> bool:
+                progress = await batch_progress(client, batch.batch_id)
+                return progress is not None and progress.done > 0
+
+            await eventually(started)
+            assert await cancel_batch(client, batch.batch_id)
+
+            async def finished() -> object:
+                progress = await batch_progress(client, batch.batch_id)
+                return progress if progress and progress.status != "running" else None
+
+            done = await eventually(finished)
+            assert done.status == "cancelled"
+            assert 0 < done.done < 600
+    finally:
+        await terminate(client, *members)
