@@ -261,6 +261,16 @@ def simulate(
             "--with", help="Another playbook of the folder to run alongside (repeatable)."
         ),
     ] = None,
+    customers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=1_000_000,
+            help="Run this many customers through the same events and print, per "
+            "playbook and experiment arm, customers, goals reached, messages and sends "
+            "held out.",
+        ),
+    ] = None,
 ) -> None:
     """Run the playbooks of a file on a virtual clock and print the timeline of its
     subject: a customer, a group chat (audience: group) or a staff member (audience: staff).
@@ -295,6 +305,18 @@ def simulate(
         )
         # The subject of the playbook's audience: a customer, a group chat, a staff member.
         spec = simulator.subject_spec(plan, simulator.load_customer(customer) if customer else None)
+        if customers is not None:
+            counts = simulator.simulate_many(
+                simulator.reachable_plans(roots, bundle.plans),
+                bundle.profile,
+                scenario,
+                moment,
+                days,
+                spec,
+                customers,
+            )
+            typer.echo(simulator.arm_table(counts), nl=False)
+            return
         timeline = simulator.simulate(
             simulator.reachable_plans(roots, bundle.plans),
             bundle.profile,

@@ -30,6 +30,7 @@ from sopflow.language.plan import (
     EnrolPlan,
     EnrolStep,
     ExitPlan,
+    ExperimentPlan,
     GoalPlan,
     GotoStep,
     MigrationPlan,
@@ -47,6 +48,7 @@ from sopflow.language.plan import (
     TierRulePlan,
     TiersPlan,
     TriggerPlan,
+    VariantPlan,
     WindowPlan,
 )
 from sopflow.language.salvage import Salvaged
@@ -506,8 +508,20 @@ def build_plan(playbook: models.Playbook, context: BundleContext) -> Plan:
         interaction_events=(
             None if playbook.interaction_events is None else tuple(playbook.interaction_events)
         ),
+        experiment=_experiment(playbook),
     )
     return unversioned.model_copy(update={"version": content_hash(unversioned)})
+
+
+def _experiment(playbook: models.Playbook) -> ExperimentPlan | None:
+    experiment = playbook.experiment
+    if experiment is None:
+        return None
+    return ExperimentPlan(
+        id=experiment.id or playbook.metadata.name,
+        variants=tuple(VariantPlan(name=n, weight=w) for n, w in experiment.variants.items()),
+        holdout=experiment.holdout,
+    )
 
 
 def _profile_plan(
