@@ -30,6 +30,8 @@ apiVersion: sopflow/v1
 kind: Playbook
 metadata: {name: member_day}
 enrol: {}
+goal: {event: order.paid}
+experiment: {variants: {plain: 1, coupon: 1}, holdout: 0.2}
 stages:
   invited:
     on_enter:
@@ -148,6 +150,17 @@ async def test_an_audience_from_customers_events_is_previewed_and_enrolled(
     for customer in (customers[0], customers[2]):
         await eventually(lambda c=customer: enrolled(c))  # type: ignore[misc]
     assert not await enrolled(customers[1])
+
+    async def measured() -> Any:
+        report = await call(http, "GET", "/v1/metrics/uplift/member_day", 200)
+        return report if sum(a["customers"] for a in report["arms"]) == 2 else None
+
+    report = await eventually(measured)
+    assert [a["arm"] for a in report["arms"]] == ["plain", "coupon", "holdout"]
+    assert report["baseline"] == "holdout"
+    assert all(c["verdict"].startswith("not enough data yet") for c in report["comparisons"])
+    wrong = await http.get("/v1/metrics/uplift/member_day", params={"baseline": "nope"})
+    assert wrong.status_code == 422
 
     again = await http.post(
         "/v1/audiences/dry_hangzhou/enrolments",
