@@ -4,6 +4,7 @@ whatever happens to the worker meanwhile."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -191,7 +192,7 @@ async def test_a_batch_can_be_cancelled(
     try:
         async with build_worker(client, settings):
             batch = await start_batch(
-                client, settings, "dry_skin", "member_day", rate_per_second=50
+                client, settings, "dry_skin", "member_day", rate_per_second=10
             )
 
             async def started() -> bool:
@@ -208,5 +209,49 @@ async def test_a_batch_can_be_cancelled(
             done = await eventually(finished)
             assert done.status == "cancelled"
             assert 0 < done.done < 600
+    finally:
+        await terminate(client, *members)
+
+
+async def test_the_command_line_previews_an_audience_and_follows_its_batch(
+    dev_env: WorkflowEnvironment,
+    stack: tuple[Settings, Database],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    settings, database = stack
+    client = dev_env.client
+    members = seed(database, f"cli{uuid.uuid4().hex[:6]}", dry=30, oily=5)
+    for name, value in {
+        "SOPFLOW_HOME": str(settings.home),
+        "SOPFLOW_TEMPORAL_ADDRESS": client.service_client.config.target_host,
+        "SOPFLOW_TEMPORAL_TASK_QUEUE": settings.temporal_task_queue,
+    }.items():
+        monkeypatch.setenv(name, value)
+    runner = CliRunner()
+    try:
+        preview = runner.invoke(app, ["audiences", "preview", "dry_skin", "--sample", "2"])
+        assert preview.exit_code == 0, preview.output
+        assert preview.output.splitlines() == [
+            "30 customers of 35 in audience dry_skin",
+            *members[:2],
+        ]
+        async with build_worker(client, settings):
+            # The command runs its own event loop: in a thread, beside the worker's.
+            enrolled = await asyncio.to_thread(
+                runner.invoke, app, ["enrol", "--audience", "dry_skin", "member_day"]
+            )
+        assert enrolled.exit_code == 0, enrolled.output
+        assert enrolled.output.splitlines()[-1].endswith(
+            "completed: 30 customers in audience dry_skin, 30 enrolled in member_day, "
+            "0 skipped, 0 failed"
+        )
+        missing = await asyncio.to_thread(
+            runner.invoke, app, ["enrol", "--cancel", "no-such-batch", "member_day"]
+        )
+        assert missing.exit_code == 1 and "no enrolment batch" in missing.output
     finally:
         await terminate(client, *members)

@@ -36,6 +36,8 @@ RETRY = RetryPolicy(maximum_interval=timedelta(minutes=1))
 PAGE_TIMEOUT = timedelta(minutes=5)
 CHUNK_TIMEOUT = timedelta(minutes=5)
 HEARTBEAT = timedelta(seconds=30)
+# Chunks signalled at once (each its own activity, 50 signals in flight in each).
+CHUNKS_IN_FLIGHT = 4
 
 
 @workflow.defn(name=BATCH_WORKFLOW_NAME)
@@ -74,8 +76,12 @@ class EnrolmentBatchWorkflow:
                 progress.matched += len(page.customer_ids) + page.already_enrolled
                 progress.skipped += page.already_enrolled
                 progress.unevaluated += page.unevaluated
-                for start in range(0, len(page.customer_ids), SIGNAL_CHUNK):
-                    await self._enrol(input, page.customer_ids[start : start + SIGNAL_CHUNK])
+                chunks = [
+                    page.customer_ids[start : start + SIGNAL_CHUNK]
+                    for start in range(0, len(page.customer_ids), SIGNAL_CHUNK)
+                ]
+                for first in range(0, len(chunks), CHUNKS_IN_FLIGHT):
+                    await self._enrol(input, chunks[first : first + CHUNKS_IN_FLIGHT])
                 if page.next_after is None:
                     return self._finish("completed")
                 after = page.next_after
@@ -84,25 +90,33 @@ class EnrolmentBatchWorkflow:
             return self._finish("cancelled")
         workflow.continue_as_new(input.model_copy(update={"progress": progress, "after": after}))
 
-    async def _enrol(self, input: BatchInput, chunk: list[str]) -> None:
-        """Signal a chunk, then wait as long as the rate asks for that many signals."""
+    async def _enrol(self, input: BatchInput, chunks: list[list[str]]) -> None:
+        """Signal a few chunks at once, then wait as long as the rate asks for that many
+        signals."""
         began = workflow.now()
-        result: EnrolCustomersResult = await workflow.execute_activity(
-            ENROL_CUSTOMERS_ACTIVITY,
-            EnrolCustomersInput(
-                batch_id=self._progress.batch_id,
-                playbook=self._progress.playbook,
-                customer_ids=chunk,
-            ),
-            result_type=EnrolCustomersResult,
-            start_to_close_timeout=CHUNK_TIMEOUT,
-            heartbeat_timeout=HEARTBEAT,
-            retry_policy=RETRY,
+        results: list[EnrolCustomersResult] = await asyncio.gather(
+            *(
+                workflow.execute_activity(
+                    ENROL_CUSTOMERS_ACTIVITY,
+                    EnrolCustomersInput(
+                        batch_id=self._progress.batch_id,
+                        playbook=self._progress.playbook,
+                        customer_ids=chunk,
+                    ),
+                    result_type=EnrolCustomersResult,
+                    start_to_close_timeout=CHUNK_TIMEOUT,
+                    heartbeat_timeout=HEARTBEAT,
+                    retry_policy=RETRY,
+                )
+                for chunk in chunks
+            )
         )
-        self._progress.done += result.done
-        self._progress.skipped += result.skipped
-        self._progress.failed += result.failed
-        due = timedelta(seconds=len(chunk) / input.rate_per_second)
+        for result in results:
+            self._progress.done += result.done
+            self._progress.skipped += result.skipped
+            self._progress.failed += result.failed
+        signals = sum(len(chunk) for chunk in chunks)
+        due = timedelta(seconds=signals / input.rate_per_second)
         left = began + due - workflow.now()
         if left > timedelta(0):
             await workflow.sleep(left)

@@ -473,8 +473,9 @@ class Experiment(StrictModel):
     variants: dict[Annotated[str, Field(pattern=NAME_PATTERN)], Annotated[float, Field(gt=0)]] = (
         Field(
             default_factory=dict,
+            max_length=20,
             description="Variant name -> weight (shares are weight / sum of weights); "
-            "guards and templates read the arm as `journey.variant`.",
+            "guards and templates read the arm as `journey.variant`. At most 20.",
         )
     )
     holdout: float = Field(
