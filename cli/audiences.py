@@ -66,22 +66,12 @@ def audiences_preview(
 @audiences_app.command("reindex")
 def audiences_reindex() -> None:
     """Project every customer's profile from the journey ledger (after an upgrade)."""
-    from sqlalchemy import select
-
     from sopflow.store.database import Database
-    from sopflow.store.segments import PROJECTED_KINDS, profile_count, rebuild_profiles
-    from sopflow.store.tables import JourneyEvent
+    from sopflow.store.segments import profile_count, rebuild_profiles
 
     database = Database.from_settings(Settings())
-    query = (
-        select(JourneyEvent)
-        .where(JourneyEvent.kind.in_(PROJECTED_KINDS))
-        .order_by(JourneyEvent.customer_id, JourneyEvent.seq)
-    )
-    with database.session() as session:
-        rows = list(session.scalars(query))
-    customers = rebuild_profiles(database, rows)
-    typer.echo(f"projected {customers} customers; {profile_count(database)} profiles in all")
+    customers = rebuild_profiles(database)
+    typer.echo(f"projected {customers} subjects' ledgers; {profile_count(database)} profiles")
 
 
 def enrol(

@@ -9,7 +9,7 @@ for (sopflow.language.subjects).
 
 from __future__ import annotations
 
-from sopflow.language.guards import check_guard, compile_guard
+from sopflow.language.guards import MACRO_VARIABLE, check_guard, compile_guard
 from sopflow.language.plan import FrozenModel
 
 # What a segment's expression may read: the customer's names without a journey or event.
@@ -29,9 +29,10 @@ def check_segment(when: str) -> str | None:
     problem = check_guard(when, with_event=False)
     if problem:
         return problem
-    outside = sorted(set(compile_guard(when).variables()) - SEGMENT_ROOTS)
-    bound = {v for v in outside if f"({v}," in when.replace(" ", "")}
-    unknown = [v for v in outside if v not in bound]
+    # check_guard accepted every name of a customer's guards; of those, a segment has no
+    # journey and no event (a macro's own variable, `t` of `exists(t, ...)`, is neither).
+    bound = set(MACRO_VARIABLE.findall(when))
+    unknown = sorted(set(compile_guard(when).variables()) - SEGMENT_ROOTS - bound)
     if unknown:
         return (
             f"an audience reads only {', '.join(sorted(SEGMENT_ROOTS))}: "

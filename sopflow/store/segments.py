@@ -32,7 +32,7 @@ from sopflow.language.segments import SegmentPlan
 from sopflow.language.subjects import Audience, audience_of
 from sopflow.store.database import Database
 from sopflow.store.inserts import insert_ignoring_duplicates
-from sopflow.store.tables import Acquisition, Base, PaidOrder, UtcDateTime
+from sopflow.store.tables import Acquisition, Base, JourneyEvent, PaidOrder, UtcDateTime
 
 WHEN = UtcDateTime()
 SEGMENTS = Table(
@@ -153,24 +153,36 @@ def record_event_attributes(session: Session | Connection, events: Sequence[Cust
         session.execute(update(PROFILES).where(where).values(event_attributes=current))
 
 
-def rebuild_profiles(database: Database, ledger_rows: Sequence[Any]) -> int:
-    """Project journey-ledger rows (ordered by customer and seq) from nothing: for a read
-    model whose ledger predates the projection. Returns the customers projected."""
-    by_customer: dict[str, list[TimelineEntry]] = {}
-    for row in ledger_rows:
-        entry = TimelineEntry(
-            at=row.at,
-            kind=row.kind,
-            seq=row.seq,
-            playbook=row.playbook,
-            stage=row.stage,
-            detail=row.detail or {},
+def rebuild_profiles(database: Database, customers_per_transaction: int = 500) -> int:
+    """Project every customer's journey ledger onto their profile: for a read model whose
+    ledger predates the projection (entries already applied are skipped, so it may run
+    any time). Reads the ledger a customer range at a time. Returns the customers seen."""
+    ledger = JourneyEvent.__table__
+    customers = select(ledger.c.customer_id).distinct().order_by(ledger.c.customer_id)
+    with database.engine.connect() as connection:
+        ids = [row[0] for row in connection.execute(customers)]
+    for start in range(0, len(ids), customers_per_transaction):
+        chunk = ids[start : start + customers_per_transaction]
+        query = (
+            select(ledger)
+            .where(ledger.c.customer_id.in_(chunk), ledger.c.kind.in_(PROJECTED_KINDS))
+            .order_by(ledger.c.customer_id, ledger.c.seq)
         )
-        by_customer.setdefault(row.customer_id, []).append(entry)
-    with database.session() as session, session.begin():
-        for customer_id, entries in by_customer.items():
-            project_customer(session, customer_id, entries)
-    return len(by_customer)
+        by_customer: dict[str, list[TimelineEntry]] = {}
+        with database.session() as session, session.begin():
+            for row in session.execute(query):
+                entry = TimelineEntry(
+                    at=row.at,
+                    kind=row.kind,
+                    seq=row.seq,
+                    playbook=row.playbook,
+                    stage=row.stage,
+                    detail=row.detail or {},
+                )
+                by_customer.setdefault(row.customer_id, []).append(entry)
+            for customer_id, entries in by_customer.items():
+                project_customer(session, customer_id, entries)
+    return len(ids)
 
 
 # --------------------------------------------------------------------------- audiences
