@@ -11,7 +11,9 @@ from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import func, select
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer
 
 from sopflow.core.state import TimelineEntry
 from sopflow.language import compile_playbook
@@ -28,6 +30,14 @@ from sopflow.store.tables import JourneyEvent
 from tests.helpers import CONDITION_LIMIT_SECONDS, eventually, plan_store, terminate
 from worker.main import build_worker
 from workflows.enrolment_client import BatchExists, batch_progress, cancel_batch, start_batch
+from workflows.enrolment_contracts import (
+    BATCH_WORKFLOW_NAME,
+    BatchInput,
+    BatchProgress,
+    batch_workflow_id,
+)
+from workflows.enrolment_workflow import EnrolmentBatchWorkflow
+from workflows.sandbox import workflow_runner
 
 PLAYBOOK = """
 apiVersion: sopflow/v1
@@ -253,5 +263,60 @@ async def test_the_command_line_previews_an_audience_and_follows_its_batch(
             runner.invoke, app, ["enrol", "--cancel", "no-such-batch", "member_day"]
         )
         assert missing.exit_code == 1 and "no enrolment batch" in missing.output
+    finally:
+        await terminate(client, *members)
+
+
+async def test_a_long_batch_continues_as_new_and_its_histories_replay(
+    dev_env: WorkflowEnvironment, stack: tuple[Settings, Database]
+) -> None:
+    settings, database = stack
+    settings = settings.model_copy(update={"enrolment_page_size": 20})
+    client = dev_env.client
+    members = seed(database, f"l{uuid.uuid4().hex[:6]}", dry=90, oily=10)
+    batch_id = f"long-{uuid.uuid4().hex[:6]}"
+    try:
+        async with build_worker(client, settings):
+            # Two pages a run: five pages of 20, and a sixth that finds the end, in three.
+            await client.start_workflow(
+                BATCH_WORKFLOW_NAME,
+                BatchInput(
+                    progress=BatchProgress(
+                        batch_id=batch_id, audience="dry_skin", playbook="member_day"
+                    ),
+                    rate_per_second=1000,
+                    page_size=20,
+                    pages_per_run=2,
+                ),
+                id=batch_workflow_id(batch_id),
+                task_queue=settings.temporal_task_queue,
+            )
+
+            async def finished() -> object:
+                progress = await batch_progress(client, batch_id)
+                return progress if progress and progress.status != "running" else None
+
+            done = await eventually(finished, BATCH_LIMIT)
+            assert (done.status, done.pages, done.scanned, done.matched, done.done) == (
+                "completed",
+                6,
+                100,
+                90,
+                90,
+            )
+            await eventually(lambda: _count_is(database, 90), BATCH_LIMIT)
+        query = f"WorkflowId = '{batch_workflow_id(batch_id)}'"
+        histories = [
+            await client.get_workflow_handle(w.id, run_id=w.run_id).fetch_history()
+            async for w in client.list_workflows(query)
+        ]
+        assert len(histories) == 3
+        replayer = Replayer(
+            workflows=[EnrolmentBatchWorkflow],
+            data_converter=pydantic_data_converter,
+            workflow_runner=workflow_runner(True),
+        )
+        for history in histories:
+            await replayer.replay_workflow(history)
     finally:
         await terminate(client, *members)
