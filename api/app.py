@@ -23,6 +23,7 @@ from api.routes import (
     overview,
     playbooks,
     tasks,
+    wecom,
 )
 from sopflow import __version__
 from sopflow.settings import Settings
@@ -79,6 +80,7 @@ def create_app(
     app.include_router(metrics.router)
     app.include_router(overview.router)
     app.include_router(groups.router)
+    app.include_router(wecom.router)
     app.include_router(audiences.router)
     mount_console(app)
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from cli.wecom import wecom_app
 from sopflow.errors import SopflowError
 from sopflow.settings import Settings
 
@@ -46,8 +47,12 @@ def dev(
     ui_port: Annotated[int | None, typer.Option(help="Temporal UI port (8233).")] = None,
     home: Home = None,
     playbooks: Annotated[Path | None, typer.Option(help="Playbooks folder.")] = None,
+    wecom_port: Annotated[
+        int, typer.Option(help="Port of the fake WeCom server (8900); 0: no fake.")
+    ] = 8900,
 ) -> None:
-    """Run everything on this machine: Temporal dev server (SQLite), worker and API."""
+    """Run everything on this machine: Temporal dev server (SQLite), the fake WeCom
+    server, worker and API."""
     from cli.dev import run_dev
 
     address = f"127.0.0.1:{temporal_port}" if temporal_port else None
@@ -60,7 +65,9 @@ def dev(
     )
     logging.basicConfig(level=logging.WARNING)
     try:
-        asyncio.run(run_dev(settings, announce=lambda line: typer.echo(line)))
+        asyncio.run(
+            run_dev(settings, announce=lambda line: typer.echo(line), wecom_port=wecom_port)
+        )
     except SopflowError as e:
         raise _fail(e) from e
 
@@ -373,6 +380,9 @@ def migrate_command(
         asyncio.run(run())
     except SopflowError as e:
         raise _fail(e) from e
+
+
+app.add_typer(wecom_app, name="wecom")
 
 
 def _audience_commands() -> None:

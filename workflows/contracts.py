@@ -35,6 +35,8 @@ BATCHED_LOCAL_DELIVERIES_PATCH = "batched-local-deliveries"
 # One ordered outbox per delivery lane (below) instead of one per customer; events and
 # timers go on while a continue-as-new waits for the outboxes to drain.
 PER_CHANNEL_OUTBOXES_PATCH = "per-channel-outboxes"
+# A customer playbook's tag actions also tag the customer in WeCom (`wecom.tag`).
+WECOM_TAGS_PATCH = "wecom-tags"
 LOCAL_LANE = "local"
 # A step that sends several local messages (a batch of events, an on_enter with three
 # sends) delivers them in one local activity, up to this many at a time.

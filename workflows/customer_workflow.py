@@ -47,6 +47,7 @@ with workflow.unsafe.imports_passed_through():
         TAGS_SEARCH_ATTRIBUTE,
         TIER_SEARCH_ATTRIBUTE,
         VERSIONS_SEARCH_ATTRIBUTE,
+        WECOM_TAGS_PATCH,
         WORKFLOW_NAME,
         CustomerView,
         CustomerWorkflowInput,
@@ -101,6 +102,7 @@ class CustomerJourneyWorkflow:
         # Deliveries wait in ordered outboxes, one per lane (`delivery_lane`); before the
         # per-channel patch, one lane held them all.
         self._per_channel = False
+        self._wecom_tags = False  # WECOM_TAGS_PATCH, read when the run starts
         self._carried: list[Delivery] = list(input.outbox)
         self._outboxes: dict[str, list[Delivery]] = {}
         self._in_flight: dict[str, list[Delivery]] = {}
@@ -139,6 +141,7 @@ class CustomerJourneyWorkflow:
     @workflow.run
     async def run(self, input: CustomerWorkflowInput) -> None:
         self._per_channel = workflow.patched(PER_CHANNEL_OUTBOXES_PATCH)
+        self._wecom_tags = workflow.patched(WECOM_TAGS_PATCH)
         if not self._per_channel:
             # The single outbox of the histories recorded before the patch: its loop starts
             # first, as it did then, so that they replay command for command.
@@ -229,7 +232,12 @@ class CustomerJourneyWorkflow:
 
     def _catalog(self) -> Catalog:
         profile = self._profiles.get(self._deployment.profile or "")
-        return Catalog(plans=self._plans, deployed=self._deployment.playbooks, profile=profile)
+        return Catalog(
+            plans=self._plans,
+            deployed=self._deployment.playbooks,
+            profile=profile,
+            wecom_tags=self._wecom_tags,
+        )
 
     async def _wait_for_work(self) -> None:
         if self._inbox or self._migrations:

@@ -255,7 +255,8 @@ class Delivery(BaseModel):
     """An external effect: a message to a customer or a task for staff."""
 
     idempotency_key: str
-    kind: Literal["message", "task", "enrolment"] = "message"
+    # "notice": made by the worker, not the core (a task told to its assignee in WeCom).
+    kind: Literal["message", "task", "enrolment", "tag", "notice"] = "message"
     customer_id: str
     playbook: str
     journey_id: str

@@ -1,7 +1,7 @@
 """Audiences: the deployed segments, and each customer's profile as audiences read it.
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0013
+Revises: 0012
 
 `audiences` holds each named segment's CEL expression. `customer_profiles` is projected
 from the journey ledger (tags, tier, lifecycle, `set` attributes, the stage of each
@@ -13,8 +13,8 @@ written before this revision are projected by `sopflow audiences reindex`.
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0012"
-down_revision = "0011"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
