@@ -91,7 +91,7 @@ async def batch_progress(client: Client, batch_id: str) -> BatchProgress | None:
 
 
 async def cancel_batch(client: Client, batch_id: str) -> bool:
-    """Ask the batch to stop after the chunk in flight; False when there is none."""
+    """Ask the batch to stop after the chunks in flight; False when there is none."""
     handle = client.get_workflow_handle(batch_workflow_id(batch_id))
     try:
         await handle.cancel()

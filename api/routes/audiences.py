@@ -153,7 +153,7 @@ async def get_enrolment(batch_id: BatchId, temporal: TemporalDep, _: OperatorDep
 async def delete_enrolment(
     batch_id: BatchId, temporal: TemporalDep, _: OperatorDep
 ) -> BatchProgress:
-    """Cancel a batch: it stops after the chunk of signals in flight; what went out stays."""
+    """Cancel a batch: it stops after the chunks of signals in flight; what went out stays."""
     if not await cancel_batch(temporal, batch_id):
         raise ApiError(404, "batch_not_found", f"no enrolment batch '{batch_id}'")
     progress = await batch_progress(temporal, batch_id)
