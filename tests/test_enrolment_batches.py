@@ -320,3 +320,39 @@ async def test_a_long_batch_continues_as_new_and_its_histories_replay(
             await replayer.replay_workflow(history)
     finally:
         await terminate(client, *members)
+
+
+def test_a_customer_refuses_a_repeated_enrolment_of_the_same_batch() -> None:
+    """What the batch's keys and the playbook's rules leave to the customer's own core:
+    the same batch's event again (a chunk repeated after a crash) has no effect even when
+    the playbook allows re-entry; another batch re-enrols as the re-entry rule says."""
+    from sopflow.core.journey import apply_event
+    from sopflow.core.state import CustomerEvent, CustomerState
+    from sopflow.core.step import Catalog
+    from sopflow.language import compile_playbook
+    from workflows.enrolment_contracts import ENROLMENT_REQUESTED, enrolment_key
+
+    plan = compile_playbook(
+        PLAYBOOK.replace("enrol: {}", "enrol: {reentry: always}").replace(
+            "goto: bought", "goto: bought\n      - after: 1h\n        goto: bought"
+        )
+    )
+    plans = Catalog(plans={plan.version: plan}, deployed={plan.name: plan.version})
+    now = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
+
+    def requested(batch: str, at: datetime) -> CustomerEvent:
+        return CustomerEvent(
+            customer_id="c1",
+            type=ENROLMENT_REQUESTED,
+            occurred_at=at,
+            data={"playbook": plan.name, "batch": batch},
+            idempotency_key=enrolment_key(batch, "c1"),
+        )
+
+    state = apply_event(CustomerState(customer_id="c1"), requested("b1", now), plans, now).state
+    later = now.replace(hour=3)
+    # Past the end of the journey (2:00): the same batch's event again does nothing.
+    state = apply_event(state, requested("b1", later), plans, later).state
+    assert state.enrolment_counts == {"member_day": 1}
+    state = apply_event(state, requested("b2", later), plans, later).state
+    assert state.enrolment_counts == {"member_day": 2}
