@@ -311,6 +311,7 @@ def deliver_message(
             welcome_code=welcome[0] if welcome else None,
             welcome_fallback=welcome[1].welcome_fallback if welcome else "send",
             visible_to=visible_to,
+            remind_after_seconds=plan.wecom.remind_after_seconds,
         )
     )
     step.record(

@@ -49,6 +49,7 @@ from sopflow.language.plan import (
     TiersPlan,
     TriggerPlan,
     VariantPlan,
+    WeComPolicyPlan,
     WindowPlan,
 )
 from sopflow.language.salvage import Salvaged
@@ -509,6 +510,10 @@ def build_plan(playbook: models.Playbook, context: BundleContext) -> Plan:
             None if playbook.interaction_events is None else tuple(playbook.interaction_events)
         ),
         experiment=_experiment(playbook),
+        wecom=WeComPolicyPlan(
+            remind_after_seconds=_seconds(playbook.wecom.remind_after),
+            cancel_on_leave=playbook.wecom.cancel_on_leave,
+        ),
     )
     return unversioned.model_copy(update={"version": content_hash(unversioned)})
 

@@ -217,6 +217,15 @@ class ExperimentPlan(FrozenModel):
     holdout: float = 0.0
 
 
+class WeComPolicyPlan(FrozenModel):
+    """How the playbook's WeCom mass sends are followed up (the `wecom` block)."""
+
+    # Remind the staff member of an unconfirmed task after this long; None: the setting.
+    remind_after_seconds: int | None = None
+    # The journey left the stage before the staff member confirmed: cancel the send.
+    cancel_on_leave: bool = True
+
+
 class MigrationPlan(FrozenModel):
     from_version: str
     stages: dict[str, str]
@@ -251,6 +260,7 @@ class Plan(FrozenModel):
     interaction_events: Annotated[tuple[str, ...] | None, HASHED_WHEN_SET] = None
     # A split into variants and a holdout (language v1.2); None: no experiment.
     experiment: Annotated[ExperimentPlan | None, HASHED_WHEN_SET] = None
+    wecom: Annotated[WeComPolicyPlan, HASHED_WHEN_SET] = WeComPolicyPlan()
 
     @property
     def enrol_event(self) -> str | None:
