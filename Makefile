@@ -84,6 +84,7 @@ bench: install
 	$(BIN)/python -m bench.deployment_read
 	$(BIN)/python -m bench.sizing
 	$(BIN)/python -m bench.callbacks
+	$(BIN)/python -m bench.enrolment --customers 100000
 
 ## Fault drills at full size (a reduced size runs in `make test`): the hostile-input drill
 ## and the WeCom drills (each writes its section of bench/RESULTS.md), then the

@@ -13,6 +13,7 @@ from api.console import mount_console
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
 from api.routes import (
+    audiences,
     customer_lists,
     customers,
     deployments,
@@ -80,6 +81,7 @@ def create_app(
     app.include_router(overview.router)
     app.include_router(groups.router)
     app.include_router(wecom.router)
+    app.include_router(audiences.router)
     mount_console(app)
 
     @app.get("/healthz", tags=["health"])

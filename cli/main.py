@@ -272,6 +272,16 @@ def simulate(
             "--with", help="Another playbook of the folder to run alongside (repeatable)."
         ),
     ] = None,
+    customers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=1_000_000,
+            help="Run this many customers through the same events and print, per "
+            "playbook and experiment arm, customers, goals reached, messages and sends "
+            "held out.",
+        ),
+    ] = None,
 ) -> None:
     """Run the playbooks of a file on a virtual clock and print the timeline of its
     subject: a customer, a group chat (audience: group) or a staff member (audience: staff).
@@ -306,6 +316,18 @@ def simulate(
         )
         # The subject of the playbook's audience: a customer, a group chat, a staff member.
         spec = simulator.subject_spec(plan, simulator.load_customer(customer) if customer else None)
+        if customers is not None:
+            counts = simulator.simulate_many(
+                simulator.reachable_plans(roots, bundle.plans),
+                bundle.profile,
+                scenario,
+                moment,
+                days,
+                spec,
+                customers,
+            )
+            typer.echo(simulator.arm_table(counts), nl=False)
+            return
         timeline = simulator.simulate(
             simulator.reachable_plans(roots, bundle.plans),
             bundle.profile,
@@ -365,6 +387,17 @@ def migrate_command(
 
 
 app.add_typer(wecom_app, name="wecom")
+
+
+def _audience_commands() -> None:
+    from cli.audiences import audiences_app, enrol
+
+    app.add_typer(audiences_app, name="audiences")
+    app.command()(enrol)
+
+
+_audience_commands()
+
 
 keys_app = typer.Typer(help="API keys with roles: ingest, staff, operator.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")

@@ -9,7 +9,13 @@ from typing import Any
 from pydantic import BaseModel
 
 from api.models import EventIn
-from sopflow.language.models import ContentLibrary, Playbook, TagTaxonomy, Tiers
+from sopflow.language.models import (
+    AudienceDocument,
+    ContentLibrary,
+    Playbook,
+    TagTaxonomy,
+    Tiers,
+)
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -21,6 +27,7 @@ def generated_schemas() -> dict[str, dict[str, Any]]:
         "taxonomy.schema.json": TagTaxonomy,
         "tiers.schema.json": Tiers,
         "content.schema.json": ContentLibrary,
+        "audience.schema.json": AudienceDocument,
     }
     schemas = {
         name: {"$schema": SCHEMA_DIALECT, **model.model_json_schema(by_alias=True)}

@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     # Events dated before this are refused (a zero date, a wrong epoch).
     earliest_event_time: AwareDatetime = datetime(2000, 1, 1, tzinfo=UTC)
     max_batch_events: int = 1000
+    # Bulk enrolment (`sopflow enrol --audience`): at most this many customers signalled
+    # per second by one batch, customers read per page of the audience.
+    enrolment_rate_per_second: float = 200.0
+    enrolment_page_size: int = 1000
     # Months of acquisition reports (new fans, cost per fan) are cut in this zone.
     reporting_timezone: str = "Asia/Shanghai"
     max_request_bytes: int = 2_000_000

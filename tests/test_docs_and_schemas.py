@@ -42,6 +42,7 @@ def test_schemas_in_the_repo_match_the_models(tmp_path: Path) -> None:
         "taxonomy.schema.json",
         "tiers.schema.json",
         "content.schema.json",
+        "audience.schema.json",
         "event.schema.json",
     ]
     assert (
@@ -55,6 +56,7 @@ SCHEMA_OF_KIND = {
     "TagTaxonomy": "taxonomy.schema.json",
     "Tiers": "tiers.schema.json",
     "ContentLibrary": "content.schema.json",
+    "Audience": "audience.schema.json",
 }
 
 

@@ -35,6 +35,7 @@ TYPES: dict[str, type | tuple[type, ...]] = {
     "map": dict,
     "map(int)": dict,
     "map(double)": dict,
+    "map(string)": dict,
 }
 
 
@@ -76,6 +77,7 @@ def full_context(audience: Audience = Audience.CUSTOMER) -> dict[str, Any]:
         entered_stage_at=NOW - timedelta(days=1),
         attributes={"step": 1},
         counters={"s": 1},
+        variant="a",
     )
     event = CustomerEvent(
         customer_id="c1",

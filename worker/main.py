@@ -26,6 +26,7 @@ from worker.channels.base import ChannelAdapter
 from worker.channels.enrolment import EnrolmentChannel
 from worker.channels.log import LogChannel
 from worker.channels.webhook import WebhookChannel
+from worker.enrolment_activities import EnrolmentActivities
 from worker.wecom.client import WeComClient
 from worker.wecom.notify import NotifyingTaskChannel
 from worker.wecom.wiring import sender_parts, wecom_channels, wecom_configured
@@ -36,6 +37,8 @@ from workflows.contracts import (
     RECORD_TIMELINE_ACTIVITY,
 )
 from workflows.customer_workflow import CustomerJourneyWorkflow
+from workflows.enrolment_contracts import AUDIENCE_PAGE_ACTIVITY, ENROL_CUSTOMERS_ACTIVITY
+from workflows.enrolment_workflow import EnrolmentBatchWorkflow
 from workflows.sandbox import workflow_runner
 
 # Pollers scale with the backlog: with the default fixed pollers a burst of new customers
@@ -121,7 +124,8 @@ def build_worker(
         wecom = WeComClient.from_settings(settings)
     database = Database.from_settings(settings) if activities is None or wecom else None
     activities = activities or build_activities(settings, database, client, wecom)
-    workflows: list[type] = [CustomerJourneyWorkflow]
+    enrolment = EnrolmentActivities(activities.plan_store, client, settings)
+    workflows: list[type] = [CustomerJourneyWorkflow, EnrolmentBatchWorkflow]
     extra: list[Callable[..., Any]] = []
     if wecom is not None and database is not None:
         sender_workflows, extra = sender_parts(settings, wecom, database, client)
@@ -131,6 +135,8 @@ def build_worker(
         DELIVER_BATCH_ACTIVITY: activities.deliver_messages,
         LOAD_PLANS_ACTIVITY: activities.load_plans,
         RECORD_TIMELINE_ACTIVITY: activities.record_timeline,
+        AUDIENCE_PAGE_ACTIVITY: enrolment.audience_page,
+        ENROL_CUSTOMERS_ACTIVITY: enrolment.enrol_customers,
         **(replace or {}),
     }
     return Worker(

@@ -131,6 +131,8 @@ def explain(entry: TimelineEntry, zone: str) -> str:
             return f"deferred until {_when(detail.get('until'), zone, entry.at)}: {why}"
         case "suppressed":
             return f"suppressed: {entry.error or 'a contact cap was reached'}"
+        case "held_out":
+            return "not sent: the customer is in the experiment's holdout"
         case "send_failed":
             return f"failed: {entry.error}"
         case "guard_failed":
@@ -158,7 +160,7 @@ def describe(entry: TimelineEntry) -> str:
     """What happened (the reason is apart, in `explain`)."""
     detail = entry.detail
     match entry.kind:
-        case "message" | "suppressed" | "deferred":
+        case "message" | "suppressed" | "deferred" | "held_out":
             return f"{entry.channel}: {entry.text}"
         case "send_failed":
             return str(entry.channel or "")
@@ -169,7 +171,8 @@ def describe(entry: TimelineEntry) -> str:
         case "tag_added" | "tag_removed" | "tag_rejected":
             return str(detail.get("tag"))
         case "enrolled":
-            return f"version {str(detail.get('version', ''))[:12]}"
+            arm = f", arm {detail['variant']}" if detail.get("variant") is not None else ""
+            return f"version {str(detail.get('version', ''))[:12]}{arm}"
         case "journey_ended" | "migrated":
             return ""
         case "goal_reached":
@@ -190,7 +193,7 @@ class TimelineRow:
     flagged: bool  # deferred, suppressed or failed: the rows that answer "why not"
 
 
-FLAGGED_KINDS = frozenset({"deferred", "suppressed", "send_failed"})
+FLAGGED_KINDS = frozenset({"deferred", "suppressed", "send_failed", "held_out"})
 
 
 def timeline_rows(

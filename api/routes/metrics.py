@@ -12,11 +12,13 @@ from pydantic import BaseModel, Field
 from api.deps import DatabaseDep, OperatorDep, PlanStoreDep
 from api.errors import ApiError
 from api.models import ErrorResponse
-from sopflow.language.models import NAME_PATTERN
+from sopflow.language.models import HOLDOUT, NAME_PATTERN
 from sopflow.reports.acquisition import Acquisition
 from sopflow.reports.funnel import Funnel, funnel
+from sopflow.reports.uplift import Uplift, uplift
 from sopflow.store.acquisitions import figures, set_cost
 from sopflow.store.ledger import Ledger
+from sopflow.store.uplift import outcomes
 
 router = APIRouter(prefix="/v1", tags=["metrics"])
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -37,6 +39,40 @@ async def get_funnel(
     current = next((v for v in versions if v.version == deployed), versions[-1])
     rows = await asyncio.to_thread(Ledger(database).funnel_rows, playbook)
     return funnel(playbook, list(current.stages), rows)
+
+
+@router.get("/metrics/uplift/{playbook}", response_model=Uplift, responses=ERRORS)
+async def get_uplift(
+    playbook: str,
+    database: DatabaseDep,
+    plans: PlanStoreDep,
+    _: OperatorDep,
+    baseline: Annotated[
+        str | None,
+        Query(
+            description="The arm the others are compared to (default: holdout, else "
+            "the first variant)."
+        ),
+    ] = None,
+) -> Uplift:
+    """Per arm of the playbook's experiment (its variants and holdout): customers enrolled,
+    goal conversions, revenue paid since enrolling; each arm against the baseline, with
+    a 95% interval (Newcombe's hybrid score interval for the conversion difference) and
+    a verdict ("not enough data yet" below 100 customers in an arm)."""
+    version = (await plans.current_deployment()).playbooks.get(playbook)
+    plan = await asyncio.to_thread(plans.load, version) if version else None
+    if plan is None:
+        raise ApiError(404, "playbook_not_found", f"no deployed playbook '{playbook}'")
+    if plan.experiment is None:
+        raise ApiError(404, "no_experiment", f"playbook '{playbook}' has no experiment")
+    arms = [v.name for v in plan.experiment.variants]
+    arms += [HOLDOUT] if plan.experiment.holdout > 0 else []
+    if not plan.experiment.variants:
+        arms.insert(0, "")
+    if baseline is not None and baseline not in arms:
+        raise ApiError.invalid("baseline", f"no arm '{baseline}': {', '.join(arms)}")
+    rows = await asyncio.to_thread(outcomes, database, playbook)
+    return uplift(playbook, rows, arms, baseline)
 
 
 class DeliveryStates(BaseModel):

@@ -21,6 +21,7 @@ from sopflow.language.loader import load_text
 from sopflow.language.models import NAME_PATTERN
 from sopflow.language.plan import Plan
 from sopflow.store.plans import DeploymentConflict, PlanStore
+from sopflow.store.segments import save_segments
 
 router = APIRouter(prefix="/v1", tags=["playbooks"])
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -41,6 +42,9 @@ class Deployed(BaseModel):
 class DeployResult(BaseModel):
     deployed: list[Deployed]
     warnings: list[str] = Field(description="`file:line:col: warning: message` lines.")
+    audiences: list[str] = Field(
+        default_factory=list, description="Audience documents of the body, saved by name."
+    )
     deployment: int = Field(description="The new deployment's number (also its ETag).")
     based_on: int = Field(description="The deployment this deploy was based on.")
     merged: bool = Field(
@@ -142,11 +146,14 @@ async def deploy_playbooks(
         )
     except DeploymentConflict as e:
         raise ApiError(409, "deployment_conflict", str(e)) from e
+    by = f"{principal.name} (key {principal.key_id})"
+    await asyncio.to_thread(save_segments, plans.database, list(bundle.segments.values()), by)
     warnings = [str(d) for d in bundle.diagnostics if d.severity == "warning"]
     response.headers["ETag"] = deployment_etag(record.id)
     return DeployResult(
         deployed=[Deployed(name=p.name, version=p.version) for p in bundle.plans.values()],
         warnings=warnings,
+        audiences=sorted(bundle.segments),
         deployment=record.id,
         based_on=record.based_on if record.based_on is not None else record.id - 1,
         merged=record.merged,

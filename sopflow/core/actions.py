@@ -9,6 +9,7 @@ from typing import Any, Literal
 from sopflow.core import profile as profile_rules
 from sopflow.core.clock import quiet_until, shift, window, zone
 from sopflow.core.context import build_context
+from sopflow.core.experiments import HOLDOUT, assign
 from sopflow.core.state import TAG_MAX_CHARS, Delivery, JourneyState, ScheduledSend, TaskState
 from sopflow.core.step import MAX_TRANSITIONS_PER_STEP, Step
 from sopflow.language.channels import (
@@ -60,6 +61,7 @@ def context_for(
         tiers.period_seconds if tiers else None,
         plan.interaction_events if plan else None,
         step.state.group,
+        {j.playbook: j.stage for j in step.active_journeys()},
     )
 
 
@@ -174,9 +176,13 @@ def try_enrol(step: Step, plan: Plan) -> bool:
         enrolled_at=step.now,
         entered_stage_at=step.now,
         enrolment_data={k: data[k] for k in sorted(plan.enrolment_data_keys()) if k in data},
+        variant=assign(plan.experiment, step.customer_id) if plan.experiment else None,
     )
     step.state.journeys[plan.name] = journey
-    step.record("enrolled", journey, detail={"version": plan.version})
+    detail: dict[str, Any] = {"version": plan.version}
+    if journey.variant is not None:
+        detail["variant"] = journey.variant
+    step.record("enrolled", journey, detail=detail)
     enter_stage(step, journey, plan, plan.entry_stage)
     return True
 
@@ -195,6 +201,11 @@ def send(
         text = render_template(action.text, context_for(step, journey, plan, extra))
     except TemplateError as e:
         step.record("send_failed", journey, channel=action.channel, error=f"template: {e}")
+        return
+    if journey.variant == HOLDOUT and action.channel in CUSTOMER_CHANNELS:
+        # Held out of the experiment: tracked like everyone, sent nothing. The timeline
+        # keeps what would have gone out, for the comparison.
+        step.record("held_out", journey, channel=action.channel, text=text)
         return
     if action.welcome:
         code = welcome_code(step)

@@ -119,6 +119,7 @@ def journey_view(
         "days_in_stage": (now - journey.entered_stage_at).days,
         "last_interaction_at": last,
         "days_inactive": (now - max(last or journey.enrolled_at, journey.enrolled_at)).days,
+        "variant": journey.variant or "",
     }
 
 
@@ -141,10 +142,13 @@ def build_context(
     period_seconds: int | None = None,
     interaction_events: tuple[str, ...] | None = None,
     group: GroupInfo | None = None,
+    journeys: dict[str, str] | None = None,
 ) -> dict[str, Any]:
+    """`journeys`: the stage of each active journey, by playbook."""
     root, view = subject_view(customer_id, profile, now, tz_name, period_seconds, group)
     context: dict[str, Any] = {
         root: view,
+        "journeys": dict(journeys or {}),
         # Templates show local time; CEL compares instants, unaffected by the zone.
         "now": now.astimezone(zone(tz_name)),
     }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sopflow.core.experiments import assign
 from sopflow.core.state import CustomerState, MigrationOrder, StepResult
 from sopflow.core.step import Catalog, Step
 from sopflow.core.triggers import next_due
@@ -40,6 +41,10 @@ def apply_migration(
         return step.result()
     source_stage = journey.stage
     journey.version = order.to_version
+    assigned = journey.variant is None and plan.experiment is not None
+    if assigned and plan.experiment is not None:
+        # Into an experiment: the arm the hash gives, as if enrolled in this version.
+        journey.variant = assign(plan.experiment, step.customer_id)
     journey.stage = target
     journey.conditions = {}
     journey.fired = {}
@@ -57,6 +62,7 @@ def apply_migration(
             "from_stage": source_stage,
             "to_stage": target,
             "applied": True,
+            **({"variant": journey.variant} if assigned else {}),
         },
     )
     return step.result()

@@ -213,7 +213,7 @@ def timeline_json(entries: list[TimelineEntry]) -> list[dict[str, Any]]:
 def describe_entry(entry: TimelineEntry) -> str:
     detail = entry.detail
     match entry.kind:
-        case "message" | "suppressed" | "deferred":
+        case "message" | "suppressed" | "deferred" | "held_out":
             text = f"{entry.channel}: {entry.text}"
             if entry.kind == "deferred":
                 text += f" (until {detail.get('until')})"
@@ -264,4 +264,84 @@ def timeline_table(entries: list[TimelineEntry], start: datetime, tz_name: str) 
     for row in rows:
         cells = [row[0].rjust(widths[0])] + [row[i].ljust(widths[i]) for i in range(1, 5)]
         lines.append("  ".join([*cells, row[5]]).rstrip())
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class ArmCount:
+    """What the simulated customers of one arm of a playbook's experiment did."""
+
+    playbook: str
+    arm: str  # a variant, `holdout`, or '' (no experiment)
+    customers: int = 0
+    goal_reached: int = 0
+    messages: int = 0
+    held_out: int = 0
+
+
+def simulate_many(
+    plans: dict[str, Plan],
+    profile: ProfilePlan | None,
+    events: list[ScenarioEvent],
+    start: datetime,
+    days: int,
+    customer: CustomerSpec,
+    count: int,
+) -> list[ArmCount]:
+    """Run `count` customers (`<id>-1`, `<id>-2`, ...) through the same scenario and
+    count, per playbook and arm, who enrolled, reached the goal, and what was sent or
+    held out. The arms come from each customer's id, as in the durable runtime."""
+    counts: dict[tuple[str, str], ArmCount] = {}
+    for number in range(1, count + 1):
+        one = CustomerSpec(
+            id=f"{customer.id}-{number}",
+            timezone=customer.timezone,
+            attributes=dict(customer.attributes),
+            tags=list(customer.tags),
+        )
+        arms: dict[str, str] = {}
+        for entry in simulate(plans, profile, events, start, days, one):
+            if entry.playbook is None:
+                continue
+            if entry.kind == "enrolled":
+                arms[entry.playbook] = str(entry.detail.get("variant", ""))
+            arm = arms.get(entry.playbook, "")
+            row = counts.setdefault(
+                (entry.playbook, arm), ArmCount(playbook=entry.playbook, arm=arm)
+            )
+            match entry.kind:
+                case "enrolled":
+                    row.customers += 1
+                case "goal_reached":
+                    row.goal_reached += 1
+                case "message":
+                    row.messages += 1
+                case "held_out":
+                    row.held_out += 1
+    return [counts[key] for key in sorted(counts)]
+
+
+def arm_table(counts: list[ArmCount]) -> str:
+    """One line per playbook and arm: customers (and their share of the playbook's),
+    goals reached, messages sent, sends held out."""
+    totals: dict[str, int] = {}
+    for row in counts:
+        totals[row.playbook] = totals.get(row.playbook, 0) + row.customers
+    header = ("playbook", "arm", "customers", "share", "goal reached", "messages", "held out")
+    rows = [header]
+    for row in counts:
+        share = row.customers / totals[row.playbook] if totals[row.playbook] else 0.0
+        rows.append(
+            (
+                row.playbook,
+                row.arm or "-",
+                str(row.customers),
+                f"{share:.1%}",
+                str(row.goal_reached),
+                str(row.messages),
+                str(row.held_out),
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(r)).rstrip() for r in rows]
     return "\n".join(lines) + "\n"

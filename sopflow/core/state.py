@@ -158,6 +158,8 @@ class JourneyState(BaseModel):
     scheduled: list[ScheduledSend] = Field(default_factory=list)
     # What countdowns read from the event that enrolled the customer (only those keys).
     enrolment_data: dict[str, Any] = Field(default_factory=dict)
+    # The arm of the playbook's experiment (a variant, or `holdout`); None without one.
+    variant: str | None = None
 
 
 TimelineKind = Literal[
@@ -191,6 +193,8 @@ TimelineKind = Literal[
     # An event or a timer the core could not process: recorded with its error, skipped,
     # the state kept as it was before it.
     "quarantined",
+    # A send of a held-out journey (the experiment's holdout): what would have gone out.
+    "held_out",
 ]
 # A message handed to a channel whose delivery goes on after the hand-over: a WeCom mass
 # send awaits the staff member's confirmation, then ends in one of the other four, with

@@ -6,6 +6,8 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from pydantic import BaseModel
+
 from sopflow.language import models
 from sopflow.language.attributes import journey_writes, playbook_reads, unwritten
 from sopflow.language.channels import CHANNELS, Channel, channels_for
@@ -56,7 +58,69 @@ def check_playbook(source: SourceDocument, context: BundleContext) -> list[Diagn
     found += _check_shape(source, playbook)
     found += _check_attribute_reads(source, playbook, context)
     found += _check_audience(source, playbook)
+    found += list(_check_experiment(source, playbook))
     return found
+
+
+# `journey.variant == 'b'`, `'b' == journey.variant`, `journey.variant in ['a', 'b']` as
+# written in guards and templates: the names compared must be arms of the experiment.
+_VARIANT_COMPARED = re.compile(
+    r"journey\.variant\s*(?:==|!=)\s*['\"]([^'\"]*)['\"]"
+    r"|['\"]([^'\"]*)['\"]\s*(?:==|!=)\s*journey\.variant"
+)
+
+
+def _check_experiment(source: SourceDocument, playbook: models.Playbook) -> Iterator[Diagnostic]:
+    experiment = playbook.experiment
+    if experiment is not None:
+        if models.HOLDOUT in experiment.variants:
+            yield source.at(
+                "error",
+                f"a variant cannot be called '{models.HOLDOUT}': it names the held-out arm",
+                ("experiment", "variants", models.HOLDOUT),
+                key=True,
+            )
+        if not experiment.variants and experiment.holdout == 0:
+            yield source.at(
+                "error",
+                "the experiment has neither variants nor a holdout share",
+                ("experiment",),
+                key=True,
+            )
+    arms = {models.HOLDOUT, *experiment.variants} if experiment else set()
+    if experiment and not experiment.variants:
+        arms.add("")
+    for path, text in _strings(playbook, ()):
+        for match in _VARIANT_COMPARED.finditer(text):
+            name = match.group(1) if match.group(1) is not None else match.group(2)
+            if experiment is None:
+                yield source.at(
+                    "warning",
+                    "journey.variant is read, but the playbook has no experiment: it is always ''",
+                    path,
+                )
+            elif name not in arms:
+                yield source.at(
+                    "warning",
+                    f"journey.variant is compared to '{name}', which is no arm of the "
+                    f"experiment (arms: {', '.join(sorted(a for a in arms if a))})",
+                    path,
+                )
+
+
+def _strings(value: object, path: KeyPath) -> Iterator[tuple[KeyPath, str]]:
+    """Every string of a document with the key path the operator wrote."""
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, BaseModel):
+        for name, info in type(value).model_fields.items():
+            yield from _strings(getattr(value, name), (*path, info.alias or name))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _strings(item, (*path, index))
 
 
 def _check_attribute_reads(

@@ -30,6 +30,7 @@ from sopflow.language.plan import (
     EnrolPlan,
     EnrolStep,
     ExitPlan,
+    ExperimentPlan,
     GoalPlan,
     GotoStep,
     MigrationPlan,
@@ -47,10 +48,12 @@ from sopflow.language.plan import (
     TierRulePlan,
     TiersPlan,
     TriggerPlan,
+    VariantPlan,
     WeComPolicyPlan,
     WindowPlan,
 )
 from sopflow.language.salvage import Salvaged
+from sopflow.language.segments import SegmentPlan, check_segment
 from sopflow.language.subjects import Audience
 from sopflow.language.templates import check_template
 from sopflow.language.windows import parse_window
@@ -64,6 +67,8 @@ class Bundle:
     profile: ProfilePlan | None = None
     diagnostics: list[Diagnostic] = field(default_factory=list)
     sources: dict[str, SourceDocument] = field(default_factory=dict)
+    # Audience documents (named segments of customers), by name.
+    segments: dict[str, SegmentPlan] = field(default_factory=dict)
 
     @property
     def errors(self) -> list[Diagnostic]:
@@ -111,8 +116,27 @@ def compile_bundle(
             own = SourceDocument(saved.model, saved.file, saved.positions)
             bundle.diagnostics.extend(check_playbook(own, context))
     bundle.profile = _profile_plan(context, documents, bundle)
+    _segments(documents, bundle)
     bundle.diagnostics.sort(key=lambda d: (d.file, d.line, d.column))
     return bundle
+
+
+def _segments(documents: list[SourceDocument], bundle: Bundle) -> None:
+    for source in documents:
+        if not isinstance(source.model, models.AudienceDocument):
+            continue
+        name = source.model.metadata.name
+        if name in bundle.segments:
+            message = f"audience '{name}' is defined twice"
+            bundle.diagnostics.append(source.at("error", message, ("metadata", "name")))
+            continue
+        problem = check_segment(source.model.when)
+        if problem:
+            bundle.diagnostics.append(source.at("error", problem, ("when",)))
+            continue
+        bundle.segments[name] = SegmentPlan(
+            name=name, title=source.model.metadata.title, when=source.model.when
+        )
 
 
 def compile_paths(paths: Iterable[Path]) -> Bundle:
@@ -485,12 +509,24 @@ def build_plan(playbook: models.Playbook, context: BundleContext) -> Plan:
         interaction_events=(
             None if playbook.interaction_events is None else tuple(playbook.interaction_events)
         ),
+        experiment=_experiment(playbook),
         wecom=WeComPolicyPlan(
             remind_after_seconds=_seconds(playbook.wecom.remind_after),
             cancel_on_leave=playbook.wecom.cancel_on_leave,
         ),
     )
     return unversioned.model_copy(update={"version": content_hash(unversioned)})
+
+
+def _experiment(playbook: models.Playbook) -> ExperimentPlan | None:
+    experiment = playbook.experiment
+    if experiment is None:
+        return None
+    return ExperimentPlan(
+        id=experiment.id or playbook.metadata.name,
+        variants=tuple(VariantPlan(name=n, weight=w) for n, w in experiment.variants.items()),
+        holdout=experiment.holdout,
+    )
 
 
 def _profile_plan(

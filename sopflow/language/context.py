@@ -142,7 +142,21 @@ JOURNEY = Name(
             "whole days since that interaction, or since the journey started if later",
             1,
         ),
+        Name(
+            "variant",
+            "string",
+            "the subject's arm of the playbook's experiment: a variant's name, `holdout`, "
+            "or '' when the playbook has no experiment",
+            "a",
+        ),
     ),
+)
+JOURNEYS = Name(
+    "journeys",
+    "map(string)",
+    "the current stage of each active journey of the subject, by playbook "
+    "(`journeys.welcome == 'icebreak'`, `'welcome' in journeys`)",
+    {"p": "s"},
 )
 EVENT = Name(
     "event",
@@ -166,7 +180,7 @@ COUNTDOWN = Name(
 )
 NOW = Name("now", "timestamp", "the moment of the step (local time in templates)", SAMPLE_TIME)
 
-CONTEXT: tuple[Name, ...] = (CUSTOMER, GROUP, STAFF, JOURNEY, EVENT, COUNTDOWN, NOW)
+CONTEXT: tuple[Name, ...] = (CUSTOMER, GROUP, STAFF, JOURNEY, JOURNEYS, EVENT, COUNTDOWN, NOW)
 
 # Derived views, for the checks.
 ROOTS: dict[str, frozenset[str]] = {

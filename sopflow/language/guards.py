@@ -45,7 +45,7 @@ from sopflow.language.subjects import Audience
 _FIELD_ACCESS = re.compile(r"\b(customer|group|staff|journey|event)\.([A-Za-z_]\w*)")
 _ORDERS_ACCESS = re.compile(r"\bcustomer\.orders\.([A-Za-z_]\w*)")
 _OPEN_MAP_ACCESS = re.compile(r"\b(attributes|data)\.([A-Za-z_]\w*)")
-_MACRO_VARIABLE = re.compile(r"\.(?:exists|all|exists_one|map|filter)\(\s*([A-Za-z_]\w*)\s*,")
+MACRO_VARIABLE = re.compile(r"\.(?:exists|all|exists_one|map|filter)\(\s*([A-Za-z_]\w*)\s*,")
 
 
 @dataclass(frozen=True)
@@ -202,7 +202,7 @@ def check_guard(
     problem = analyse_guard(source).problem
     if problem:
         return problem
-    bound = set(_MACRO_VARIABLE.findall(source))
+    bound = set(MACRO_VARIABLE.findall(source))
     roots = guard_roots(audience)
     roots = roots if with_event else roots - {"event"}
     for name in program.variables():

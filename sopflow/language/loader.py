@@ -21,7 +21,13 @@ from sopflow.language.yaml_positions import PositionIndex, YamlLimitError, parse
 class SourceDocument:
     """One validated YAML document and where it came from."""
 
-    model: models.Playbook | models.TagTaxonomy | models.Tiers | models.ContentLibrary
+    model: (
+        models.Playbook
+        | models.TagTaxonomy
+        | models.Tiers
+        | models.ContentLibrary
+        | models.AudienceDocument
+    )
     file: str
     positions: PositionIndex
 

@@ -475,6 +475,37 @@ class Migration(StrictModel):
     )
 
 
+HOLDOUT = "holdout"  # the arm of held-out subjects; no variant may take the name
+
+
+class Experiment(StrictModel):
+    """A split of the playbook's subjects into variants, and a holdout that receives no
+    sends: each subject's arm is a hash of the experiment's id and the subject's id."""
+
+    id: str | None = Field(
+        default=None,
+        pattern=NAME_PATTERN,
+        description="Names the experiment in the assignment hash (default: the playbook's "
+        "name). Keep it to keep every customer's arm across versions; change it to draw "
+        "the arms afresh.",
+    )
+    variants: dict[Annotated[str, Field(pattern=NAME_PATTERN)], Annotated[float, Field(gt=0)]] = (
+        Field(
+            default_factory=dict,
+            max_length=20,
+            description="Variant name -> weight (shares are weight / sum of weights); "
+            "guards and templates read the arm as `journey.variant`. At most 20.",
+        )
+    )
+    holdout: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=0.5,
+        description="The share (0 to 0.5) of enrolled subjects held out: enrolled and "
+        "tracked, but their sends are only recorded (`held_out`), never delivered.",
+    )
+
+
 class Playbook(StrictModel):
     """A journey: who enters it, and the stages they move through."""
 
@@ -519,6 +550,9 @@ class Playbook(StrictModel):
     )
     migrations: list[Migration] = Field(
         default_factory=list, description="Explicit moves of in-flight journeys (sopflow migrate)."
+    )
+    experiment: Experiment | None = Field(
+        default=None, description="An A/B split into variants, and a holdout share."
     )
     stages: Annotated[dict[str, Stage], Field(min_length=1)] = Field(
         description="Stages in order; the first one is where a journey starts."
@@ -597,12 +631,26 @@ class ContentLibrary(StrictModel):
     items: dict[str, Template]
 
 
-Document = Playbook | TagTaxonomy | Tiers | ContentLibrary
+class AudienceDocument(StrictModel):
+    """A named segment of customers (an audience to enrol or broadcast to): a CEL
+    expression over what the read model knows of each customer."""
+
+    api_version: Literal["sopflow/v1"] = Field(alias="apiVersion")
+    kind: Literal["Audience"]
+    metadata: Metadata
+    when: Guard = Field(
+        description="A CEL expression over `customer` (tags, tier, lifecycle, attributes, "
+        "orders, ...), `journeys` (the stage of each active journey, by playbook) and `now`."
+    )
+
+
+Document = Playbook | TagTaxonomy | Tiers | ContentLibrary | AudienceDocument
 DOCUMENT_KINDS: dict[str, type[BaseModel]] = {
     "Playbook": Playbook,
     "TagTaxonomy": TagTaxonomy,
     "Tiers": Tiers,
     "ContentLibrary": ContentLibrary,
+    "Audience": AudienceDocument,
 }
 
 TaskOnComplete.model_rebuild()

@@ -203,6 +203,20 @@ class ContactPolicyPlan(FrozenModel):
     max_per_week: int | None = None
 
 
+class VariantPlan(FrozenModel):
+    name: str
+    weight: float
+
+
+class ExperimentPlan(FrozenModel):
+    """Variants with weights and a holdout share; each subject's arm is a hash of `id`
+    and the subject's id (sopflow.core.experiments)."""
+
+    id: str
+    variants: tuple[VariantPlan, ...] = ()
+    holdout: float = 0.0
+
+
 class WeComPolicyPlan(FrozenModel):
     """How the playbook's WeCom mass sends are followed up (the `wecom` block)."""
 
@@ -244,6 +258,8 @@ class Plan(FrozenModel):
     # The event types that count as interaction for this playbook (`inactive_for`,
     # `journey.days_inactive`); None: the event catalogue's interaction flag.
     interaction_events: Annotated[tuple[str, ...] | None, HASHED_WHEN_SET] = None
+    # A split into variants and a holdout (language v1.2); None: no experiment.
+    experiment: Annotated[ExperimentPlan | None, HASHED_WHEN_SET] = None
     wecom: Annotated[WeComPolicyPlan, HASHED_WHEN_SET] = WeComPolicyPlan()
 
     @property

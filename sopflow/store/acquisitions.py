@@ -17,6 +17,7 @@ from sopflow.reports.acquisition import (
 )
 from sopflow.store.database import Database
 from sopflow.store.ledger import _insert_ignoring_duplicates
+from sopflow.store.segments import record_event_attributes
 from sopflow.store.tables import Acquisition as AcquisitionRow
 from sopflow.store.tables import CostInput, PaidOrder
 
@@ -25,7 +26,8 @@ UNKNOWN_CHANNEL = "unknown"
 
 
 def record_events(database: Database, events: Sequence[CustomerEvent], zone: str) -> None:
-    """New fans (first contact.added) and paid orders; repeats change nothing."""
+    """New fans (first contact.added), paid orders and the customers' profiles for
+    audiences; repeats change nothing."""
     tz = ZoneInfo(zone)
     fans = [
         {
@@ -47,9 +49,9 @@ def record_events(database: Database, events: Sequence[CustomerEvent], zone: str
         for e in events
         if e.type == "order.paid"
     ]
-    if not fans and not orders:
-        return
     with database.session() as session, session.begin():
+        # Every customer in the audiences' profiles, with the attributes events bring.
+        record_event_attributes(session, events)
         _insert_ignoring_duplicates(session, AcquisitionRow.__table__, fans)
         _insert_ignoring_duplicates(session, PaidOrder.__table__, orders)
 

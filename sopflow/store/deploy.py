@@ -14,6 +14,7 @@ from sopflow.language import compile_paths
 from sopflow.language.diagnostics import Diagnostic, PlaybookError
 from sopflow.language.plan import Plan, ProfilePlan
 from sopflow.store.plans import DeploymentRecord, PlanStore
+from sopflow.store.segments import save_segments
 
 DEPLOYMENT_FILE = "deployment.json"
 
@@ -60,6 +61,8 @@ def deploy_paths(
         by=by or deployer(),
         source=source,
     )
+    # Audiences are named segments, not versions: saved by name, the newest wins.
+    save_segments(store.database, list(bundle.segments.values()), by or deployer())
     return record, [
         (bundle.sources[name].file, name, plan.version)
         for name, plan in sorted(bundle.plans.items())

@@ -19,6 +19,7 @@ from sopflow.reports.funnel import FUNNEL_KINDS, LedgerRow
 from sopflow.store.database import Database
 from sopflow.store.groups import is_group, project_group
 from sopflow.store.inserts import insert_ignoring_duplicates
+from sopflow.store.segments import project_customer
 from sopflow.store.tables import DeliveryRecord, JourneyEvent, TaskRecord
 
 # A delivery's state after the hand-over only moves on (sopflow.core.deliveries): a late
@@ -161,6 +162,9 @@ class Ledger:
             if is_group(customer_id):
                 # A group's owner, tags and members, in the same transaction.
                 project_group(session, customer_id, entries)
+            else:
+                # A customer's profile as audiences read it, in the same transaction.
+                project_customer(session, customer_id, entries)
         return new
 
     @staticmethod
