@@ -15,9 +15,9 @@ from sopflow.core.state import (
     Delivery,
     JourneyState,
     StepResult,
-    TimelineEntry,
     TimelineKind,
     checkpoint,
+    timeline_entry,
 )
 from sopflow.language.guards import evaluate_guard_outcome
 from sopflow.language.plan import Plan, ProfilePlan
@@ -85,7 +85,7 @@ class Step:
         self, kind: TimelineKind, journey: JourneyState | None = None, **fields: Any
     ) -> None:
         self.state.timeline_seq += 1
-        entry = TimelineEntry(
+        entry = timeline_entry(
             at=self.now,
             kind=kind,
             seq=self.state.timeline_seq,
