@@ -11,8 +11,9 @@ instead of one each (bench/latency.py).
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -73,3 +74,27 @@ def _settle(
         future.set_exception(error)
     else:
         future.set_result(result)  # type: ignore[arg-type]
+
+
+Owner = TypeVar("Owner")
+_SHARED: dict[tuple[int, str], Any] = {}
+
+
+def shared(owner: Owner, name: str, make: Callable[[Callable[[], Owner]], T]) -> T:
+    """The `name` object of `owner` (a database): made once by `make`, which gets the
+    owner by weak reference (an app's coalescers must not keep its engine alive), and
+    dropped with the owner."""
+    key = (id(owner), name)
+    found = _SHARED.get(key)
+    if found is None:
+        ref = weakref.ref(owner)
+
+        def get() -> Owner:
+            alive = ref()
+            if alive is None:
+                raise RuntimeError(f"the owner of '{name}' is gone")
+            return alive
+
+        found = _SHARED[key] = make(get)
+        weakref.finalize(owner, _SHARED.pop, key, None)
+    return found

@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-import weakref
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 from temporalio.client import Client
 
-from api.coalesce import Coalescer
+from api.coalesce import Coalescer, shared
 from api.errors import ApiError
 from api.event_limits import check_data, check_occurred_at
 from api.models import ErrorDetail, EventIn
@@ -199,25 +198,11 @@ class _EventLedger:
     sent: Coalescer[Sent, None]
 
 
-_LEDGERS: dict[int, _EventLedger] = {}
-
-
 def _ledger(database: Database) -> _EventLedger:
-    found = _LEDGERS.get(id(database))
-    if found is None:
-        found = _LEDGERS[id(database)] = _new_ledger(weakref.ref(database))
-        weakref.finalize(database, _LEDGERS.pop, id(database), None)
-    return found
+    return shared(database, "event-ledger", _new_ledger)
 
 
-def _new_ledger(ref: weakref.ref[Database]) -> _EventLedger:
-    # The database by weak reference: the ledger must not keep a closed app's engine alive.
-    def database() -> Database:
-        found = ref()
-        if found is None:
-            raise RuntimeError("the database is gone")
-        return found
-
+def _new_ledger(database: Callable[[], Database]) -> _EventLedger:
     def claim_all(requests: Sequence[dict[Pair, str]]) -> list[dict[Pair, KnownKey]]:
         merged: dict[Pair, str] = {}
         for keys in requests:

@@ -6,10 +6,14 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
 from api.coalesce import Coalescer
+from sopflow.settings import Settings
+from sopflow.store.database import Database
+from sopflow.store.keys import Role, authenticate_all, create_key, revoke_key
 from tests import test_end_to_end
 from tests.helpers import eventually, plan_store, read_deliveries
 from tests.test_api_hardening import ECHO
@@ -101,3 +105,13 @@ async def test_concurrent_single_events_each_get_their_own_answer(
         return found if len(found) >= 20 else None
 
     assert len(await eventually(pongs, timeout=120)) == 20  # one per customer
+
+
+def test_tokens_arriving_together_are_each_judged_on_their_own(tmp_path: Path) -> None:
+    database = Database.from_settings(Settings(home=tmp_path / "home"))
+    good, principal = create_key(database, Role.INGEST, "good")
+    revoked, gone = create_key(database, Role.OPERATOR, "revoked")
+    revoke_key(database, gone.key_id)
+    forged = good[:-4] + "abcd"
+    tokens = [good, revoked, forged, "not-a-key", good]
+    assert authenticate_all(database, tokens) == [principal, None, None, None, principal]
