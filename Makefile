@@ -83,13 +83,15 @@ bench: install
 	$(BIN)/python -m bench.memory --customers 100000
 	$(BIN)/python -m bench.deployment_read
 	$(BIN)/python -m bench.sizing
+	$(BIN)/python -m bench.callbacks
 
 ## Fault drills at full size (a reduced size runs in `make test`): the hostile-input drill
-## (it writes its section of bench/RESULTS.md), then the multi-process drill (two workers,
-## two APIs, PostgreSQL) with 10,000 customers.
+## and the WeCom drills (each writes its section of bench/RESULTS.md), then the
+## multi-process drill (two workers, two APIs, PostgreSQL) with 10,000 customers.
 drills: install
 	SOPFLOW_DRILL_CUSTOMERS=1000 SOPFLOW_DRILL_EVENTS=10000 SOPFLOW_DRILL_OUTAGE=120 \
 		$(BIN)/pytest tests/test_drills.py -q
 	SOPFLOW_DRILL_HOSTILE_EVENTS=10000 SOPFLOW_DRILL_HOSTILE_PLAYBOOKS=200 SOPFLOW_DRILL_RECORD=1 \
 		$(BIN)/pytest tests/test_hostile_drill.py -q
+	SOPFLOW_DRILL_WECOM_CUSTOMERS=300 SOPFLOW_DRILL_RECORD=1 $(BIN)/pytest tests/test_wecom_drills.py -q
 	SOPFLOW_MULTI_CUSTOMERS=10000 $(BIN)/pytest tests/test_multi_process.py -q

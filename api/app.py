@@ -22,6 +22,7 @@ from api.routes import (
     overview,
     playbooks,
     tasks,
+    wecom,
 )
 from sopflow import __version__
 from sopflow.settings import Settings
@@ -78,6 +79,7 @@ def create_app(
     app.include_router(metrics.router)
     app.include_router(overview.router)
     app.include_router(groups.router)
+    app.include_router(wecom.router)
     mount_console(app)
 
     @app.get("/healthz", tags=["health"])

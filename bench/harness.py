@@ -226,17 +226,23 @@ class Stack:
 
 @asynccontextmanager
 async def sopflow_stack(
-    client: Client, home: Path, playbook: str, sandboxed: bool = True, worker: bool = True
+    client: Client,
+    home: Path,
+    playbook: str,
+    sandboxed: bool = True,
+    worker: bool = True,
+    **overrides: object,
 ) -> AsyncIterator[Stack]:
     """The API (and, unless `worker=False`, a worker in this process) with `playbook`
     deployed and an operator key; a benchmark that runs its worker in another process
-    points it at `stack.settings`."""
+    points it at `stack.settings`. `overrides` are more settings (WeCom's callback)."""
     settings = Settings(
         home=home,
         temporal_task_queue=f"bench-{uuid.uuid4().hex}",
         temporal_address=client.service_client.config.target_host,
         api_port=free_port(),
         workflow_sandbox=sandboxed,
+        **overrides,  # type: ignore[arg-type]
     )
     PlanStore.from_settings(settings).deploy(compile_playbook(playbook))
     database = Database.from_settings(settings)

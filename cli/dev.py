@@ -1,7 +1,8 @@
 """`sopflow dev`: the embedded default, everything on one machine under .sopflow/.
 
-Starts the Temporal dev server (SQLite file, WAL journal, sopflow's search attributes), one
-worker and the API; deploys the playbooks; stops every child cleanly on Ctrl-C or SIGTERM.
+Starts the Temporal dev server (SQLite file, WAL journal, sopflow's search attributes), the
+fake WeCom server (unless SOPFLOW_WECOM_API_BASE points elsewhere), one worker and the API;
+deploys the playbooks; stops every child cleanly on Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -16,9 +17,19 @@ import sys
 import time
 from collections.abc import Callable
 
+import httpx
+from pydantic import SecretStr
 from temporalio.client import Client
 
 from cli.binaries import temporal_cli
+from cli.fake_wecom import (
+    DEV_AGENT_ID,
+    DEV_APP_SECRET,
+    DEV_CALLBACK_AES_KEY,
+    DEV_CALLBACK_TOKEN,
+    DEV_CORP_ID,
+    DEV_SECRET,
+)
 from cli.serving import api_server, ensure_port_free
 from sopflow.errors import SopflowError
 from sopflow.files import private_file
@@ -129,12 +140,145 @@ def stop_dev_server(server: subprocess.Popen[bytes]) -> None:
         server.wait()
 
 
-async def run_dev(settings: Settings, announce: Callable[[str], None] = print) -> None:
-    """Run the embedded default until SIGINT or SIGTERM."""
+# --------------------------------------------------------------------------- fake WeCom
+
+FAKE_WECOM_LOG = "fake-wecom.log"
+FAKE_WECOM_START_TIMEOUT_SECONDS = 60.0
+# The fake's development credentials, for each WeCom setting the environment leaves unset.
+FAKE_WECOM_CREDENTIALS: dict[str, object] = {
+    "wecom_corp_id": DEV_CORP_ID,
+    "wecom_secret": SecretStr(DEV_SECRET),
+    "wecom_app_secret": SecretStr(DEV_APP_SECRET),
+    "wecom_agent_id": DEV_AGENT_ID,
+    "wecom_callback_token": SecretStr(DEV_CALLBACK_TOKEN),
+    "wecom_callback_aes_key": SecretStr(DEV_CALLBACK_AES_KEY),
+}
+# Against the fake, a task a minute after the add and a poll every five minutes would make
+# trying the flow a wait: these timings apply unless the environment (or .env) sets them,
+# and never to a real WeCom.
+FAKE_WECOM_TIMINGS: dict[str, int] = {
+    "wecom_batch_window_seconds": 5,
+    "wecom_poll_seconds": 5,
+}
+
+
+def uses_fake_wecom(settings: Settings) -> bool:
+    """The dev stack runs the fake unless SOPFLOW_WECOM_API_BASE names another server."""
+    default: str = Settings.model_fields["wecom_api_base"].default
+    return settings.wecom_api_base == default
+
+
+def with_fake_wecom(settings: Settings, port: int) -> Settings:
+    """The settings pointing at the fake on `port`, with the fake's credentials and short
+    timings; a WeCom setting given in the environment (or .env) is kept."""
+    unset = {
+        name: value
+        for name, value in FAKE_WECOM_CREDENTIALS.items()
+        if getattr(settings, name) is None
+    }
+    timings = {
+        name: value
+        for name, value in FAKE_WECOM_TIMINGS.items()
+        if name not in settings.model_fields_set
+    }
+    base = f"http://{settings.api_host}:{port}/cgi-bin"
+    return settings.model_copy(update={**unset, **timings, "wecom_api_base": base})
+
+
+def _secret(value: SecretStr | None) -> str:
+    return value.get_secret_value() if value else ""
+
+
+def fake_wecom_command(settings: Settings, port: int) -> list[str]:
+    """The fake with the settings' credentials, delivering callbacks to this API."""
+    callback_url = f"http://{settings.api_host}:{settings.api_port}/v1/wecom/callback"
+    return [
+        sys.executable,
+        "-m",
+        "cli.fake_wecom",
+        "--host",
+        settings.api_host,
+        "--port",
+        str(port),
+        "--callback-url",
+        callback_url,
+        "--corp-id",
+        settings.wecom_corp_id or DEV_CORP_ID,
+        "--secret",
+        _secret(settings.wecom_secret) or DEV_SECRET,
+        "--app-secret",
+        _secret(settings.wecom_app_secret) or DEV_APP_SECRET,
+        "--agent-id",
+        str(settings.wecom_agent_id or DEV_AGENT_ID),
+        "--callback-token",
+        _secret(settings.wecom_callback_token) or DEV_CALLBACK_TOKEN,
+        "--callback-aes-key",
+        _secret(settings.wecom_callback_aes_key) or DEV_CALLBACK_AES_KEY,
+    ]
+
+
+def start_fake_wecom(settings: Settings, port: int) -> subprocess.Popen[bytes]:
+    log = private_file(settings.home / FAKE_WECOM_LOG).open("ab")
+    return subprocess.Popen(
+        fake_wecom_command(settings, port),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=_die_with_parent,
+        start_new_session=True,
+    )
+
+
+async def wait_for_fake_wecom(settings: Settings, fake: subprocess.Popen[bytes], port: int) -> None:
+    deadline = time.monotonic() + FAKE_WECOM_START_TIMEOUT_SECONDS
+    url = f"http://{settings.api_host}:{port}/_fake/openapi.json"
+    async with httpx.AsyncClient(timeout=2.0) as http:
+        while True:
+            if fake.poll() is not None:
+                raise SopflowError(
+                    f"the fake WeCom server exited with code {fake.returncode}; "
+                    f"see {settings.home / FAKE_WECOM_LOG}"
+                )
+            with contextlib.suppress(httpx.HTTPError):
+                if (await http.get(url)).status_code == 200:
+                    return
+            if time.monotonic() > deadline:
+                raise SopflowError(
+                    "the fake WeCom server did not start within "
+                    f"{FAKE_WECOM_START_TIMEOUT_SECONDS:.0f}s; see {settings.home / FAKE_WECOM_LOG}"
+                )
+            await asyncio.sleep(0.1)
+
+
+def stop_process(process: subprocess.Popen[bytes] | None) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=SERVER_STOP_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+# --------------------------------------------------------------------------- the stack
+
+
+async def run_dev(
+    settings: Settings,
+    announce: Callable[[str], None] = print,
+    wecom_port: int | None = 8900,
+) -> None:
+    """Run the embedded default until SIGINT or SIGTERM; with `wecom_port`, against the
+    fake WeCom on that port (unless SOPFLOW_WECOM_API_BASE names another server)."""
     host, port = settings.dev_server_address
     ensure_port_free(host, port, "Temporal dev server", "--temporal-port")
     ensure_port_free(host, settings.temporal_ui_port, "Temporal UI", "--ui-port")
     ensure_port_free(settings.api_host, settings.api_port, "API", "--api-port")
+    fake_port = wecom_port if wecom_port and uses_fake_wecom(settings) else None
+    if fake_port is not None:
+        ensure_port_free(settings.api_host, fake_port, "fake WeCom server", "--wecom-port")
+        settings = with_fake_wecom(settings, fake_port)
     deployed = deploy_playbooks(settings, announce)
     operator_key = development_key(settings)
 
@@ -145,7 +289,11 @@ async def run_dev(settings: Settings, announce: Callable[[str], None] = print) -
 
     server = start_dev_server(settings)
     worker: subprocess.Popen[bytes] | None = None
+    fake: subprocess.Popen[bytes] | None = None
     try:
+        if fake_port is not None:
+            fake = start_fake_wecom(settings, fake_port)
+            await wait_for_fake_wecom(settings, fake, fake_port)
         client = await wait_for_server(settings, server)
         # The worker runs in its own process: a workflow task that holds its CPU (or a
         # worker stopped dead) cannot stall the API's event loop.
@@ -156,6 +304,18 @@ async def run_dev(settings: Settings, announce: Callable[[str], None] = print) -
         while not api.started and not serving.done() and not working.done():
             await asyncio.sleep(0.05)
         announce(f"sopflow: worker pid {worker.pid}, log in {settings.home / WORKER_LOG}")
+        if fake_port is not None:
+            announce(
+                f"sopflow: fake WeCom   http://{settings.api_host}:{fake_port} (test hooks: "
+                f"/_fake/docs), callbacks to /v1/wecom/callback"
+            )
+            announce(
+                f"sopflow: WeCom tasks collect for {settings.wecom_batch_window_seconds} s, "
+                f"polled every {settings.wecom_poll_seconds} s "
+                "(SOPFLOW_WECOM_BATCH_WINDOW_SECONDS, SOPFLOW_WECOM_POLL_SECONDS)"
+            )
+        elif settings.wecom_corp_id:
+            announce(f"sopflow: WeCom at {settings.wecom_api_base}")
         _announce_ready(settings, deployed, announce)
         announce(
             f"sopflow: operator key (development) in {settings.home / DEV_KEY_FILE}: {operator_key}"
@@ -181,6 +341,7 @@ async def run_dev(settings: Settings, announce: Callable[[str], None] = print) -
     finally:
         if worker is not None:
             stop_worker(worker)
+        stop_process(fake)
         stop_dev_server(server)
     announce("sopflow: stopped")
 

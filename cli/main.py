@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from cli.wecom import wecom_app
 from sopflow.errors import SopflowError
 from sopflow.settings import Settings
 
@@ -31,7 +32,11 @@ Home = Annotated[Path | None, typer.Option("--home", help="Data folder (default 
 def _settings(**overrides: object) -> Settings:
     """Environment settings with the command-line options that were given on top."""
     given = {k: v for k, v in overrides.items() if v is not None}
-    return Settings.model_validate({**Settings().model_dump(), **given})
+    environment = Settings()
+    # Only what the environment set, so `model_fields_set` still tells it from a default
+    # (`sopflow dev` fills the unset WeCom settings for its fake).
+    chosen = environment.model_dump(include=environment.model_fields_set)
+    return Settings.model_validate({**chosen, **given})
 
 
 def _fail(error: SopflowError) -> typer.Exit:
@@ -46,8 +51,12 @@ def dev(
     ui_port: Annotated[int | None, typer.Option(help="Temporal UI port (8233).")] = None,
     home: Home = None,
     playbooks: Annotated[Path | None, typer.Option(help="Playbooks folder.")] = None,
+    wecom_port: Annotated[
+        int, typer.Option(help="Port of the fake WeCom server (8900); 0: no fake.")
+    ] = 8900,
 ) -> None:
-    """Run everything on this machine: Temporal dev server (SQLite), worker and API."""
+    """Run everything on this machine: Temporal dev server (SQLite), the fake WeCom
+    server, worker and API."""
     from cli.dev import run_dev
 
     address = f"127.0.0.1:{temporal_port}" if temporal_port else None
@@ -60,7 +69,9 @@ def dev(
     )
     logging.basicConfig(level=logging.WARNING)
     try:
-        asyncio.run(run_dev(settings, announce=lambda line: typer.echo(line)))
+        asyncio.run(
+            run_dev(settings, announce=lambda line: typer.echo(line), wecom_port=wecom_port)
+        )
     except SopflowError as e:
         raise _fail(e) from e
 
@@ -352,6 +363,8 @@ def migrate_command(
     except SopflowError as e:
         raise _fail(e) from e
 
+
+app.add_typer(wecom_app, name="wecom")
 
 keys_app = typer.Typer(help="API keys with roles: ingest, staff, operator.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")

@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     # The callback URL's Token and EncodingAESKey (43 characters), from the admin console.
     wecom_callback_token: SecretStr | None = None
     wecom_callback_aes_key: SecretStr | None = None
+    # A signed callback older (or further ahead) than this is refused as a replay; WeCom
+    # retries within seconds, so a delivery this late is not WeCom's.
+    wecom_callback_max_age_seconds: int = 300
     # Another server (the fake in cli/fake_wecom) for tests and `make dev`.
     wecom_api_base: str = "https://qyapi.weixin.qq.com/cgi-bin"
     # Requests per second per corp from one process, across all APIs. WeCom allows 10,000 a
@@ -98,6 +101,11 @@ class Settings(BaseSettings):
     # days_in_month (as many a month as the month has days), week (7 a natural week),
     # day (1 a day) or none. Counted in `reporting_timezone`.
     wecom_customer_limit: Literal["days_in_month", "week", "day", "none"] = "days_in_month"
+    # Tell each new staff task to its assignee as a WeCom app message (needs
+    # wecom_agent_id), with a link to the console at console_base_url.
+    wecom_notify_tasks: bool = False
+    # Where staff reach the console (links in notices); default http://api_host:api_port.
+    console_base_url: str | None = None
 
     def environment(self) -> dict[str, str]:
         """These settings as SOPFLOW_* variables, for a child process (the worker of

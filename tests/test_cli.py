@@ -36,9 +36,16 @@ def readme_shell_commands() -> list[str]:
 
 
 def run_shell(
-    command: str, cwd: Path, api_port: int, temporal_port: int, check: bool = True
+    command: str,
+    cwd: Path,
+    api_port: int,
+    temporal_port: int,
+    check: bool = True,
+    wecom_port: int | None = None,
 ) -> str:
     command = command.replace("127.0.0.1:8000", f"127.0.0.1:{api_port}")
+    if wecom_port is not None:
+        command = command.replace("127.0.0.1:8900", f"127.0.0.1:{wecom_port}")
     command = command.replace(".venv/bin/temporal", str(Path(sys.executable).parent / "temporal"))
     command = command.replace("workflow list", f"workflow list --address 127.0.0.1:{temporal_port}")
     done = subprocess.run(
@@ -58,6 +65,7 @@ class DevProcess:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.api_port, self.temporal_port, self.ui_port = free_port(), free_port(), free_port()
+        self.wecom_port = free_port()
         self.process: subprocess.Popen[str] | None = None
 
     def command(self, playbooks: Path = REPO / "playbooks") -> list[str]:
@@ -70,6 +78,8 @@ class DevProcess:
             str(self.temporal_port),
             "--ui-port",
             str(self.ui_port),
+            "--wecom-port",
+            str(self.wecom_port),
             "--playbooks",
             str(playbooks),
         ]
@@ -82,6 +92,7 @@ class DevProcess:
             capture_output=True,
             text=True,
             timeout=COMMAND_LIMIT_SECONDS,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
         )
 
     def start(self) -> str:
@@ -157,8 +168,11 @@ def test_dev_runs_the_readme_stops_cleanly_and_resumes(tmp_path: Path) -> None:
     assert f"Temporal UI  http://127.0.0.1:{dev.ui_port}" in banner
     assert f"console      http://127.0.0.1:{dev.api_port}/console/" in banner
     assert "deployed welcome" in banner
+    assert f"fake WeCom   http://127.0.0.1:{dev.wecom_port}" in banner
+    assert "WeCom tasks collect for 5 s, polled every 5 s" in banner
     commands = readme_shell_commands()
-    add, show, tail, reply, search = commands
+    add, show, tail, reply, search, callback, show_added, fake_state, confirm, show_again = commands
+    assert show_again == show_added
     try:
         assert (
             json.loads(run_shell(add, tmp_path, dev.api_port, dev.temporal_port))["workflow_id"]
@@ -174,6 +188,50 @@ def test_dev_runs_the_readme_stops_cleanly_and_resumes(tmp_path: Path) -> None:
             lambda: "customer/wx_42" in run_shell(search, tmp_path, dev.api_port, dev.temporal_port)
         )
         assert listed
+        # A customer added through WeCom's callback with a channel code, as the fake
+        # delivers it: welcomed with the callback's welcome code, the gift awaiting its task.
+        fired = run_shell(callback, tmp_path, dev.api_port, dev.temporal_port, True, dev.wecom_port)
+        assert json.loads(fired)["deliveries"] == [{"status": 200, "body": "success"}]
+        assert "<State>try_readme</State>" in json.loads(fired)["plaintext"]
+
+        def wm_7_messages(command: str) -> dict[str, str]:
+            shown = run_shell(command, tmp_path, dev.api_port, dev.temporal_port, False)
+            body = json.loads(shown) if shown else {}
+            return {
+                e["text"]: e["status"] for e in body.get("timeline", []) if e["kind"] == "message"
+            }
+
+        welcome = "你好，我是你的专属顾问李雷，很高兴认识你！"
+        gift = "新人礼包已为你准备好，回复「1」即可领取。"
+        # The welcome is `sent` only if WeCom took its code: within the code's 20 s life.
+        assert wait_for(
+            lambda: wm_7_messages(show_added) == {welcome: "sent", gift: "awaiting_confirmation"}
+        )
+        customer = json.loads(run_shell(show_added, tmp_path, dev.api_port, dev.temporal_port))
+        assert [j["playbook"] for j in customer["journeys"]] == ["wecom_welcome"]
+        assert customer["profile"]["attributes"]["owner"] == "li_lei"
+
+        def task() -> dict | None:
+            shown = run_shell(
+                fake_state, tmp_path, dev.api_port, dev.temporal_port, True, dev.wecom_port
+            )
+            return next(iter(json.loads(shown)["mass_sends"]), None)
+
+        created = wait_for(task)  # after the 5 s batch window of the fake's timings
+        assert created["tasks"] == {"li_lei": {"status": 0, "recipients": {"wm_7": 0}}}
+        assert created["content"]["text"]["content"] == gift
+        state = json.loads(
+            run_shell(fake_state, tmp_path, dev.api_port, dev.temporal_port, True, dev.wecom_port)
+        )
+        assert [(w["external_userid"], w["text"]["content"]) for w in state["welcomes"]] == [
+            ("wm_7", welcome)
+        ]
+        confirmed = run_shell(
+            confirm, tmp_path, dev.api_port, dev.temporal_port, True, dev.wecom_port
+        )
+        assert json.loads(confirmed) == {"recipients": {"wm_7": 1}}
+        # sopflow learns it at its next poll (every 5 s against the fake).
+        assert wait_for(lambda: wm_7_messages(show_again) == {welcome: "sent", gift: "sent"})
     finally:
         code, output = dev.stop()
     assert code == 0, output
@@ -285,3 +343,30 @@ def test_validate_prints_one_diagnostic_a_line_and_exits_1(tmp_path: Path) -> No
     assert re.fullmatch(
         rf"{re.escape(str(broken))}:\d+:\d+: error: '3 days' is not a duration.*", lines[0]
     )
+
+
+def test_dev_fills_only_the_wecom_settings_the_environment_leaves_unset(monkeypatch) -> None:
+    from cli.dev import fake_wecom_command, uses_fake_wecom, with_fake_wecom
+    from cli.fake_wecom import DEV_CALLBACK_TOKEN
+    from cli.main import _settings
+    from sopflow.settings import Settings
+
+    mine = Settings(wecom_corp_id="wwmine")
+    filled = with_fake_wecom(mine, 8901)
+    assert filled.wecom_corp_id == "wwmine"
+    assert filled.wecom_callback_token is not None
+    assert filled.wecom_callback_token.get_secret_value() == DEV_CALLBACK_TOKEN
+    assert filled.wecom_api_base == "http://127.0.0.1:8901/cgi-bin"
+    # The fake is started with the same corp id, so its callbacks are sealed for it.
+    command = fake_wecom_command(filled, 8901)
+    assert command[command.index("--corp-id") + 1] == "wwmine"
+    assert uses_fake_wecom(mine)
+    assert not uses_fake_wecom(Settings(wecom_api_base="https://wecom.example.com/cgi-bin"))
+    # Short timings for the fake, each unless the environment sets it, as `sopflow dev`
+    # reads it (the command line's options on top of the environment).
+    assert (filled.wecom_batch_window_seconds, filled.wecom_poll_seconds) == (5, 5)
+    monkeypatch.setenv("SOPFLOW_WECOM_POLL_SECONDS", "30")
+    chosen = with_fake_wecom(_settings(api_port=8001), 8901)
+    assert (chosen.wecom_batch_window_seconds, chosen.wecom_poll_seconds) == (5, 30)
+    assert chosen.api_port == 8001
+    assert chosen.environment()["SOPFLOW_WECOM_POLL_SECONDS"] == "30"  # the worker's too

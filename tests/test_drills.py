@@ -336,6 +336,7 @@ def test_the_embedded_server_restarted_mid_journey_still_fires_its_timers(
         text=True,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     _wait_ready(dev)
     key = (tmp_path / ".sopflow" / "dev-operator.key").read_text().strip()
@@ -355,6 +356,7 @@ def test_the_embedded_server_restarted_mid_journey_still_fires_its_timers(
         text=True,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     _wait_ready(dev)
     try:

@@ -135,6 +135,7 @@ async def test_a_groups_events_members_lists_and_metrics(
         "customer_id": f"group/{chat}",
         "idempotency_key": "c",
         "workflow_id": f"group/{chat}",
+        "duplicate": False,
     }
     try:
         for index, member in enumerate(members[:2]):

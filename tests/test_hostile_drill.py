@@ -40,7 +40,7 @@ from sopflow.store.database import Database
 from sopflow.store.deploy import deploy_paths
 from sopflow.store.keys import Role, create_key
 from tests.conftest import REPO, free_port
-from tests.helpers import WebhookReceiver, failed_tasks, runs, terminate
+from tests.helpers import WebhookReceiver, failed_tasks, plan_store, runs, terminate
 
 EVENTS = int(os.environ.get("SOPFLOW_DRILL_HOSTILE_EVENTS", "300"))
 PLAYBOOKS = int(os.environ.get("SOPFLOW_DRILL_HOSTILE_PLAYBOOKS", "20"))
@@ -382,7 +382,7 @@ async def stack(dev_env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[S
         webhook_url=receiver.url,
         api_port=free_port(),
     )
-    deploy_paths([REPO / "playbooks"], settings_)
+    deploy_paths([REPO / "playbooks"], plan_store(settings_))
     database = Database.from_settings(settings_)
     operator, _ = create_key(database, Role.OPERATOR, "drill")
     database.dispose()

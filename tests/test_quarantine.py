@@ -209,7 +209,7 @@ def test_a_timer_that_fails_is_quarantined_and_the_next_one_fires(steps: Plan) -
                 "input": "timer",
                 "kind": "trigger",
                 "due_at": (T0 + timedelta(hours=1)).isoformat(),
-                "trigger": 2,
+                "trigger": "2",
             },
         )
     ]
@@ -405,7 +405,7 @@ def test_a_trigger_whose_due_time_cannot_be_computed_is_given_up_alone() -> None
     fired = apply_due_timers(state, rules, T0 + timedelta(hours=2))
     assert [d.text for d in fired.deliveries] == ["an hour later"]
     [given_up] = [e for e in fired.state.timeline if e.kind == "quarantined"]
-    assert given_up.detail == {"input": "timer", "kind": "trigger", "trigger": 0}
+    assert given_up.detail == {"input": "timer", "kind": "trigger", "trigger": "0"}
     assert given_up.error is not None and given_up.error.startswith("CroniterBadDateError")
     later = apply_due_timers(fired.state, rules, T0 + timedelta(days=3))
     assert later.state.quarantined == 1  # recorded once, not at every step

@@ -46,6 +46,8 @@ def test_every_shipped_playbook_has_a_scenario() -> None:
         "one_to_one_five_stage.yaml",
         "snacks_high_frequency.yaml",
         "koc_nurturing.yaml",
+        # WeCom's welcome message and a mass-send task (the README's "Try it", issue 14).
+        "wecom_welcome.yaml",
         # Groups and staff members are audiences of their own (issue 15).
         "snacks_group_calendar.yaml",
         "auto_consultant_moments.yaml",

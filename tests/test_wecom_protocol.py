@@ -451,14 +451,14 @@ def test_add_becomes_contact_added_with_channel_staff_and_welcome_code() -> None
         "channel_code": "qr-store-12",
         "staff_user_id": "zhangsan",
         "welcome_code": "WELCOME1",
-        "owner": "zhangsan",
+        "attributes": {"owner": "zhangsan"},
     }
     assert event.idempotency_key == f"{callback_key(callback)}/contact.added/wmCUSTOMER1"
 
 
 def test_add_without_state_or_code_leaves_them_out() -> None:
     (event,) = customer_events(parse_callback(contact_xml("add_external_contact")))
-    assert event.data == {"staff_user_id": "zhangsan", "owner": "zhangsan"}
+    assert event.data == {"staff_user_id": "zhangsan", "attributes": {"owner": "zhangsan"}}
 
 
 def test_removals_say_who_removed_whom() -> None:

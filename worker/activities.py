@@ -91,6 +91,7 @@ class SopflowActivities:
             delivered=True,
             detail=receipt.detail,
             status=status,
+            sender=receipt.sender,
         )
 
     @activity.defn(name=RECORD_TIMELINE_ACTIVITY)

@@ -10,7 +10,13 @@ from temporalio.client import Client
 from temporalio.worker import PollerBehaviorAutoscaling, Worker
 
 from sopflow.errors import SopflowError
-from sopflow.language.channels import CHANNELS, ENROLMENT_CHANNEL, TASK_CHANNEL, Channel
+from sopflow.language.channels import (
+    CHANNELS,
+    ENROLMENT_CHANNEL,
+    TASK_CHANNEL,
+    WECOM_TAG_CHANNEL,
+    Channel,
+)
 from sopflow.settings import Settings
 from sopflow.store.database import Database
 from sopflow.store.ledger import Ledger
@@ -21,6 +27,7 @@ from worker.channels.enrolment import EnrolmentChannel
 from worker.channels.log import LogChannel
 from worker.channels.webhook import WebhookChannel
 from worker.wecom.client import WeComClient
+from worker.wecom.notify import NotifyingTaskChannel
 from worker.wecom.wiring import sender_parts, wecom_channels, wecom_configured
 from workflows.contracts import (
     DELIVER_ACTIVITY,
@@ -60,14 +67,21 @@ def build_channels(
         # Staff tasks reach their inbox through the ledger (the tasks table); this file is
         # the log a developer tails.
         TASK_CHANNEL: LogChannel(settings.home / "tasks.jsonl"),
+        # Without WeCom, tags stay on sopflow's profiles; this file says what WeCom would
+        # have been asked.
+        WECOM_TAG_CHANNEL: LogChannel(settings.home / "wecom-tags.jsonl"),
         ENROLMENT_CHANNEL: (
             EnrolmentChannel(temporal, settings, plans.deployment)
             if temporal is not None and plans is not None
             else log
         ),
     }
-    if wecom is not None and temporal is not None:
-        adapters.update(wecom_channels(settings, wecom, temporal))
+    if wecom is not None and temporal is not None and plans is not None:
+        adapters.update(wecom_channels(settings, wecom, temporal, plans.database))
+        if settings.wecom_notify_tasks:
+            adapters[TASK_CHANNEL] = NotifyingTaskChannel(
+                adapters[TASK_CHANNEL], temporal, settings
+            )
     missing = sorted(set(CHANNELS) - set(adapters))
     if missing:
         raise SopflowError(f"no adapter for channels: {', '.join(missing)}")

@@ -35,6 +35,12 @@ BATCHED_LOCAL_DELIVERIES_PATCH = "batched-local-deliveries"
 # One ordered outbox per delivery lane (below) instead of one per customer; events and
 # timers go on while a continue-as-new waits for the outboxes to drain.
 PER_CHANNEL_OUTBOXES_PATCH = "per-channel-outboxes"
+# A customer playbook's tag actions also tag the customer in WeCom (`wecom.tag`).
+WECOM_TAGS_PATCH = "wecom-tags"
+# WeCom sends' later states (the sender workflow's DELIVERY_OUTCOME_SIGNAL) move their
+# timeline entries, and a journey that leaves the stage cancels its unconfirmed sends
+# (a signal to the sender workflow: a command the histories before it do not have).
+DELIVERY_STATES_PATCH = "wecom-delivery-states"
 LOCAL_LANE = "local"
 # A step that sends several local messages (a batch of events, an on_enter with three
 # sends) delivers them in one local activity, up to this many at a time.
@@ -179,6 +185,8 @@ class DeliveryOutcome(BaseModel):
     # A state after the hand-over (`awaiting_confirmation` for a WeCom mass send); None
     # when the channel's part ends in delivery.
     status: str | None = None
+    # The WeCom staff member whose confirmation it awaits.
+    sender: str | None = None
 
 
 class DeliveryBatch(BaseModel):

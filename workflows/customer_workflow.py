@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from sopflow.core import journey
     from sopflow.core.deployment import Deployment
     from sopflow.core.migration import apply_migration
+    from sopflow.core.sender import Outcome
     from sopflow.core.state import CustomerState, Delivery, StepResult
     from sopflow.core.step import Catalog
     from sopflow.language.channels import LOCAL_CHANNELS
@@ -32,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         CARRIED_STATE_MAX_BYTES,
         DELIVER_ACTIVITY,
         DELIVER_BATCH_ACTIVITY,
+        DELIVERY_STATES_PATCH,
         DESCRIBE_QUERY,
         EVENT_SIGNAL,
         LIFECYCLE_SEARCH_ATTRIBUTE,
@@ -47,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
         TAGS_SEARCH_ATTRIBUTE,
         TIER_SEARCH_ATTRIBUTE,
         VERSIONS_SEARCH_ATTRIBUTE,
+        WECOM_TAGS_PATCH,
         WORKFLOW_NAME,
         CustomerView,
         CustomerWorkflowInput,
@@ -59,6 +62,12 @@ with workflow.unsafe.imports_passed_through():
         MigrationSignal,
         RecordTimelineInput,
         delivery_lane,
+    )
+    from workflows.sender_contracts import (
+        CANCEL_SEND_SIGNAL,
+        DELIVERY_OUTCOME_SIGNAL,
+        DeliveryOutcomeSignal,
+        sender_workflow_id,
     )
     from workflows.visibility import bounded_keyword, bounded_keywords
 
@@ -101,6 +110,7 @@ class CustomerJourneyWorkflow:
         # Deliveries wait in ordered outboxes, one per lane (`delivery_lane`); before the
         # per-channel patch, one lane held them all.
         self._per_channel = False
+        self._wecom_tags = False  # WECOM_TAGS_PATCH, read when the run starts
         self._carried: list[Delivery] = list(input.outbox)
         self._outboxes: dict[str, list[Delivery]] = {}
         self._in_flight: dict[str, list[Delivery]] = {}
@@ -111,6 +121,13 @@ class CustomerJourneyWorkflow:
         # Due times that could not be computed stop the timers until the next event or
         # migration (which may fix what broke them); the failure is in the timeline.
         self._timers_paused = False
+        # WeCom sends' later states, reported by the staff member's sender workflow
+        # (DELIVERY_OUTCOME_SIGNAL), waiting for the main loop; acted on from the patch on.
+        self._delivery_states = False
+        self._send_outcomes: list[Outcome] = []
+        # A send was handed over awaiting confirmation: the loop checks whether its
+        # journey has left the stage meanwhile.
+        self._handed_over = False
 
     @workflow.signal(name=EVENT_SIGNAL)
     def receive_event(self, signal: EventSignal) -> None:
@@ -119,6 +136,10 @@ class CustomerJourneyWorkflow:
     @workflow.signal(name=MIGRATE_SIGNAL)
     def receive_migration(self, signal: MigrationSignal) -> None:
         self._migrations.append(signal)
+
+    @workflow.signal(name=DELIVERY_OUTCOME_SIGNAL)
+    def receive_delivery_outcome(self, signal: DeliveryOutcomeSignal) -> None:
+        self._send_outcomes.extend(signal.outcomes)
 
     @workflow.query(name=DESCRIBE_QUERY)
     def describe(self) -> CustomerView:
@@ -139,6 +160,8 @@ class CustomerJourneyWorkflow:
     @workflow.run
     async def run(self, input: CustomerWorkflowInput) -> None:
         self._per_channel = workflow.patched(PER_CHANNEL_OUTBOXES_PATCH)
+        self._wecom_tags = workflow.patched(WECOM_TAGS_PATCH)
+        self._delivery_states = workflow.patched(DELIVERY_STATES_PATCH)
         if not self._per_channel:
             # The single outbox of the histories recorded before the patch: its loop starts
             # first, as it did then, so that they replay command for command.
@@ -197,7 +220,10 @@ class CustomerJourneyWorkflow:
                         state, m.order, self._catalog(), workflow.now()
                     ),
                 )
+            self._record_send_outcomes()
+            await self._cancel_sends_left_behind()
             self._publish_search_attributes()
+        self._record_send_outcomes()
         carried = self._undelivered()
         # Idle loops are cancelled. One with a delivery or a ledger write in flight (a
         # forced continue-as-new) is left as it is: cancelling would request the
@@ -227,17 +253,56 @@ class CustomerJourneyWorkflow:
         with contextlib.suppress(Exception):
             self._state = journey.quarantine(self._state, workflow.now(), error, what, owned=True)
 
+    def _record_send_outcomes(self) -> None:
+        """Move the timeline entries of the WeCom sends the sender workflow reported on;
+        a report for an unknown, late or repeated key changes nothing."""
+        outcomes, self._send_outcomes = self._send_outcomes, []
+        if not self._delivery_states:
+            return  # before the patch the signal had no handler: nothing acted on it
+        for outcome in outcomes:
+            with contextlib.suppress(Exception):  # a report never fails the workflow task
+                self._state, _ = journey.record_send_outcome(
+                    self._state, outcome.idempotency_key, outcome.status, outcome.detail, owned=True
+                )
+
+    async def _cancel_sends_left_behind(self) -> None:
+        """A journey that left the stage cancels its sends still awaiting the staff
+        member's confirmation (the playbook's `wecom.cancel_on_leave`): a signal to that
+        staff member's sender workflow, which reports the outcome back."""
+        self._handed_over = False
+        if not self._delivery_states:
+            return
+        try:
+            self._state, cancels = journey.request_cancels(self._state, self._catalog(), owned=True)
+        except Exception as error:  # recorded, never a failed workflow task
+            self._quarantine(error, {"input": "cancel_on_leave"})
+            return
+        for cancel in cancels:
+            handle = workflow.get_external_workflow_handle(sender_workflow_id(cancel.sender))
+            # The sender's workflow has ended: it holds nothing of this customer's.
+            with contextlib.suppress(Exception):
+                await handle.signal(CANCEL_SEND_SIGNAL, cancel.idempotency_key)
+
     def _catalog(self) -> Catalog:
         profile = self._profiles.get(self._deployment.profile or "")
-        return Catalog(plans=self._plans, deployed=self._deployment.playbooks, profile=profile)
+        return Catalog(
+            plans=self._plans,
+            deployed=self._deployment.playbooks,
+            profile=profile,
+            wecom_tags=self._wecom_tags,
+        )
 
     async def _wait_for_work(self) -> None:
         if self._inbox or self._migrations:
+            return
+        if self._delivery_states and (self._send_outcomes or self._handed_over):
             return
         due = self._next_due()
 
         def work() -> bool:
             if self._inbox or self._migrations:
+                return True
+            if self._delivery_states and (self._send_outcomes or self._handed_over):
                 return True
             # While a continue-as-new waits for the outboxes, their draining is work too.
             return self._per_channel and self._should_continue_as_new() and self._drained()
@@ -362,8 +427,11 @@ class CustomerJourneyWorkflow:
                     outcome.idempotency_key,
                     outcome.delivered,
                     outcome.detail,
+                    status=journey.as_status(outcome.status),
+                    sender=outcome.sender,
                     owned=True,
                 )
+                self._handed_over |= outcome.status == "awaiting_confirmation"
             self._in_flight[lane] = []
 
     @staticmethod

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 import yaml
 
+from sopflow.core.deliveries import UNDELIVERED
 from sopflow.core.state import TimelineEntry
 from sopflow.language.graph import transitions
 from sopflow.language.plan import Plan
@@ -108,6 +109,18 @@ DEFERRAL_REASONS = {
 }
 
 
+# A message's state in the words of the timeline's "why" column (sopflow.core.deliveries).
+DELIVERY_STATES = {
+    "pending": "pending delivery",
+    "delivered": "delivered",
+    "awaiting_confirmation": "awaiting {sender}'s confirmation in WeCom{cancel}",
+    "sent": "sent: confirmed in WeCom and delivered",
+    "failed": "failed: {error}",
+    "cancelled": "cancelled: {error}",
+    "expired": "expired: {error}",
+}
+
+
 def explain(entry: TimelineEntry, zone: str) -> str:
     """Why an action did (or did not) happen, in the words an operator asks it."""
     detail = entry.detail
@@ -123,11 +136,13 @@ def explain(entry: TimelineEntry, zone: str) -> str:
         case "guard_failed":
             return f"condition counted as false: {entry.error}"
         case "message" | "task_created":
-            if entry.status == "failed":
-                return f"failed: {entry.error}"
-            if entry.status == "pending":
-                return "pending delivery"
-            return "delivered" if entry.status == "delivered" else ""
+            return DELIVERY_STATES.get(entry.status or "", "").format(
+                error=entry.error or "no reason given",
+                sender=detail.get("sender", "the staff member"),
+                cancel=" (cancel asked: the journey left the stage)"
+                if detail.get("cancel_requested")
+                else "",
+            )
         case "journey_ended":
             return f"ended: {detail.get('reason', '')}"
         case "tag_rejected":
@@ -200,7 +215,7 @@ def timeline_rows(
                 kind=entry.kind,
                 what=describe(entry),
                 why=why,
-                flagged=entry.kind in FLAGGED_KINDS or entry.status == "failed",
+                flagged=entry.kind in FLAGGED_KINDS or entry.status in UNDELIVERED,
             )
         )
     return rows

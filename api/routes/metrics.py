@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from api.deps import DatabaseDep, OperatorDep, PlanStoreDep
 from api.errors import ApiError
 from api.models import ErrorResponse
+from sopflow.language.models import NAME_PATTERN
 from sopflow.reports.acquisition import Acquisition
 from sopflow.reports.funnel import Funnel, funnel
 from sopflow.store.acquisitions import figures, set_cost
@@ -36,6 +37,51 @@ async def get_funnel(
     current = next((v for v in versions if v.version == deployed), versions[-1])
     rows = await asyncio.to_thread(Ledger(database).funnel_rows, playbook)
     return funnel(playbook, list(current.stages), rows)
+
+
+class DeliveryStates(BaseModel):
+    """The delivery ledger's messages and tasks by state."""
+
+    delivered: int = Field(
+        description="Handed over and done: log lines, webhooks, staff tasks, a welcome."
+    )
+    sent: int = Field(description="WeCom sends the staff member confirmed and WeCom delivered.")
+    pending_confirmation: int = Field(
+        description="WeCom sends in a task that awaits the staff member's confirmation."
+    )
+    failed: int = Field(
+        description="WeCom sends WeCom refused or dropped (the reason is in "
+        "each customer's timeline); refused webhooks are in the timeline only."
+    )
+    cancelled: int = Field(description="WeCom sends cancelled: the journey left the stage.")
+    expired: int = Field(description="WeCom sends nobody confirmed in time.")
+    by_channel: dict[str, dict[str, int]] = Field(
+        description="channel -> state -> count, the same states."
+    )
+
+
+@router.get("/metrics/deliveries", response_model=DeliveryStates, responses=ERRORS)
+async def get_deliveries(
+    database: DatabaseDep,
+    _: OperatorDep,
+    playbook: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
+) -> DeliveryStates:
+    """Messages sent, failed and pending confirmation (and the rest), over every playbook
+    or one: a WeCom send counts as sent only once the staff member confirmed it."""
+    counts = await asyncio.to_thread(Ledger(database).status_counts, playbook)
+    totals: dict[str, int] = {}
+    for states in counts.values():
+        for state, count in states.items():
+            totals[state] = totals.get(state, 0) + count
+    return DeliveryStates(
+        delivered=totals.get("delivered", 0),
+        sent=totals.get("sent", 0),
+        pending_confirmation=totals.get("awaiting_confirmation", 0),
+        failed=totals.get("failed", 0),
+        cancelled=totals.get("cancelled", 0),
+        expired=totals.get("expired", 0),
+        by_channel=dict(sorted(counts.items())),
+    )
 
 
 class QuarantinedInput(BaseModel):

@@ -62,6 +62,8 @@ class CallbackOrder(BaseModel):
     change_type: str | None = None
     tag_id: str | None = None
     tag_type: str = "tag"
+    add_tag: list[str] = []  # edit_external_contact: corp tag ids the staff member added
+    remove_tag: list[str] = []  # and removed, in the WeCom client
     url: str | None = None  # default: the fake's --callback-url
     repeat: int = 1  # deliver the same callback this many times (WeCom retries)
     deliver: bool = True  # false: only return the signed callback
@@ -95,7 +97,14 @@ def _build(
             order.state,
             order.welcome,
         )
-    if kind in ("edit_external_contact", "del_external_contact", "del_follow_user"):
+    if kind == "edit_external_contact":
+        return generator.edit_external_contact(
+            _require(order.userid, "userid"),
+            _require(order.external_userid, "external_userid"),
+            order.add_tag,
+            order.remove_tag,
+        )
+    if kind in ("del_external_contact", "del_follow_user"):
         build = getattr(generator, kind)
         signed: SignedCallback = build(
             _require(order.userid, "userid"), _require(order.external_userid, "external_userid")

@@ -104,7 +104,18 @@ class CallbackGenerator:
         }
         return self.seal(self._xml("change_external_contact", "add_external_contact", fields))
 
-    def edit_external_contact(self, user_id: str, external_userid: str) -> SignedCallback:
+    def edit_external_contact(
+        self,
+        user_id: str,
+        external_userid: str,
+        add_tag: list[str] | None = None,
+        remove_tag: list[str] | None = None,
+    ) -> SignedCallback:
+        """The staff member edited the customer in the WeCom client, perhaps tagging them
+        (`add_tag`, `remove_tag`: corp tag ids); the callback says only that they edited."""
+        tags = self.fake.customer_tags[(user_id, external_userid)]
+        tags.update(add_tag or [])
+        tags.difference_update(remove_tag or [])
         fields = {"UserID": user_id, "ExternalUserID": external_userid}
         return self.seal(self._xml("change_external_contact", "edit_external_contact", fields))
 

@@ -370,6 +370,7 @@ class FakeWeCom:
             "externalcontact/send_welcome_msg": self.send_welcome_msg,
             "externalcontact/get_corp_tag_list": self.get_corp_tag_list,
             "externalcontact/add_corp_tag": self.add_corp_tag,
+            "externalcontact/get": self.get_external_contact,
             "externalcontact/mark_tag": self.mark_tag,
             "message/send": self.message_send,
             "externalcontact/add_moment_task": self.add_moment_task,
@@ -651,6 +652,32 @@ class FakeWeCom:
         tags.update(add)
         tags.difference_update(remove)
         return ok()
+
+    def get_external_contact(self, args: JSON) -> JSON:
+        """The customer and each staff member who has them, with that member's corp tags
+        (all on one page: the fake never pages)."""
+        customer = str(args.get("external_userid"))
+        staff = self.follows.get(customer)
+        if not staff:
+            return error(codes.NOT_A_CONTACT)
+        tags = {tid: (g, t) for g in self.tag_groups.values() for tid, t in g.tags.items()}
+        follow_user = [
+            {
+                "userid": user_id,
+                "tags": [
+                    {
+                        "group_name": tags[tid][0].group_name,
+                        "tag_name": tags[tid][1]["name"],
+                        "tag_id": tid,
+                        "type": 1,
+                    }
+                    for tid in sorted(self.customer_tags.get((user_id, customer), set()))
+                    if tid in tags
+                ],
+            }
+            for user_id in staff
+        ]
+        return ok(external_contact={"external_userid": customer}, follow_user=follow_user)
 
     # -- app messages to staff -------------------------------------------------------------
 

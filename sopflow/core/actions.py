@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import zlib
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from sopflow.core import profile as profile_rules
 from sopflow.core.clock import quiet_until, shift, window, zone
 from sopflow.core.context import build_context
 from sopflow.core.state import TAG_MAX_CHARS, Delivery, JourneyState, ScheduledSend, TaskState
 from sopflow.core.step import MAX_TRANSITIONS_PER_STEP, Step
-from sopflow.language.channels import CUSTOMER_CHANNELS, ENROLMENT_CHANNEL, TASK_CHANNEL
+from sopflow.language.channels import (
+    CUSTOMER_CHANNELS,
+    ENROLMENT_CHANNEL,
+    TAG_ADD,
+    TAG_REMOVE,
+    TASK_CHANNEL,
+    WECOM_TAG_CHANNEL,
+)
 from sopflow.language.plan import (
     EVERYWHERE,
     ActionStep,
@@ -293,6 +300,7 @@ def deliver_message(
             welcome_code=welcome[0] if welcome else None,
             welcome_fallback=welcome[1].welcome_fallback if welcome else "send",
             visible_to=visible_to,
+            remind_after_seconds=plan.wecom.remind_after_seconds,
         )
     )
     step.record(
@@ -504,10 +512,13 @@ def enrol_member(step: Step, journey: JourneyState, action: EnrolMemberStep) -> 
 
 def change_tags(step: Step, journey: JourneyState | None, action: TagStep) -> None:
     profile = step.state.profile
+    # A customer playbook's action tags the customer in WeCom too; tags that events taught
+    # (staff tagged in WeCom, taxonomy rules) are never sent back.
+    mark = step.catalog.wecom_tags and step.audience == Audience.CUSTOMER
     for written in action.remove:
         tag = resolve_tag(step, journey, written)
         if tag and profile_rules.remove_tag(profile, tag):
-            step.record("tag_removed", journey, detail={"tag": tag})
+            _tag_changed(step, journey, "tag_removed", tag, mark)
     for written in action.add:
         tag = resolve_tag(step, journey, written)
         if tag is None or tag in profile.tags:
@@ -517,8 +528,49 @@ def change_tags(step: Step, journey: JourneyState | None, action: TagStep) -> No
             step.record("tag_rejected", journey, detail={"tag": shown_tag(tag), "reason": refusal})
             continue
         for removed in profile_rules.apply_tag(profile, tag, step.profile_rules):
-            step.record("tag_removed", journey, detail={"tag": removed})
-        step.record("tag_added", journey, detail={"tag": tag})
+            _tag_changed(step, journey, "tag_removed", removed, mark)
+        _tag_changed(step, journey, "tag_added", tag, mark)
+
+
+def _tag_changed(
+    step: Step,
+    journey: JourneyState | None,
+    kind: Literal["tag_added", "tag_removed"],
+    tag: str,
+    mark: bool,
+) -> None:
+    """Record a tag change; with `mark`, a `wecom.tag` delivery for the customer's owner,
+    whose outcome (marked, or why not) becomes the entry's status."""
+    if not mark or journey is None:
+        step.record(kind, journey, detail={"tag": tag})
+        return
+    # Keyed by the timeline entry it belongs to (the seq `record` gives it next), not by
+    # the journey's effect counter: the keys of the journey's messages and tasks stay
+    # what they were before tags reached WeCom.
+    key = f"{step.customer_id}/{journey.journey_id}/tag/{step.state.timeline_seq + 1}"
+    text = (TAG_ADD if kind == "tag_added" else TAG_REMOVE) + tag
+    step.deliveries.append(
+        Delivery(
+            idempotency_key=key,
+            kind="tag",
+            customer_id=step.customer_id,
+            playbook=journey.playbook,
+            journey_id=journey.journey_id,
+            stage=journey.stage,
+            channel=WECOM_TAG_CHANNEL,
+            text=text,
+            scheduled_at=step.now,
+            sender=sender_of(step),
+        )
+    )
+    step.record(
+        kind,
+        journey,
+        channel=WECOM_TAG_CHANNEL,
+        idempotency_key=key,
+        status="pending",
+        detail={"tag": tag},
+    )
 
 
 def resolve_tag(step: Step, journey: JourneyState | None, written: str) -> str | None:

@@ -27,6 +27,13 @@ from sopflow.core.actions import (
 )
 from sopflow.core.clock import EARLIEST, LATEST, parse_moment, shift, zone
 from sopflow.core.context import countdown_view
+from sopflow.core.deliveries import (
+    SendCancel,
+    as_status,
+    record_delivery_outcome,
+    record_send_outcome,
+    request_cancels,
+)
 from sopflow.core.groups import learn_group
 from sopflow.core.state import (
     SEEN_EVENT_KEYS_LIMIT,
@@ -54,13 +61,17 @@ from sopflow.language.subjects import Audience
 
 __all__ = [
     "Catalog",
+    "SendCancel",
     "apply_due_timers",
     "apply_event",
+    "as_status",
     "compact",
     "event_moment",
     "next_due_at",
     "quarantine",
     "record_delivery_outcome",
+    "record_send_outcome",
+    "request_cancels",
 ]
 
 TASK_EVENTS = ("task.completed", "task.postponed")
@@ -178,27 +189,6 @@ def next_due_at(state: CustomerState, catalog: Catalog) -> datetime | None:
         return None  # nothing has happened to this customer yet
     due = _earliest_due(Step(state, catalog, state.clock), None)
     return due.at if due else None
-
-
-def record_delivery_outcome(
-    state: CustomerState,
-    idempotency_key: str,
-    delivered: bool,
-    error: str | None = None,
-    *,
-    owned: bool = False,
-) -> CustomerState:
-    """Mark a message or task in the timeline delivered or failed, as the shell learned it.
-
-    `owned=True` hands the state over (the caller drops it): it is updated in place rather
-    than copied, which matters for a long timeline."""
-    updated = state if owned else state.model_copy(deep=True)
-    for entry in reversed(updated.timeline):
-        if entry.idempotency_key == idempotency_key:
-            entry.status = "delivered" if delivered else "failed"
-            entry.error = None if delivered else error
-            break
-    return updated
 
 
 # ----------------------------------------------------------------------------- timers

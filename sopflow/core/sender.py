@@ -27,7 +27,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-OutcomeStatus = Literal["awaiting_confirmation", "sent", "failed", "cancelled", "expired"]
+from sopflow.core.state import ConfirmationStatus
+
+OutcomeStatus = ConfirmationStatus
 ChatType = Literal["single", "group", "moment"]
 # Keys remembered to drop a repeated enqueue (an activity retried after it signalled).
 SEEN_KEYS_LIMIT = 20_000
@@ -54,6 +56,8 @@ class QueuedSend(BaseModel):
     queued_at: datetime
     chat_type: ChatType = "single"
     visible_to: list[str] | None = None  # a moment's customer tags
+    # The playbook's `wecom.remind_after`; None: the policy's.
+    remind_after_seconds: int | None = None
 
 
 class Outcome(BaseModel):
@@ -76,6 +80,12 @@ class Batch(BaseModel):
     chat_type: ChatType = "single"
     visible_to: list[str] | None = None
 
+    @property
+    def remind_after_seconds(self) -> int | None:
+        """The soonest reminder any of its playbooks asks for (None: the policy's)."""
+        asked = [s.remind_after_seconds for s in self.sends if s.remind_after_seconds]
+        return min(asked) if asked else None
+
 
 class OpenTask(BaseModel):
     """A task created in WeCom, until every customer in it has an outcome."""
@@ -91,6 +101,7 @@ class OpenTask(BaseModel):
     next_poll_at: datetime
     cancel_requested: list[str] = Field(default_factory=list)
     chat_type: ChatType = "single"
+    remind_after_seconds: int | None = None  # None: the policy's
 
 
 class SenderState(BaseModel):
@@ -207,6 +218,7 @@ def close_batch(
             awaiting=awaiting,
             next_poll_at=now + timedelta(seconds=policy.poll_seconds),
             chat_type=batch.chat_type,
+            remind_after_seconds=batch.remind_after_seconds,
         )
     return outcomes
 
@@ -297,13 +309,15 @@ def end_task(
 def next_reminder_at(task: OpenTask, policy: SenderPolicy) -> datetime | None:
     """Remind the staff member `remind_after_seconds` after the task (or the last
     reminder), at most `max_reminders` times in 24 hours (WeCom's own limit is 3). A
-    moment not published by then gets one reminder: a task for the staff member."""
-    if policy.remind_after_seconds is None or policy.max_reminders <= 0:
+    moment not published by then gets one reminder: a task for the staff member. The
+    task's own delay (its playbooks' `wecom.remind_after`) wins over the policy's."""
+    remind_after = task.remind_after_seconds or policy.remind_after_seconds
+    if remind_after is None or policy.max_reminders <= 0:
         return None
     if task.chat_type == "moment" and task.reminded_at:
         return None
     last = task.reminded_at[-1] if task.reminded_at else task.created_at
-    at = last + timedelta(seconds=policy.remind_after_seconds)
+    at = last + timedelta(seconds=remind_after)
     window = task.reminded_at[-policy.max_reminders :]
     if len(window) == policy.max_reminders:
         # The oldest of the last `max_reminders` must leave the 24 hours first.

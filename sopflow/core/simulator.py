@@ -158,6 +158,7 @@ def simulate(
         plans={p.version: p for p in plans.values()},
         deployed={p.name: p.version for p in plans.values()},
         profile=profile,
+        wecom_tags=True,  # as a customer's workflow started now runs it
     )
     state = CustomerState(
         customer_id=customer.id,

@@ -192,7 +192,12 @@ TimelineKind = Literal[
     # the state kept as it was before it.
     "quarantined",
 ]
-DeliveryStatus = Literal["pending", "delivered", "failed"]
+# A message handed to a channel whose delivery goes on after the hand-over: a WeCom mass
+# send awaits the staff member's confirmation, then ends in one of the other four, with
+# WeCom's reason (the sender workflow reports them: sopflow.core.sender).
+ConfirmationStatus = Literal["awaiting_confirmation", "sent", "failed", "cancelled", "expired"]
+# `pending` until the channel's activity ends; `delivered` when the hand-over ends it.
+DeliveryStatus = Literal["pending", "delivered", ConfirmationStatus]
 
 
 class TimelineEntry(BaseModel):
@@ -273,7 +278,8 @@ class Delivery(BaseModel):
     """An external effect: a message to a customer or a task for staff."""
 
     idempotency_key: str
-    kind: Literal["message", "task", "enrolment"] = "message"
+    # "notice": made by the worker, not the core (a task told to its assignee in WeCom).
+    kind: Literal["message", "task", "enrolment", "tag", "notice"] = "message"
     customer_id: str
     playbook: str
     journey_id: str
@@ -294,6 +300,9 @@ class Delivery(BaseModel):
     target: str | None = None
     # A moments post: the customer tags that see it (None: every customer of the sender).
     visible_to: list[str] | None = None
+    # WeCom: remind the staff member of the unconfirmed task after this long (the
+    # playbook's `wecom.remind_after`); None: the setting's default.
+    remind_after_seconds: int | None = None
 
 
 class StepResult(BaseModel):

@@ -38,6 +38,10 @@ class Catalog:
     plans: Mapping[str, Plan]
     deployed: Mapping[str, str] = field(default_factory=dict)
     profile: ProfilePlan | None = None
+    # A customer playbook's tag actions also tag the customer in WeCom (`wecom.tag`
+    # deliveries). The shell turns it on behind a patch: histories recorded before it
+    # replay without those deliveries.
+    wecom_tags: bool = False
 
     def plan_of(self, journey: JourneyState) -> Plan:
         return self.plans[journey.version]

@@ -29,6 +29,10 @@ TASK_CHANNEL = "task"
 # A group journey enrolling a member who joined (`enrol_member`): an event for the
 # customer's own workflow, created by that action only.
 ENROLMENT_CHANNEL = "enrolment"
+# A customer playbook's `tag` action, tagged in WeCom for the customer's owner
+# (`mark_tag`); the delivery's text is the tag with TAG_ADD or TAG_REMOVE before it.
+WECOM_TAG_CHANNEL = "wecom.tag"
+TAG_ADD, TAG_REMOVE = "+", "-"
 EVERY_AUDIENCE = frozenset(Audience)
 
 
@@ -73,6 +77,14 @@ REGISTRY: tuple[ChannelSpec, ...] = (
         audiences=frozenset({Audience.STAFF}),
     ),
     ChannelSpec(TASK_CHANNEL, "a staff task in the tasks table", False, local=True),
+    ChannelSpec(
+        WECOM_TAG_CHANNEL,
+        "tags the customer in WeCom for their owner (mark_tag)",
+        False,
+        # A call to WeCom: a remote lane of its own, retried without holding back others.
+        local=False,
+        audiences=frozenset({Audience.CUSTOMER}),
+    ),
     ChannelSpec(
         ENROLMENT_CHANNEL,
         "asks a member's own workflow to enrol them in a customer playbook",

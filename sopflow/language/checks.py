@@ -528,6 +528,12 @@ def _check_policy(source: SourceDocument, playbook: models.Playbook) -> Iterator
             parse_duration(enrol.cooldown)
         except ValueError as e:
             yield source.at("error", str(e), ("enrol", "cooldown"))
+    if playbook.wecom.remind_after is not None:
+        try:
+            if parse_duration(playbook.wecom.remind_after).total_seconds() <= 0:
+                raise ValueError("remind_after must be longer than zero")
+        except ValueError as e:
+            yield source.at("error", str(e), ("wecom", "remind_after"))
     for index, rule in enumerate(playbook.exit):
         if rule.event is None and rule.when is None:
             yield source.at(

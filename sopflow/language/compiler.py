@@ -47,6 +47,7 @@ from sopflow.language.plan import (
     TierRulePlan,
     TiersPlan,
     TriggerPlan,
+    WeComPolicyPlan,
     WindowPlan,
 )
 from sopflow.language.salvage import Salvaged
@@ -483,6 +484,10 @@ def build_plan(playbook: models.Playbook, context: BundleContext) -> Plan:
         triggers=tuple(_trigger(t, playbook, context) for t in playbook.triggers),
         interaction_events=(
             None if playbook.interaction_events is None else tuple(playbook.interaction_events)
+        ),
+        wecom=WeComPolicyPlan(
+            remind_after_seconds=_seconds(playbook.wecom.remind_after),
+            cancel_on_leave=playbook.wecom.cancel_on_leave,
         ),
     )
     return unversioned.model_copy(update={"version": content_hash(unversioned)})

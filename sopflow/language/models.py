@@ -443,6 +443,25 @@ class ContactPolicy(StrictModel):
     _valid_quiet = field_validator("quiet_hours")(_check_window)
 
 
+class WeComPolicy(StrictModel):
+    """How the playbook's WeCom mass sends (wecom.private, wecom.group) are followed up
+    while they wait for the staff member to confirm them in the WeCom client."""
+
+    remind_after: Duration | None = Field(
+        default=None,
+        description="Remind the staff member of an unconfirmed task after this long, e.g. "
+        "4h (default: the SOPFLOW_WECOM_REMIND_AFTER_SECONDS setting). WeCom allows 3 "
+        "reminders a task in 24 hours.",
+    )
+    cancel_on_leave: bool = Field(
+        default=True,
+        description="When the journey leaves the stage (or ends) before the staff member "
+        "confirmed, cancel the customer's wecom.private send: dropped while it waits for "
+        "its task; in a task, the task is cancelled once every customer still waiting in it "
+        "was cancelled.",
+    )
+
+
 class Migration(StrictModel):
     """How journeys of an older version move to this one: a stage map, old -> new."""
 
@@ -473,6 +492,10 @@ class Playbook(StrictModel):
     exit: list[ExitRule] = Field(default_factory=list, description="End from any stage.")
     goal: Goal | None = None
     contact_policy: ContactPolicy = Field(default_factory=ContactPolicy)
+    wecom: WeComPolicy = Field(
+        default_factory=WeComPolicy,
+        description="Reminders and cancellation of the playbook's WeCom mass sends.",
+    )
     triggers: list[Trigger] = Field(
         default_factory=list,
         description="Active in every stage but end stages, after the stage's own triggers: "

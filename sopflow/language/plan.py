@@ -203,6 +203,15 @@ class ContactPolicyPlan(FrozenModel):
     max_per_week: int | None = None
 
 
+class WeComPolicyPlan(FrozenModel):
+    """How the playbook's WeCom mass sends are followed up (the `wecom` block)."""
+
+    # Remind the staff member of an unconfirmed task after this long; None: the setting.
+    remind_after_seconds: int | None = None
+    # The journey left the stage before the staff member confirmed: cancel the send.
+    cancel_on_leave: bool = True
+
+
 class MigrationPlan(FrozenModel):
     from_version: str
     stages: dict[str, str]
@@ -235,6 +244,7 @@ class Plan(FrozenModel):
     # The event types that count as interaction for this playbook (`inactive_for`,
     # `journey.days_inactive`); None: the event catalogue's interaction flag.
     interaction_events: Annotated[tuple[str, ...] | None, HASHED_WHEN_SET] = None
+    wecom: Annotated[WeComPolicyPlan, HASHED_WHEN_SET] = WeComPolicyPlan()
 
     @property
     def enrol_event(self) -> str | None:

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy import and_, case, func, not_, select, text
+from sqlalchemy import and_, case, func, not_, or_, select, text
 
 from sopflow.language.plan import Plan
 from sopflow.store.database import Database
@@ -137,22 +137,30 @@ def _kind_counts(
 
 
 def _delivered() -> Any:
+    """Reached its channel: handed over (status null) or, for WeCom, sent."""
+    status = DeliveryRecord.__table__.c.status
+    return _in_delivery_ledger(or_(status.is_(None), status.in_(("delivered", "sent"))))
+
+
+def _in_delivery_ledger(condition: Any) -> Any:
     ledger = JourneyEvent.__table__
     deliveries = DeliveryRecord.__table__
     return (
         select(deliveries.c.idempotency_key)
-        .where(deliveries.c.idempotency_key == ledger.c.idempotency_key)
+        .where(deliveries.c.idempotency_key == ledger.c.idempotency_key, condition)
         .exists()
     )
 
 
 def _awaiting() -> Any:
-    """A wecom.* message not in the delivery ledger."""
+    """A wecom.* message not handed over yet (not in the delivery ledger) or handed over
+    and awaiting the staff member's confirmation."""
     ledger = JourneyEvent.__table__
+    status = DeliveryRecord.__table__.c.status
     return and_(
         MESSAGES_SQL,
         ledger.c.channel.like(f"{CONFIRMED_CHANNEL_PREFIX}%"),
-        not_(_delivered()),
+        not_(_in_delivery_ledger(or_(status.is_(None), status != "awaiting_confirmation"))),
     )
 
 

@@ -85,8 +85,7 @@ def migration_lock(url: str) -> Iterator[None]:
         finally:
             engine.dispose()
     elif parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        lock_path = Path(f"{parsed.database}.migrate.lock")
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = private_file(Path(f"{parsed.database}.migrate.lock"))
         with lock_path.open("a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:

@@ -10,15 +10,22 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
+from sopflow.core.deliveries import FINAL
 from sopflow.core.state import Delivery, TimelineEntry
 from sopflow.reports.funnel import FUNNEL_KINDS, LedgerRow
 from sopflow.store.database import Database
 from sopflow.store.groups import is_group, project_group
 from sopflow.store.inserts import insert_ignoring_duplicates
 from sopflow.store.tables import DeliveryRecord, JourneyEvent, TaskRecord
+
+# A delivery's state after the hand-over only moves on (sopflow.core.deliveries): a late
+# or repeated report (the sender workflow's report retried) never takes a final state back.
+FINAL_STATUSES = FINAL
+# What the metrics call a status of null: delivered when handed over (log, webhook, tasks).
+HANDED_OVER = "delivered"
 
 # The name the other stores import it by (it lived here first).
 _insert_ignoring_duplicates = insert_ignoring_duplicates
@@ -48,14 +55,35 @@ class Ledger:
         with self.database.engine.connect() as connection:
             return {row[0] for row in connection.execute(query)}
 
-    def set_delivery_status(self, idempotency_key: str, status: str, detail: str | None) -> None:
-        """A handed-over delivery's later state (a WeCom send confirmed, failed, expired)."""
+    def set_delivery_status(self, idempotency_key: str, status: str, detail: str | None) -> bool:
+        """A handed-over delivery's later state (a WeCom send confirmed, failed, expired);
+        False when the row has a final state already (or is not there)."""
+        column = DeliveryRecord.status
+        moving = or_(column.is_(None), column.not_in(FINAL_STATUSES))
+        if status not in FINAL_STATUSES:
+            moving = or_(column.is_(None), column == status)
         with self.database.engine.begin() as connection:
-            connection.execute(
+            result = connection.execute(
                 update(DeliveryRecord)
-                .where(DeliveryRecord.idempotency_key == idempotency_key)
+                .where(DeliveryRecord.idempotency_key == idempotency_key, moving)
                 .values(status=status, detail=detail)
             )
+        return bool(result.rowcount)
+
+    def status_counts(self, playbook: str | None = None) -> dict[str, dict[str, int]]:
+        """Deliveries per channel and state (`delivered` for those whose hand-over ended
+        them): what the delivery ledger knows, one grouped query."""
+        column = func.coalesce(DeliveryRecord.status, HANDED_OVER)
+        query = select(DeliveryRecord.channel, column, func.count()).group_by(
+            DeliveryRecord.channel, column
+        )
+        if playbook is not None:
+            query = query.where(DeliveryRecord.playbook == playbook)
+        counts: dict[str, dict[str, int]] = {}
+        with self.database.engine.connect() as connection:
+            for channel, status, count in connection.execute(query):
+                counts.setdefault(channel, {})[status] = count
+        return counts
 
     def record_delivery(
         self, delivery: Delivery, detail: str | None, status: str | None = None

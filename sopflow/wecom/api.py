@@ -577,6 +577,40 @@ class GroupChatGetResponse(WeComResponse):
     group_chat: GroupChat | None = None
 
 
+# -- externalcontact/get: a customer and the staff who have them (92114) ---------------------
+
+
+class GetExternalContactRequest(WeComRequest):
+    external_userid: str
+    cursor: str | None = None  # a customer of more than 500 staff: the next page
+
+
+class FollowTag(BaseModel):
+    """A tag a staff member put on the customer: type 1 a corp tag (the library's), 2 the
+    staff member's own, 3 a rule's."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    group_name: str = ""
+    tag_name: str = ""
+    tag_id: str | None = None
+    type: int = 1
+
+
+class FollowUser(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    userid: str
+    createtime: int | None = None
+    tags: list[FollowTag] = []
+
+
+class GetExternalContactResponse(WeComResponse):
+    external_contact: dict[str, Any] = {}
+    follow_user: list[FollowUser] = []
+    next_cursor: str = ""
+
+
 # -- the endpoint table ----------------------------------------------------------------------
 
 RequestT = TypeVar("RequestT", bound=WeComRequest)
@@ -646,6 +680,9 @@ GET_MOMENT_TASK = Endpoint(
 )
 CANCEL_MOMENT_TASK = Endpoint(
     "externalcontact/cancel_moment_task", "POST", CancelMomentTaskRequest, WeComResponse
+)
+GET_EXTERNAL_CONTACT = Endpoint(
+    "externalcontact/get", "GET", GetExternalContactRequest, GetExternalContactResponse
 )
 GROUPCHAT_GET = Endpoint(
     "externalcontact/groupchat/get", "POST", GroupChatGetRequest, GroupChatGetResponse

@@ -303,7 +303,9 @@ def customer_events(
                 "channel_code": callback.state or None,
                 "staff_user_id": callback.user_id,
                 "welcome_code": callback.welcome_code or None,
-                "owner": callback.user_id,
+                # The profile's owner: the staff member whose mass sends reach the customer
+                # (the one added last, when a customer adds several).
+                "attributes": {"owner": callback.user_id},
             }
             return [event(callback.external_user_id, "contact.added", data)]
         case ExternalContactEdited():

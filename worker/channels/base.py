@@ -22,6 +22,8 @@ class Receipt:
 
     status: str
     detail: str | None = None
+    # The WeCom staff member whose confirmation it awaits (their sender workflow).
+    sender: str | None = None
 
 
 class ChannelAdapter(Protocol):

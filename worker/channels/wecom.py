@@ -89,6 +89,7 @@ async def queue_with_sender(
         queued_at=datetime.now(UTC),
         chat_type=chat_type,
         visible_to=delivery.visible_to,
+        remind_after_seconds=delivery.remind_after_seconds,
     )
     try:
         await temporal.start_workflow(
@@ -101,7 +102,7 @@ async def queue_with_sender(
         )
     except RPCError as e:
         raise RuntimeError(f"could not queue the send with Temporal: {e}") from e  # retried
-    return Receipt("awaiting_confirmation", f"in {sender}'s next WeCom task")
+    return Receipt("awaiting_confirmation", f"in {sender}'s next WeCom task", sender=sender)
 
 
 class WeComGroupChannel:

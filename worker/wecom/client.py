@@ -421,6 +421,21 @@ class WeComClient:
         request = api.CancelMomentTaskRequest(moment_id=moment_id)
         return await self.call(api.CANCEL_MOMENT_TASK, request)
 
+    # -- customers -------------------------------------------------------------------------
+
+    async def follow_users(self, external_userid: str) -> list[api.FollowUser]:
+        """The staff members who have the customer, each with the tags they put on them
+        (every page of `externalcontact/get`)."""
+        users: list[api.FollowUser] = []
+        cursor: str | None = None
+        while True:
+            request = api.GetExternalContactRequest(external_userid=external_userid, cursor=cursor)
+            answer = await self.call(api.GET_EXTERNAL_CONTACT, request)
+            users += answer.follow_user
+            if not answer.next_cursor:
+                return users
+            cursor = answer.next_cursor
+
     # -- customer groups -------------------------------------------------------------------
 
     async def get_group_chat(self, chat_id: str) -> api.GroupChat:
