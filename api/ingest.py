@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 from temporalio.client import Client
 
+from api.coalesce import Coalescer, shared
 from api.errors import ApiError
 from api.event_limits import check_data, check_occurred_at
 from api.models import ErrorDetail, EventIn
@@ -25,9 +27,9 @@ from sopflow.core.state import CustomerEvent
 from sopflow.language.diagnostics import nearest
 from sopflow.language.events import STANDARD_EVENT_TYPES, declared_event_types
 from sopflow.settings import Settings
-from sopflow.store.acquisitions import record_events
+from sopflow.store.acquisitions import RECORDED_EVENT_TYPES, record_events
 from sopflow.store.database import Database
-from sopflow.store.event_keys import Pair, claim, mark_sent, payload_hash
+from sopflow.store.event_keys import KnownKey, Pair, claim, mark_sent, payload_hash
 from sopflow.store.plans import PlanStore
 from workflows.client import send_events
 
@@ -68,8 +70,9 @@ async def ingest(
     await _signal(fresh, deployment, temporal, settings)
     keyed = {(r.customer_id, r.idempotency_key) for r in requests if r.idempotency_key}
     sent = [(e.customer_id, e.idempotency_key) for e in fresh]
-    await asyncio.to_thread(mark_sent, database, [pair for pair in sent if pair in keyed])
-    await asyncio.to_thread(record_events, database, fresh, settings.reporting_timezone)
+    marked = [pair for pair in sent if pair in keyed]
+    if marked or any(e.type in RECORDED_EVENT_TYPES for e in fresh):
+        await _ledger(database).sent(Sent(marked, fresh, settings.reporting_timezone))
     return [Accepted(e, d) for e, d in zip(events, duplicates, strict=True)]
 
 
@@ -129,7 +132,7 @@ async def _deduplicate(
         pair = (event.customer_id, event.idempotency_key)
         hashes.setdefault(pair, digest)
         first_at.setdefault(pair, index)
-    known = await asyncio.to_thread(claim, database, hashes)
+    known = await _ledger(database).claim(hashes) if hashes else {}
     conflicts: list[ErrorDetail] = []
     duplicates: list[bool] = []
     for index, (event, given) in enumerate(zip(events, digests, strict=True)):
@@ -176,6 +179,46 @@ async def _signal(
             await send_events(temporal, settings, ordered, deployment)
 
     await asyncio.gather(*(send(e) for e in by_customer.values()))
+
+
+@dataclass(frozen=True)
+class Sent:
+    """What a request records once its events reached their workflows."""
+
+    keys: list[Pair]  # its own keys (not generated ones): repeats are duplicates now
+    events: list[CustomerEvent]  # acquisitions and orders for the reports
+    zone: str
+
+
+@dataclass(frozen=True)
+class _EventLedger:
+    """The event-key ledger's writes, each shared by the requests waiting at once."""
+
+    claim: Coalescer[dict[Pair, str], dict[Pair, KnownKey]]
+    sent: Coalescer[Sent, None]
+
+
+def _ledger(database: Database) -> _EventLedger:
+    return shared(database, "event-ledger", _new_ledger)
+
+
+def _new_ledger(database: Callable[[], Database]) -> _EventLedger:
+    def claim_all(requests: Sequence[dict[Pair, str]]) -> list[dict[Pair, KnownKey]]:
+        merged: dict[Pair, str] = {}
+        for keys in requests:
+            for pair, digest in keys.items():
+                merged.setdefault(pair, digest)  # the first request's payload is claimed
+        known = claim(database(), merged)
+        return [{p: known[p] for p in keys if p in known} for keys in requests]
+
+    def record_all(requests: Sequence[Sent]) -> list[None]:
+        mark_sent(database(), [pair for sent in requests for pair in sent.keys])
+        for zone in sorted({sent.zone for sent in requests}):
+            events = [e for sent in requests if sent.zone == zone for e in sent.events]
+            record_events(database(), events, zone)
+        return [None] * len(requests)
+
+    return _EventLedger(claim=Coalescer(claim_all), sent=Coalescer(record_all))
 
 
 def allowed_types(plans: PlanStore, deployment_json: str) -> set[str]:

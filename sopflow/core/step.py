@@ -15,9 +15,9 @@ from sopflow.core.state import (
     Delivery,
     JourneyState,
     StepResult,
-    TimelineEntry,
     TimelineKind,
     checkpoint,
+    timeline_entry,
 )
 from sopflow.language.guards import evaluate_guard_outcome
 from sopflow.language.plan import Plan, ProfilePlan
@@ -68,20 +68,17 @@ class Step:
         self.event: CustomerEvent | None = None
         self.deliveries: list[Delivery] = []
         self.transitions = 0
+        # Whose state this is: a customer, a group chat or a staff member (the subject
+        # never changes within a step; asked at every guard, timer and tier check).
+        self.audience: Audience = audience_of(state.customer_id)
+        # The taxonomy and tiers: the customers' alone (a group's tags are free).
+        self.profile_rules: ProfilePlan | None = (
+            catalog.profile if self.audience == Audience.CUSTOMER else None
+        )
 
     @property
     def customer_id(self) -> str:
         return self.state.customer_id
-
-    @property
-    def audience(self) -> Audience:
-        """Whose state this is: a customer, a group chat or a staff member."""
-        return audience_of(self.state.customer_id)
-
-    @property
-    def profile_rules(self) -> ProfilePlan | None:
-        """The taxonomy and tiers: the customers' alone (a group's tags are free)."""
-        return self.catalog.profile if self.audience == Audience.CUSTOMER else None
 
     def timezone(self, plan: Plan | None = None) -> str:
         """The customer's own time zone, else the playbook's."""
@@ -92,7 +89,7 @@ class Step:
         self, kind: TimelineKind, journey: JourneyState | None = None, **fields: Any
     ) -> None:
         self.state.timeline_seq += 1
-        entry = TimelineEntry(
+        entry = timeline_entry(
             at=self.now,
             kind=kind,
             seq=self.state.timeline_seq,

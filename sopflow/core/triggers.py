@@ -132,11 +132,13 @@ def next_due(
             if deadline is None:
                 return None
             offsets = trigger.countdown.offsets_seconds if trigger.countdown else ()
-            moments = [shift(deadline, -s) for s in offsets]
-            if trigger.goto:
-                moments.append(deadline)
-            upcoming = [m for m in moments if qualifies(m)]
-            return min(upcoming) if upcoming else None
+            # The earliest qualifying moment; a countdown is looked at after every step.
+            upcoming = deadline if trigger.goto and qualifies(deadline) else None
+            for seconds in offsets:
+                moment = shift(deadline, -seconds)
+                if (upcoming is None or moment < upcoming) and qualifies(moment):
+                    upcoming = moment
+            return upcoming
     return None  # event and condition triggers have no time
 
 

@@ -111,12 +111,76 @@ def evaluate_guard(source: str, context: dict[str, Any]) -> bool:
     return evaluate_guard_outcome(source, context).value
 
 
+# Outcomes of guards already evaluated, by the guard and the exact data it reads: a guard
+# is a pure function of that data, and condition triggers and exit rules are evaluated
+# again after every step on data that rarely changed (a third of some simulations' time).
+# Bounded in entries and in the data a key may hold (a guard reading a long list or text
+# is evaluated each time); the oldest go first.
+OUTCOMES_KEPT = 4096
+KEY_ITEMS_MAX = 64
+KEY_CHARS_MAX = 1024
+_OUTCOMES: dict[tuple[str, Any], GuardOutcome] = {}
+
+
+class _NotKept(Exception):
+    """The data is too big (or not hashable) to be a key: evaluated, not remembered."""
+
+
 def evaluate_guard_outcome(source: str, context: dict[str, Any]) -> GuardOutcome:
     """Evaluate within the cost limit; never raises: any failure is a false with its reason."""
     try:
         analysis = analyse_guard(source)
-        if analysis.problem:
-            return GuardOutcome(False, f"guard not evaluated: {analysis.problem}")
+    except Exception as e:
+        return GuardOutcome(False, describe_error(e))
+    if analysis.problem:
+        return GuardOutcome(False, f"guard not evaluated: {analysis.problem}")
+    try:
+        key = (source, _Frozen().of(prune(context, analysis.cost.paths)))
+        known = _OUTCOMES.get(key)
+    except Exception:
+        return _evaluate(source, context, analysis)
+    if known is not None:
+        return known
+    outcome = _evaluate(source, context, analysis)
+    if outcome.error is None:  # only what the data decided (never a failure) is kept
+        _remember(key, outcome)
+    return outcome
+
+
+class _Frozen:
+    """A hashable copy of guard data that tells types apart (True, 1 and 1.0 are equal in
+    Python, not in CEL), within KEY_ITEMS_MAX items and KEY_CHARS_MAX characters."""
+
+    def __init__(self) -> None:
+        self.items = 0
+        self.chars = 0
+
+    def of(self, value: Any) -> Any:
+        self.items += 1
+        if self.items > KEY_ITEMS_MAX:
+            raise _NotKept
+        if isinstance(value, dict):
+            return (dict, tuple((k, self.of(v)) for k, v in value.items()))
+        if isinstance(value, list | tuple):
+            return (list, tuple(self.of(v) for v in value))
+        if isinstance(value, str):
+            self.chars += len(value)
+            if self.chars > KEY_CHARS_MAX:
+                raise _NotKept
+        return (type(value), value)
+
+
+def _remember(key: tuple[str, Any], outcome: GuardOutcome) -> None:
+    try:
+        while len(_OUTCOMES) >= OUTCOMES_KEPT:
+            del _OUTCOMES[next(iter(_OUTCOMES))]
+    except (KeyError, RuntimeError, StopIteration):  # another thread trimmed it meanwhile
+        pass
+    _OUTCOMES[key] = outcome
+
+
+def _evaluate(source: str, context: dict[str, Any], analysis: GuardAnalysis) -> GuardOutcome:
+    try:
         if analysis.cost.steps.reads_data:
             measures = measure(context, analysis.cost.paths)
             steps = analysis.cost.steps.at(measures)

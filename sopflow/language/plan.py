@@ -266,11 +266,15 @@ class Plan(FrozenModel):
     def enrol_event(self) -> str | None:
         return self.enrol.event
 
-    def active_triggers(self, stage: str) -> list[tuple[str, TriggerPlan]]:
+    def active_triggers(self, stage: str) -> tuple[tuple[str, TriggerPlan], ...]:
         """The triggers active in a stage with their keys: the stage's own ("0", "1", ...)
         first, then the playbook-wide ones ("*0", "*1", ...)."""
-        own = [(str(i), t) for i, t in enumerate(self.stages[stage].triggers)]
-        return own + [(f"{EVERYWHERE}{i}", t) for i, t in enumerate(self.triggers)]
+        return _stage_triggers(self, stage)[0]
+
+    def timed_triggers(self, stage: str) -> tuple[tuple[str, TriggerPlan], ...]:
+        """`active_triggers(stage)` that can come due with no event: all but the event
+        and condition triggers, in the same order."""
+        return _stage_triggers(self, stage)[1]
 
     def trigger(self, stage: str, key: str) -> TriggerPlan:
         """The trigger of `active_triggers(stage)` with this key."""
@@ -355,6 +359,27 @@ class ProfilePlan(FrozenModel):
 
 
 Branch.model_rebuild()
+
+# Triggers without a time: the core never asks them when they are due.
+UNTIMED_KINDS = frozenset({"event", "condition"})
+StageTriggers = tuple[tuple[tuple[str, TriggerPlan], ...], tuple[tuple[str, TriggerPlan], ...]]
+# A stage's (active, timed) triggers, per live plan object: the core asks after every event
+# and timer, and a plan never changes. Keyed by id, dropped when the plan is collected.
+_STAGE_TRIGGERS: dict[int, dict[str, StageTriggers]] = {}
+
+
+def _stage_triggers(plan: Plan, stage: str) -> StageTriggers:
+    per_stage = _STAGE_TRIGGERS.get(id(plan))
+    if per_stage is None:
+        per_stage = _STAGE_TRIGGERS[id(plan)] = {}
+        weakref.finalize(plan, _STAGE_TRIGGERS.pop, id(plan), None)
+    found = per_stage.get(stage)
+    if found is None:
+        own = [(str(i), t) for i, t in enumerate(plan.stages[stage].triggers)]
+        active = (*own, *((f"{EVERYWHERE}{i}", t) for i, t in enumerate(plan.triggers)))
+        timed = tuple((k, t) for k, t in active if t.kind not in UNTIMED_KINDS)
+        found = per_stage[stage] = (active, timed)
+    return found
 
 
 # One object per plan version in a process. Versions are content hashes and plans are

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 _DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -17,6 +18,7 @@ _CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 _WINDOW = re.compile(r"^(?:(?P<days>[a-z,]+)\s+)?(?P<start>\d{1,2}:\d{2})-(?P<end>\d{1,2}:\d{2})$")
 
 
+@lru_cache(maxsize=1024)  # the core reads a trigger's time of day at every look at it
 def parse_clock(text: str) -> time:
     """'10:00' -> time(10, 0); ValueError naming the form otherwise."""
     match = _CLOCK.match(text.strip())

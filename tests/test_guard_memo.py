@@ -1,0 +1,43 @@
+"""Guards remember their outcomes by the exact data they read (issue 18, item 4): the
+same data gives the same outcome without running CEL again; data that differs only in
+type (true and 1 are equal in Python, not in CEL), or that is too big to keep, is
+evaluated as it is."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sopflow.language import guards
+from sopflow.language.guards import evaluate_guard_outcome
+
+
+def context(**attributes: Any) -> dict[str, Any]:
+    return {"customer": {"attributes": attributes, "tags": attributes.pop("tags", [])}}
+
+
+def test_data_equal_in_python_but_not_in_cel_is_told_apart() -> None:
+    guard = "customer.attributes.flag == 1"
+    assert evaluate_guard_outcome(guard, context(flag=1)).value is True
+    assert evaluate_guard_outcome(guard, context(flag=True)).value is False  # CEL: true != 1
+    assert evaluate_guard_outcome(guard, context(flag=1.0)).value is True
+    assert evaluate_guard_outcome(guard, context(flag=2)).value is False
+
+
+def test_an_outcome_is_kept_for_the_same_data_and_never_for_a_failure() -> None:
+    guard = "customer.attributes.level >= 3"
+    guards._OUTCOMES.clear()
+    assert evaluate_guard_outcome(guard, context(level=5)).value is True
+    assert evaluate_guard_outcome(guard, context(level=5, other="x")).value is True
+    assert len(guards._OUTCOMES) == 1  # `other` is not read: the same key
+    failed = evaluate_guard_outcome(guard, context())
+    assert failed.value is False and failed.error is not None
+    assert len(guards._OUTCOMES) == 1
+
+
+def test_data_too_big_to_keep_is_evaluated_every_time() -> None:
+    guard = '"vip" in customer.tags'
+    guards._OUTCOMES.clear()
+    many = [f"tag:{n}" for n in range(guards.KEY_ITEMS_MAX + 1)]
+    assert evaluate_guard_outcome(guard, context(tags=many)).value is False
+    assert evaluate_guard_outcome(guard, context(tags=[*many, "vip"])).value is True
+    assert guards._OUTCOMES == {}
