@@ -27,7 +27,7 @@ from sopflow.core.state import CustomerEvent
 from sopflow.language.diagnostics import nearest
 from sopflow.language.events import STANDARD_EVENT_TYPES, declared_event_types
 from sopflow.settings import Settings
-from sopflow.store.acquisitions import RECORDED_EVENT_TYPES, record_events
+from sopflow.store.acquisitions import record_events
 from sopflow.store.database import Database
 from sopflow.store.event_keys import KnownKey, Pair, claim, mark_sent, payload_hash
 from sopflow.store.plans import PlanStore
@@ -71,7 +71,9 @@ async def ingest(
     keyed = {(r.customer_id, r.idempotency_key) for r in requests if r.idempotency_key}
     sent = [(e.customer_id, e.idempotency_key) for e in fresh]
     marked = [pair for pair in sent if pair in keyed]
-    if marked or any(e.type in RECORDED_EVENT_TYPES for e in fresh):
+    # Every accepted event writes its customer's audience profile row (and reports rows
+    # for new fans and orders): nothing to skip once an event went out.
+    if marked or fresh:
         await _ledger(database).sent(Sent(marked, fresh, settings.reporting_timezone))
     return [Accepted(e, d) for e, d in zip(events, duplicates, strict=True)]
 

@@ -25,10 +25,6 @@ FIXED = "*"  # the channel code of fixed costs
 UNKNOWN_CHANNEL = "unknown"
 
 
-# The event types the reports record (new fans, paid orders); the rest write nothing.
-RECORDED_EVENT_TYPES = frozenset({"contact.added", "order.paid"})
-
-
 def record_events(database: Database, events: Sequence[CustomerEvent], zone: str) -> None:
     """New fans (first contact.added), paid orders and the customers' profiles for
     audiences; repeats change nothing."""
