@@ -142,7 +142,7 @@ def test_the_funnel_counts_entries_transitions_times_and_goals(
 def test_the_domains_own_examples() -> None:
     from sopflow.reports.acquisition import conversion_rate, cost_per_new_fan, roi
 
-    # DOMAIN.md: 50,000 fixed + 200,000 ads, 10,000 new fans -> 25 per fan;
+    # The worked example: 50,000 fixed + 200,000 ads, 10,000 new fans -> 25 per fan;
     # 2,000 of 10,000 converted -> 20%.
     assert cost_per_new_fan(50_000, 200_000, 10_000) == 25
     assert conversion_rate(2_000, 10_000) == 20.0

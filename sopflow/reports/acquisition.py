@@ -1,4 +1,4 @@
-"""Acquisition economics, exactly as DOMAIN.md defines them (seeds 001, 003).
+"""Acquisition economics, as operators define them.
 
 - cost per new fan (单粉成本) = (fixed cost + traffic cost) / new fans
 - conversion rate = converted / total x 100%
