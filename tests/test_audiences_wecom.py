@@ -12,13 +12,12 @@ from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 from temporalio.client import Client
 from temporalio.service import RPCError
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
-from cli.fake_wecom import DEV_CORP_ID, DEV_SECRET, FakeConfig, FakeWeCom, create_app
+from cli.fake_wecom import FakeConfig, FakeWeCom
 from sopflow.core.deployment import Deployment
 from sopflow.core.sender import SenderPolicy
 from sopflow.core.state import CustomerEvent, Delivery
@@ -33,6 +32,7 @@ from sopflow.store.tables import DeliveryRecord, TaskRecord
 from sopflow.wecom import api
 from tests.conftest import T0
 from tests.helpers import describe, eventually, plan_store, send_event, terminate
+from tests.wecom_stack import fake_client
 from worker.channels.base import PermanentDeliveryError
 from worker.channels.enrolment import EnrolmentChannel
 from worker.channels.wecom import WeComGroupChannel
@@ -114,15 +114,8 @@ def fake() -> FakeWeCom:
 
 @pytest.fixture
 async def wecom(fake: FakeWeCom) -> AsyncIterator[WeComClient]:
-    transport = httpx.ASGITransport(app=create_app(fake))
-    async with httpx.AsyncClient(transport=transport, base_url="http://fake") as http:
-        yield WeComClient(
-            DEV_CORP_ID,
-            DEV_SECRET,
-            api_base="http://fake/cgi-bin",
-            requests_per_second=10_000,
-            http=http,
-        )
+    async with fake_client(fake) as client:
+        yield client
 
 
 def deploy(text: str, settings: Settings) -> None:

@@ -8,13 +8,12 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from temporalio.worker import Worker
 
-from cli.fake_wecom import DEV_CORP_ID, DEV_SECRET, FakeConfig, FakeWeCom, create_app
+from cli.fake_wecom import FakeConfig, FakeWeCom
 from sopflow.core import sender
 from sopflow.core.sender import QueuedSend, SenderPolicy, SenderState
 from sopflow.settings import Settings
@@ -22,6 +21,7 @@ from sopflow.store.database import Database
 from sopflow.store.ledger import Ledger
 from sopflow.store.mass_sends import RECIPIENTS, MassSends
 from tests.helpers import eventually
+from tests.wecom_stack import fake_client
 from worker.wecom.client import WeComClient
 from worker.wecom.sender_activities import WeComSenderActivities
 from workflows.sandbox import workflow_runner
@@ -46,15 +46,8 @@ def fake() -> FakeWeCom:
 
 @pytest.fixture
 async def wecom(fake: FakeWeCom) -> AsyncIterator[WeComClient]:
-    transport = httpx.ASGITransport(app=create_app(fake))
-    async with httpx.AsyncClient(transport=transport, base_url="http://fake") as http:
-        yield WeComClient(
-            DEV_CORP_ID,
-            DEV_SECRET,
-            api_base="http://fake/cgi-bin",
-            requests_per_second=10_000,
-            http=http,
-        )
+    async with fake_client(fake) as client:
+        yield client
 
 
 @pytest.fixture

@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from cli.fake_wecom import DEV_CORP_ID, DEV_SECRET, FakeConfig, FakeWeCom, create_app
+from cli.fake_wecom import FakeConfig, FakeWeCom
 from sopflow.language.compiler import compile_bundle
 from sopflow.language.loader import load_text
 from sopflow.language.plan import ProfilePlan
@@ -19,7 +18,7 @@ from sopflow.store.plans import PlanStore
 from sopflow.store.wecom_tags import CorpTags
 from sopflow.wecom import api
 from tests.helpers import describe, eventually, terminate
-from tests.wecom_stack import WeComStack, wecom_stack
+from tests.wecom_stack import WeComStack, fake_client, wecom_stack
 from worker.wecom.client import WeComClient
 from worker.wecom.tags import sync_tags
 from workflows.client import describe_customer
@@ -62,15 +61,8 @@ def fake() -> FakeWeCom:
 
 @pytest.fixture
 async def wecom(fake: FakeWeCom) -> AsyncIterator[WeComClient]:
-    transport = httpx.ASGITransport(app=create_app(fake))
-    async with httpx.AsyncClient(transport=transport, base_url="http://fake") as http:
-        yield WeComClient(
-            DEV_CORP_ID,
-            DEV_SECRET,
-            api_base="http://fake/cgi-bin",
-            requests_per_second=1e4,
-            http=http,
-        )
+    async with fake_client(fake) as client:
+        yield client
 
 
 def library(fake: FakeWeCom) -> dict[str, set[str]]:

@@ -58,6 +58,21 @@ class WeComStack:
         return deliveries
 
 
+@contextlib.asynccontextmanager
+async def fake_client(fake: FakeWeCom) -> AsyncIterator[WeComClient]:
+    """A WeCom client whose calls reach `fake` in process (httpx's ASGI transport), with
+    no rate limit to speak of."""
+    transport = httpx.ASGITransport(app=create_app(fake))
+    async with httpx.AsyncClient(transport=transport, base_url="http://fake") as http:
+        yield WeComClient(
+            DEV_CORP_ID,
+            DEV_SECRET,
+            api_base="http://fake/cgi-bin",
+            requests_per_second=10_000,
+            http=http,
+        )
+
+
 def wecom_settings(settings: Settings, **overrides: object) -> Settings:
     return settings.model_copy(
         update={

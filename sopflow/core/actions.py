@@ -298,15 +298,12 @@ def deliver_message(
         ]
     key = next_key(step, journey)
     step.deliveries.append(
-        Delivery(
-            idempotency_key=key,
-            customer_id=step.customer_id,
-            playbook=journey.playbook,
-            journey_id=journey.journey_id,
-            stage=journey.stage,
-            channel=channel,
-            text=text,
-            scheduled_at=step.now,
+        journey_delivery(
+            step,
+            journey,
+            key,
+            channel,
+            text,
             sender=sender_of(step),
             welcome_code=welcome[0] if welcome else None,
             welcome_fallback=welcome[1].welcome_fallback if welcome else "send",
@@ -419,6 +416,24 @@ def next_key(step: Step, journey: JourneyState) -> str:
     return f"{step.customer_id}/{journey.journey_id}/{journey.seq}"
 
 
+def journey_delivery(
+    step: Step, journey: JourneyState, key: str, channel: str, text: str, **fields: Any
+) -> Delivery:
+    """A delivery of this journey's current stage, due now; `fields` add what its kind
+    needs (a task's assignee, a message's sender, an enrolment's target)."""
+    return Delivery(
+        idempotency_key=key,
+        customer_id=step.customer_id,
+        playbook=journey.playbook,
+        journey_id=journey.journey_id,
+        stage=journey.stage,
+        channel=channel,
+        text=text,
+        scheduled_at=step.now,
+        **fields,
+    )
+
+
 def task_delivery(
     step: Step,
     journey: JourneyState,
@@ -428,16 +443,13 @@ def task_delivery(
     script: str | None = None,
     due_at: datetime | None = None,
 ) -> Delivery:
-    return Delivery(
-        idempotency_key=key,
+    return journey_delivery(
+        step,
+        journey,
+        key,
+        TASK_CHANNEL,
+        title,
         kind="task",
-        customer_id=step.customer_id,
-        playbook=journey.playbook,
-        journey_id=journey.journey_id,
-        stage=journey.stage,
-        channel=TASK_CHANNEL,
-        text=title,
-        scheduled_at=step.now,
         assignee=assignee,
         script=script,
         due_at=due_at,
@@ -494,16 +506,13 @@ def enrol_member(step: Step, journey: JourneyState, action: EnrolMemberStep) -> 
         return
     key = next_key(step, journey)
     step.deliveries.append(
-        Delivery(
-            idempotency_key=key,
+        journey_delivery(
+            step,
+            journey,
+            key,
+            ENROLMENT_CHANNEL,
+            action.playbook,
             kind="enrolment",
-            customer_id=step.customer_id,
-            playbook=journey.playbook,
-            journey_id=journey.journey_id,
-            stage=journey.stage,
-            channel=ENROLMENT_CHANNEL,
-            text=action.playbook,
-            scheduled_at=step.now,
             target=member,
         )
     )
@@ -561,16 +570,13 @@ def _tag_changed(
     key = f"{step.customer_id}/{journey.journey_id}/tag/{step.state.timeline_seq + 1}"
     text = (TAG_ADD if kind == "tag_added" else TAG_REMOVE) + tag
     step.deliveries.append(
-        Delivery(
-            idempotency_key=key,
+        journey_delivery(
+            step,
+            journey,
+            key,
+            WECOM_TAG_CHANNEL,
+            text,
             kind="tag",
-            customer_id=step.customer_id,
-            playbook=journey.playbook,
-            journey_id=journey.journey_id,
-            stage=journey.stage,
-            channel=WECOM_TAG_CHANNEL,
-            text=text,
-            scheduled_at=step.now,
             sender=sender_of(step),
         )
     )
