@@ -7,13 +7,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Column, DateTime, String, Table, Text, func, select, update
+from sqlalchemy import Column, String, Table, Text, func, select, update
 
 from sopflow.store.database import Database
 from sopflow.store.ledger import _insert_ignoring_duplicates
-from sopflow.store.tables import Base
+from sopflow.store.tables import Base, UtcDateTime
 
-WHEN = DateTime(timezone=True)
+# Stored as UTC whatever zone a caller's time is in: the per-customer limit compares
+# against the start of a day in the reporting zone.
+WHEN = UtcDateTime()
 
 MASS_SENDS = Table(
     "wecom_mass_sends",
