@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from temporalio.testing import WorkflowEnvironment
 
 from cli.fake_wecom import FakeConfig, FakeWeCom
@@ -15,7 +17,7 @@ from sopflow.language.plan import ProfilePlan
 from sopflow.settings import Settings
 from sopflow.store.database import Database
 from sopflow.store.plans import PlanStore
-from sopflow.store.wecom_tags import CorpTags
+from sopflow.store.wecom_tags import CORP_TAGS, CorpTagId, CorpTags
 from sopflow.wecom import api
 from tests.helpers import describe, eventually, terminate
 from tests.wecom_stack import WeComStack, fake_client, wecom_stack
@@ -262,3 +264,16 @@ def test_sync_tags_says_when_no_taxonomy_is_deployed(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["wecom", "sync-tags", "--home", str(tmp_path / "home")])
     assert result.exit_code == 1
     assert "no TagTaxonomy is deployed: nothing to sync" in result.output
+
+
+def test_a_sync_time_is_kept_as_utc_on_sqlite(tmp_path: Path) -> None:
+    """SQLite keeps no offset: a plain DateTime handed back a naive time, which compared
+    wrongly with aware ones; the read model's UtcDateTime stores and returns UTC."""
+    database = Database.from_settings(Settings(home=tmp_path))
+    before = datetime.now(UTC)
+    CorpTags(database).record([CorpTagId(tag="consumption:under_150k", group_id="g", tag_id="t1")])
+    with database.engine.connect() as connection:
+        synced = connection.execute(select(CORP_TAGS.c.synced_at)).scalar_one()
+    assert synced.tzinfo is not None and synced.utcoffset() == UTC.utcoffset(None)
+    assert before <= synced <= datetime.now(UTC)
+    database.dispose()

@@ -8,12 +8,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Column, DateTime, String, Table, select
+from sqlalchemy import Column, String, Table, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from sopflow.store.database import Database
-from sopflow.store.tables import Base
+from sopflow.store.tables import Base, UtcDateTime
 
 CORP_TAGS = Table(
     "wecom_corp_tags",
@@ -21,7 +21,8 @@ CORP_TAGS = Table(
     Column("tag", String(128), primary_key=True),  # group:value
     Column("group_id", String(100), nullable=False),
     Column("tag_id", String(100), nullable=False, index=True),
-    Column("synced_at", DateTime(timezone=True), nullable=False),
+    # Stored as UTC like every time in the read model (SQLite keeps no offset).
+    Column("synced_at", UtcDateTime(), nullable=False),
 )
 
 
