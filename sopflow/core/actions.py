@@ -10,7 +10,14 @@ from sopflow.core import profile as profile_rules
 from sopflow.core.clock import quiet_until, shift, window, zone
 from sopflow.core.context import build_context
 from sopflow.core.experiments import HOLDOUT, assign
-from sopflow.core.state import TAG_MAX_CHARS, Delivery, JourneyState, ScheduledSend, TaskState
+from sopflow.core.state import (
+    TAG_MAX_CHARS,
+    Delivery,
+    JourneyState,
+    ScheduledSend,
+    TaskState,
+    delivery,
+)
 from sopflow.core.step import MAX_TRANSITIONS_PER_STEP, Step
 from sopflow.language.channels import (
     CUSTOMER_CHANNELS,
@@ -421,7 +428,7 @@ def journey_delivery(
 ) -> Delivery:
     """A delivery of this journey's current stage, due now; `fields` add what its kind
     needs (a task's assignee, a message's sender, an enrolment's target)."""
-    return Delivery(
+    return delivery(
         idempotency_key=key,
         customer_id=step.customer_id,
         playbook=journey.playbook,

@@ -13,6 +13,8 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from sopflow.language.plan import Branch
 
+M = TypeVar("M", bound=BaseModel)
+
 # Bounds keep one customer's state (and so every continue-as-new payload) small,
 # however long the customer lives. The read model keeps the full record.
 TIMELINE_LIMIT = 500
@@ -235,12 +237,23 @@ def timeline_entry(**fields: Any) -> TimelineEntry:
             f"not a timeline field: {sorted(fields - TimelineEntry.model_fields.keys())}"
         )
     values = {**_ENTRY_DEFAULTS, **fields, "detail": dict(fields.get("detail") or {})}
-    entry = TimelineEntry.__new__(TimelineEntry)
-    object.__setattr__(entry, "__dict__", values)
-    object.__setattr__(entry, "__pydantic_fields_set__", set(fields))
-    object.__setattr__(entry, "__pydantic_extra__", None)
-    object.__setattr__(entry, "__pydantic_private__", None)
-    return entry
+    return _trusted(TimelineEntry, values, set(fields))
+
+
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _trusted(cls: type[M], values: dict[str, Any], fields_set: set[str]) -> M:
+    """An instance of `cls` holding `values` (every field, already of its type), built as
+    pydantic builds a validated one but without validating: for the models the core makes
+    many of per step from values it typed itself."""
+    model = _new(cls)
+    _set(model, "__dict__", values)
+    _set(model, "__pydantic_fields_set__", fields_set)
+    _set(model, "__pydantic_extra__", None)
+    _set(model, "__pydantic_private__", None)
+    return model
 
 
 class CustomerState(BaseModel):
@@ -309,11 +322,42 @@ class Delivery(BaseModel):
     remind_after_seconds: int | None = None
 
 
+_DELIVERY_REQUIRED = frozenset(
+    name for name, field in Delivery.model_fields.items() if field.is_required()
+)
+# Every field in declaration order (a model's dump follows its dict): the required ones
+# hold None here until `delivery` puts the given values in their place.
+_DELIVERY_DEFAULTS: dict[str, Any] = {
+    name: None if field.is_required() else field.default
+    for name, field in Delivery.model_fields.items()
+}
+
+
+def delivery(**fields: Any) -> Delivery:
+    """A Delivery from the core's own typed values, without validating them again (a step
+    makes one per message, task, tag and enrolment). `visible_to` is copied, as
+    validation would: the caller may keep its list."""
+    if not _DELIVERY_REQUIRED <= fields.keys() <= Delivery.model_fields.keys():
+        raise TypeError(f"not a delivery: {sorted(fields)}")
+    values = {**_DELIVERY_DEFAULTS, **fields}
+    if values["visible_to"] is not None:
+        values["visible_to"] = list(values["visible_to"])
+    return _trusted(Delivery, values, set(fields))
+
+
 class StepResult(BaseModel):
     """The new state and the effects the shell must perform, in order."""
 
     state: CustomerState
     deliveries: list[Delivery] = Field(default_factory=list)
+
+
+def step_result(state: CustomerState, deliveries: list[Delivery]) -> StepResult:
+    """StepResult(state=state, deliveries=deliveries) without validating the core's own
+    models again (every step returns one)."""
+    return _trusted(
+        StepResult, {"state": state, "deliveries": list(deliveries)}, {"state", "deliveries"}
+    )
 
 
 def checkpoint(state: CustomerState) -> CustomerState:
@@ -369,21 +413,10 @@ def _journey_copy(journey: JourneyState) -> JourneyState:
     )
 
 
-M = TypeVar("M", bound=BaseModel)
-
-
 def _copied(model: M, update: dict[str, Any]) -> M:
     """`model.model_copy(update=update)` without pydantic's general path (extra fields,
     private attributes: these models have neither), which took half of a checkpoint's time;
     a step checkpoints before every event and every timer it fires."""
-    cls = type(model)
-    copy = cls.__new__(cls)
     fields = model.__dict__.copy()
     fields.update(update)
-    object.__setattr__(copy, "__dict__", fields)
-    object.__setattr__(
-        copy, "__pydantic_fields_set__", model.__pydantic_fields_set__ | update.keys()
-    )
-    object.__setattr__(copy, "__pydantic_extra__", None)
-    object.__setattr__(copy, "__pydantic_private__", None)
-    return copy
+    return _trusted(type(model), fields, model.__pydantic_fields_set__ | update.keys())

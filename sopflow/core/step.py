@@ -17,6 +17,7 @@ from sopflow.core.state import (
     StepResult,
     TimelineKind,
     checkpoint,
+    step_result,
     timeline_entry,
 )
 from sopflow.language.guards import evaluate_guard_outcome
@@ -144,7 +145,7 @@ class Step:
         self.record("quarantined", journey, error=describe_error(error), detail=detail)
 
     def result(self) -> StepResult:
-        return StepResult(state=self.state, deliveries=self.deliveries)
+        return step_result(self.state, self.deliveries)
 
 
 @dataclass(frozen=True)
