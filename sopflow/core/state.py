@@ -223,6 +223,8 @@ class TimelineEntry(BaseModel):
     detail: dict[str, Any] = Field(default_factory=dict)
 
 
+# The field names, read once: `Model.model_fields` is a property that costs a microsecond.
+_ENTRY_FIELDS = frozenset(TimelineEntry.model_fields)
 _ENTRY_DEFAULTS: dict[str, Any] = {
     name: field.default for name, field in TimelineEntry.model_fields.items() if name != "detail"
 }
@@ -232,10 +234,8 @@ def timeline_entry(**fields: Any) -> TimelineEntry:
     """A TimelineEntry from the core's own typed values, without validating them again
     (a step records several; validation was a tenth of a simulation's time). The detail
     is copied, as validation would: a caller may reuse its dict."""
-    if not fields.keys() <= TimelineEntry.model_fields.keys():
-        raise TypeError(
-            f"not a timeline field: {sorted(fields - TimelineEntry.model_fields.keys())}"
-        )
+    if not fields.keys() <= _ENTRY_FIELDS:
+        raise TypeError(f"not a timeline field: {sorted(fields.keys() - _ENTRY_FIELDS)}")
     values = {**_ENTRY_DEFAULTS, **fields, "detail": dict(fields.get("detail") or {})}
     return _trusted(TimelineEntry, values, set(fields))
 
@@ -322,6 +322,7 @@ class Delivery(BaseModel):
     remind_after_seconds: int | None = None
 
 
+_DELIVERY_FIELDS = frozenset(Delivery.model_fields)
 _DELIVERY_REQUIRED = frozenset(
     name for name, field in Delivery.model_fields.items() if field.is_required()
 )
@@ -337,7 +338,7 @@ def delivery(**fields: Any) -> Delivery:
     """A Delivery from the core's own typed values, without validating them again (a step
     makes one per message, task, tag and enrolment). `visible_to` is copied, as
     validation would: the caller may keep its list."""
-    if not _DELIVERY_REQUIRED <= fields.keys() <= Delivery.model_fields.keys():
+    if not _DELIVERY_REQUIRED <= fields.keys() <= _DELIVERY_FIELDS:
         raise TypeError(f"not a delivery: {sorted(fields)}")
     values = {**_DELIVERY_DEFAULTS, **fields}
     if values["visible_to"] is not None:
