@@ -43,7 +43,7 @@ from sopflow.language.plan import (
     TaskStep,
 )
 from sopflow.language.subjects import Audience, bare_id
-from sopflow.language.templates import TemplateError, render_template
+from sopflow.language.templates import TemplateError, is_plain, render_template
 from sopflow.language.windows import next_open_any
 
 SEND_TIME_ROUNDS = 64
@@ -70,6 +70,22 @@ def context_for(
         step.state.group,
         {j.playbook: j.stage for j in step.active_journeys()},
     )
+
+
+def context_unless_plain(
+    step: Step,
+    journey: JourneyState,
+    plan: Plan,
+    sources: tuple[str | None, ...],
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """`context_for`, or an empty context when every one of `sources` is plain text (which
+    renders as itself: building the context took a tenth of a step). The time zone is
+    looked up either way, so an unknown zone fails at the same point."""
+    if all(source is None or is_plain(source) for source in sources):
+        zone(step.timezone(plan))
+        return {}
+    return context_for(step, journey, plan, extra)
 
 
 def run_branch(
@@ -205,7 +221,9 @@ def send(
     extra: dict[str, Any] | None = None,
 ) -> None:
     try:
-        text = render_template(action.text, context_for(step, journey, plan, extra))
+        text = render_template(
+            action.text, context_unless_plain(step, journey, plan, (action.text,), extra)
+        )
     except TemplateError as e:
         step.record("send_failed", journey, channel=action.channel, error=f"template: {e}")
         return
@@ -379,7 +397,7 @@ def resolve_assignee(rule: str, step: Step) -> str:
 
 
 def create_task(step: Step, journey: JourneyState, plan: Plan, action: TaskStep) -> None:
-    context = context_for(step, journey, plan)
+    context = context_unless_plain(step, journey, plan, (action.title, action.script))
     try:
         title = render_template(action.title, context)
         script = render_template(action.script, context) if action.script else None
@@ -628,7 +646,9 @@ def set_values(
     step: Step, journey: JourneyState, plan: Plan, action: SetStep, extra: dict[str, Any] | None
 ) -> None:
     target = step.state.profile.attributes if action.scope == "customer" else journey.attributes
-    context = context_for(step, journey, plan, extra)
+    # Built before the first value is set: every template reads the data as it was.
+    templates = tuple(v for v in action.values.values() if isinstance(v, str))
+    context = context_unless_plain(step, journey, plan, templates, extra)
     for key, value in action.values.items():
         if isinstance(value, str):
             try:
