@@ -407,7 +407,13 @@ def _journey_copy(journey: JourneyState) -> JourneyState:
             "counters": dict(journey.counters),
             "fired": dict(journey.fired),
             "conditions": dict(journey.conditions),
-            "tasks": {key: _copied(task, {}) for key, task in journey.tasks.items()},
+            # A completed task never changes again (a later completion or postponement
+            # of it is ignored), so the checkpoint shares it: most of a long journey's
+            # tasks are done, and they were most of a checkpoint's copies.
+            "tasks": {
+                key: task if task.status == "completed" else _copied(task, {})
+                for key, task in journey.tasks.items()
+            },
             "scheduled": list(journey.scheduled),
             "enrolment_data": dict(journey.enrolment_data),
         },
