@@ -692,8 +692,8 @@ def _evaluate_conditions(step: Step) -> None:
         for journey in active_journeys(step.state):
             plan = step.catalog.plan_of(journey)
             exits = [rule.when for rule in plan.exit if rule.event is None and rule.when]
-            triggers = plan.active_triggers(journey.stage)
-            if not exits and not any(t.kind == "condition" and t.condition for _, t in triggers):
+            triggers = plan.condition_triggers(journey.stage)
+            if not exits and not triggers:
                 continue  # nothing to evaluate: skip building the guard context
             context = context_for(step, journey, plan)
             if any(step.guard(when, context, journey) for when in exits):
@@ -701,8 +701,7 @@ def _evaluate_conditions(step: Step) -> None:
                 changed = True
                 continue
             for key, trigger in triggers:
-                if trigger.kind != "condition" or not trigger.condition:
-                    continue
+                assert trigger.condition is not None
                 value = step.guard(trigger.condition, context, journey)
                 was = journey.conditions.get(key, False)
                 journey.conditions[key] = value

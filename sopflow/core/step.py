@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sopflow.core.state import (
     ERROR_MAX_CHARS,
@@ -148,8 +148,7 @@ class Step:
         return step_result(self.state, self.deliveries)
 
 
-@dataclass(frozen=True)
-class Saved:
+class Saved(NamedTuple):  # a tuple: one is made before every event and timer
     state: CustomerState
     deliveries: int
     transitions: int
