@@ -241,7 +241,12 @@ def timeline_entry(**fields: Any) -> TimelineEntry:
 
 
 _new = object.__new__
-_set = object.__setattr__
+_set_dict = object.__setattr__
+# BaseModel's own slots, set through their descriptors (object.__setattr__ looks each
+# name up first): a step builds a few dozen models this way.
+_set_fields = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 
 
 def _trusted(cls: type[M], values: dict[str, Any], fields_set: set[str]) -> M:
@@ -249,10 +254,10 @@ def _trusted(cls: type[M], values: dict[str, Any], fields_set: set[str]) -> M:
     pydantic builds a validated one but without validating: for the models the core makes
     many of per step from values it typed itself."""
     model = _new(cls)
-    _set(model, "__dict__", values)
-    _set(model, "__pydantic_fields_set__", fields_set)
-    _set(model, "__pydantic_extra__", None)
-    _set(model, "__pydantic_private__", None)
+    _set_dict(model, "__dict__", values)
+    _set_fields(model, fields_set)
+    _set_extra(model, None)
+    _set_private(model, None)
     return model
 
 
