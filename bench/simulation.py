@@ -1,6 +1,10 @@
 """Simulation speed: customer-days per second of each shipped scenario, on the pure core
 and on the time-skipping Temporal server with the real worker, in the same run.
 
+The core is timed in CPU seconds of this process (time.process_time): the target is about
+one core, and on a shared machine wall-clock time also counts the other processes' turns.
+The Temporal side spans processes (the test server, the worker's threads): wall clock.
+
 Run: `.venv/bin/python -m bench.simulation [--customers 10000] [--temporal-customers 200]`
 Target (issue 7): 10,000 customers x 90 days of a playbook in <= 10 s on one core.
 """
@@ -28,16 +32,17 @@ DAYS = 90
 
 
 def pure(events_file: Path, customers: int) -> float:
-    """Seconds to simulate `customers` customers for DAYS days."""
+    """CPU seconds (one core) to simulate `customers` customers for DAYS days."""
     plans, profile = scenario_plans(events_file)
     start = datetime(2026, 11, 23, 1, tzinfo=UTC)
     events = simulator.load_events(events_file, start)
-    began = time.perf_counter()
+    simulator.simulate(plans, profile, events, start, DAYS)  # warm the per-plan caches
+    began = time.process_time()
     for index in range(customers):
         simulator.simulate(
             plans, profile, events, start, DAYS, simulator.CustomerSpec(id=f"bench-{index}")
         )
-    return time.perf_counter() - began
+    return time.process_time() - began
 
 
 async def on_temporal(env: WorkflowEnvironment, events_file: Path, customers: int) -> float:
@@ -79,8 +84,9 @@ async def main() -> None:
                  f"{core_rate / temporal_rate:.0f}", f"{full:.1f} s",
                  report.verdict(full <= TARGET_SECONDS)]
             )  # fmt: skip
-    headers = ["scenario", "core customer-days/s", "Temporal customer-days/s", "ratio",
-               "10,000 x 90 days on the core", f"target <= {TARGET_SECONDS:.0f} s"]  # fmt: skip
+    headers = ["scenario", "core customer-days per CPU s", "Temporal customer-days/s",
+               "ratio", "10,000 x 90 days on the core (CPU)",
+               f"target <= {TARGET_SECONDS:.0f} s"]  # fmt: skip
     body = report.table(headers, rows)
     print(body)
     print(f"Repeat: {report.command()}")

@@ -179,8 +179,7 @@ def _next_due(
     tz = zone(tz_name)
     match trigger.kind:
         case "after":
-            due = shift(entered, trigger.after_seconds or 0)
-            return due if last is None else None
+            return shift(entered, trigger.after_seconds or 0) if last is None else None
         case "wait":
             if trigger.timeout_seconds is None or last is not None:
                 return None
