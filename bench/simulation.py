@@ -103,9 +103,9 @@ check a playbook on the real runtime; the core is what `sopflow simulate` and th
 
 The core's column is CPU time of the one process (time.process_time): the target is
 about one core, and the machine is shared (other sessions' tests and benchmarks, load
-average 5 to 10 on 2 cores), which also slows CPU time itself: the same tree measured a
-third to a half faster in CPU seconds on a quieter machine. The `core-before-after`
-section compares trees in the same run.
+average 5 to 10 on 2 cores), which inflates CPU time too (shared cores and caches): the
+same tree's CPU seconds for a scenario moved by up to a half between runs minutes apart.
+The `core-before-after` section compares trees in the same run.
 
 Done (issue 18, two rounds; each before and after in the same run: `core-before-after`):
 a checkpoint (taken before every event and every timer fired, to undo a failed one)
