@@ -131,6 +131,9 @@ def assert_shares_nothing_mutable(original: Any, copy: Any, path: str) -> None:
     place must be a distinct object in the copy."""
     if isinstance(original, SHARED_ITEMS):
         return
+    if isinstance(original, TaskState) and original.status == "completed":
+        assert original is copy  # shared: a completed task never changes again
+        return
     if isinstance(original, BaseModel | dict | list):
         assert original is not copy, f"{path} is shared by the checkpoint"
     if isinstance(original, BaseModel):
@@ -161,6 +164,31 @@ def test_a_checkpoint_shares_nothing_that_a_step_changes_in_place(steps: Plan) -
     assert_shares_nothing_mutable(state, saved, "state")
     # A new field of any model is walked too: a checkpoint that forgot it fails here.
     assert isinstance(next(iter(saved.journeys["steps"].tasks.values())), TaskState)
+
+
+def test_a_checkpoint_shares_a_completed_task_which_no_step_changes(steps: Plan) -> None:
+    state = rich_state(steps)
+    [task] = state.journeys["steps"].tasks.values()
+    later = T0 + timedelta(minutes=5)
+    state = apply_event(
+        state, event("task.completed", "done", later, task_id=task.task_id), catalog(steps), later
+    ).state
+    [done] = state.journeys["steps"].tasks.values()
+    assert done.status == "completed"
+    saved = checkpoint(state)
+    assert saved.journeys["steps"].tasks[done.task_id] is done
+    assert_shares_nothing_mutable(state, saved, "state")
+    # Why sharing it is safe: completing or postponing it again changes nothing in it.
+    before = done.model_dump()
+    for kind, data in (("task.postponed", {"by": "2d"}), ("task.completed", {})):
+        state = apply_event(
+            state,
+            event(kind, f"again-{kind}", later, task_id=done.task_id, **data),
+            catalog(steps),
+            later,
+            owned=True,
+        ).state
+    assert state.journeys["steps"].tasks[done.task_id].model_dump() == before
 
 
 # ----------------------------------------------------------------------------- quarantine

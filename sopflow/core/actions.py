@@ -10,7 +10,14 @@ from sopflow.core import profile as profile_rules
 from sopflow.core.clock import quiet_until, shift, window, zone
 from sopflow.core.context import build_context
 from sopflow.core.experiments import HOLDOUT, assign
-from sopflow.core.state import TAG_MAX_CHARS, Delivery, JourneyState, ScheduledSend, TaskState
+from sopflow.core.state import (
+    TAG_MAX_CHARS,
+    Delivery,
+    JourneyState,
+    ScheduledSend,
+    TaskState,
+    delivery,
+)
 from sopflow.core.step import MAX_TRANSITIONS_PER_STEP, Step
 from sopflow.language.channels import (
     CUSTOMER_CHANNELS,
@@ -36,7 +43,7 @@ from sopflow.language.plan import (
     TaskStep,
 )
 from sopflow.language.subjects import Audience, bare_id
-from sopflow.language.templates import TemplateError, render_template
+from sopflow.language.templates import TemplateError, is_plain, render_template
 from sopflow.language.windows import next_open_any
 
 SEND_TIME_ROUNDS = 64
@@ -63,6 +70,22 @@ def context_for(
         step.state.group,
         {j.playbook: j.stage for j in step.active_journeys()},
     )
+
+
+def context_unless_plain(
+    step: Step,
+    journey: JourneyState,
+    plan: Plan,
+    sources: tuple[str | None, ...],
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """`context_for`, or an empty context when every one of `sources` is plain text (which
+    renders as itself: building the context took a tenth of a step). The time zone is
+    looked up either way, so an unknown zone fails at the same point."""
+    if all(source is None or is_plain(source) for source in sources):
+        zone(step.timezone(plan))
+        return {}
+    return context_for(step, journey, plan, extra)
 
 
 def run_branch(
@@ -198,7 +221,9 @@ def send(
     extra: dict[str, Any] | None = None,
 ) -> None:
     try:
-        text = render_template(action.text, context_for(step, journey, plan, extra))
+        text = render_template(
+            action.text, context_unless_plain(step, journey, plan, (action.text,), extra)
+        )
     except TemplateError as e:
         step.record("send_failed", journey, channel=action.channel, error=f"template: {e}")
         return
@@ -372,7 +397,7 @@ def resolve_assignee(rule: str, step: Step) -> str:
 
 
 def create_task(step: Step, journey: JourneyState, plan: Plan, action: TaskStep) -> None:
-    context = context_for(step, journey, plan)
+    context = context_unless_plain(step, journey, plan, (action.title, action.script))
     try:
         title = render_template(action.title, context)
         script = render_template(action.script, context) if action.script else None
@@ -421,7 +446,7 @@ def journey_delivery(
 ) -> Delivery:
     """A delivery of this journey's current stage, due now; `fields` add what its kind
     needs (a task's assignee, a message's sender, an enrolment's target)."""
-    return Delivery(
+    return delivery(
         idempotency_key=key,
         customer_id=step.customer_id,
         playbook=journey.playbook,
@@ -621,7 +646,9 @@ def set_values(
     step: Step, journey: JourneyState, plan: Plan, action: SetStep, extra: dict[str, Any] | None
 ) -> None:
     target = step.state.profile.attributes if action.scope == "customer" else journey.attributes
-    context = context_for(step, journey, plan, extra)
+    # Built before the first value is set: every template reads the data as it was.
+    templates = tuple(v for v in action.values.values() if isinstance(v, str))
+    context = context_unless_plain(step, journey, plan, templates, extra)
     for key, value in action.values.items():
         if isinstance(value, str):
             try:

@@ -234,38 +234,54 @@ def _earliest_due(
     found, in a fixed order: journeys by name, then triggers, deferred sends, tasks. A
     trigger whose due time cannot be computed (a cron that never comes: croniter gives
     up) is left out, and reported in `broken`."""
-    best: DueItem | None = None
-
-    def consider(item: DueItem) -> None:
-        nonlocal best
-        if (limit is None or item.at <= limit) and (best is None or item.at < best.at):
-            best = item
-
-    for journey in active_journeys(step.state):
+    # The best so far as its parts: the item itself is built once, for the one returned
+    # (the core asks after every event and every timer fired).
+    best_at: datetime | None = None
+    best_kind: type[TriggerDue | ScheduledDue | TaskDue] | None = None
+    best_journey: JourneyState | None = None
+    best_what: Any = None  # the trigger's key, the deferred send, the task
+    state = step.state
+    profile = state.profile
+    for journey in active_journeys(state):
         plan = step.catalog.plan_of(journey)
         tz = step.timezone(plan)
         for key, trigger in plan.timed_triggers(journey.stage):
             try:
-                due = next_due(
-                    trigger, key, journey, step.state.profile, tz, plan.interaction_events
-                )
+                due = next_due(trigger, key, journey, profile, tz, plan.interaction_events)
             except Exception as error:
                 if broken is not None:
                     broken.append((journey, key, error))
                 continue
-            if due is not None:
-                consider(TriggerDue(due, journey, key))
+            if (
+                due is not None
+                and (limit is None or due <= limit)
+                and (best_at is None or due < best_at)
+            ):
+                best_at, best_kind, best_journey, best_what = due, TriggerDue, journey, key
         for scheduled in journey.scheduled:
-            consider(ScheduledDue(scheduled.due_at, journey, scheduled))
+            due = scheduled.due_at
+            if (limit is None or due <= limit) and (best_at is None or due < best_at):
+                best_at, best_kind, best_journey, best_what = (
+                    due,
+                    ScheduledDue,
+                    journey,
+                    scheduled,
+                )
         for task in journey.tasks.values():
             if task.status == "open":
-                consider(TaskDue(task.due_at, journey, task))
-    review = profile_rules.next_review(
-        step.state.profile, step.profile_rules, step.state.clock or step.now
-    )
-    if review is not None:
-        consider(ReviewDue(review))
-    return best
+                due = task.due_at
+                if (limit is None or due <= limit) and (best_at is None or due < best_at):
+                    best_at, best_kind, best_journey, best_what = due, TaskDue, journey, task
+    review = profile_rules.next_review(profile, step.profile_rules, state.clock or step.now)
+    if (
+        review is not None
+        and (limit is None or review <= limit)
+        and (best_at is None or review < best_at)
+    ):
+        return ReviewDue(review)
+    if best_kind is None or best_at is None or best_journey is None:
+        return None
+    return best_kind(best_at, best_journey, best_what)
 
 
 def _fire_due(step: Step, limit: datetime) -> None:
@@ -676,8 +692,8 @@ def _evaluate_conditions(step: Step) -> None:
         for journey in active_journeys(step.state):
             plan = step.catalog.plan_of(journey)
             exits = [rule.when for rule in plan.exit if rule.event is None and rule.when]
-            triggers = plan.active_triggers(journey.stage)
-            if not exits and not any(t.kind == "condition" and t.condition for _, t in triggers):
+            triggers = plan.condition_triggers(journey.stage)
+            if not exits and not triggers:
                 continue  # nothing to evaluate: skip building the guard context
             context = context_for(step, journey, plan)
             if any(step.guard(when, context, journey) for when in exits):
@@ -685,8 +701,7 @@ def _evaluate_conditions(step: Step) -> None:
                 changed = True
                 continue
             for key, trigger in triggers:
-                if trigger.kind != "condition" or not trigger.condition:
-                    continue
+                assert trigger.condition is not None
                 value = step.guard(trigger.condition, context, journey)
                 was = journey.conditions.get(key, False)
                 journey.conditions[key] = value

@@ -13,6 +13,8 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from sopflow.language.plan import Branch
 
+M = TypeVar("M", bound=BaseModel)
+
 # Bounds keep one customer's state (and so every continue-as-new payload) small,
 # however long the customer lives. The read model keeps the full record.
 TIMELINE_LIMIT = 500
@@ -221,6 +223,8 @@ class TimelineEntry(BaseModel):
     detail: dict[str, Any] = Field(default_factory=dict)
 
 
+# The field names, read once: `Model.model_fields` is a property that costs a microsecond.
+_ENTRY_FIELDS = frozenset(TimelineEntry.model_fields)
 _ENTRY_DEFAULTS: dict[str, Any] = {
     name: field.default for name, field in TimelineEntry.model_fields.items() if name != "detail"
 }
@@ -230,17 +234,31 @@ def timeline_entry(**fields: Any) -> TimelineEntry:
     """A TimelineEntry from the core's own typed values, without validating them again
     (a step records several; validation was a tenth of a simulation's time). The detail
     is copied, as validation would: a caller may reuse its dict."""
-    if not fields.keys() <= TimelineEntry.model_fields.keys():
-        raise TypeError(
-            f"not a timeline field: {sorted(fields - TimelineEntry.model_fields.keys())}"
-        )
+    if not fields.keys() <= _ENTRY_FIELDS:
+        raise TypeError(f"not a timeline field: {sorted(fields.keys() - _ENTRY_FIELDS)}")
     values = {**_ENTRY_DEFAULTS, **fields, "detail": dict(fields.get("detail") or {})}
-    entry = TimelineEntry.__new__(TimelineEntry)
-    object.__setattr__(entry, "__dict__", values)
-    object.__setattr__(entry, "__pydantic_fields_set__", set(fields))
-    object.__setattr__(entry, "__pydantic_extra__", None)
-    object.__setattr__(entry, "__pydantic_private__", None)
-    return entry
+    return _trusted(TimelineEntry, values, set(fields))
+
+
+_new = object.__new__
+_set_dict = object.__setattr__
+# BaseModel's own slots, set through their descriptors (object.__setattr__ looks each
+# name up first): a step builds a few dozen models this way.
+_set_fields = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
+
+
+def _trusted(cls: type[M], values: dict[str, Any], fields_set: set[str]) -> M:
+    """An instance of `cls` holding `values` (every field, already of its type), built as
+    pydantic builds a validated one but without validating: for the models the core makes
+    many of per step from values it typed itself."""
+    model = _new(cls)
+    _set_dict(model, "__dict__", values)
+    _set_fields(model, fields_set)
+    _set_extra(model, None)
+    _set_private(model, None)
+    return model
 
 
 class CustomerState(BaseModel):
@@ -309,11 +327,43 @@ class Delivery(BaseModel):
     remind_after_seconds: int | None = None
 
 
+_DELIVERY_FIELDS = frozenset(Delivery.model_fields)
+_DELIVERY_REQUIRED = frozenset(
+    name for name, field in Delivery.model_fields.items() if field.is_required()
+)
+# Every field in declaration order (a model's dump follows its dict): the required ones
+# hold None here until `delivery` puts the given values in their place.
+_DELIVERY_DEFAULTS: dict[str, Any] = {
+    name: None if field.is_required() else field.default
+    for name, field in Delivery.model_fields.items()
+}
+
+
+def delivery(**fields: Any) -> Delivery:
+    """A Delivery from the core's own typed values, without validating them again (a step
+    makes one per message, task, tag and enrolment). `visible_to` is copied, as
+    validation would: the caller may keep its list."""
+    if not _DELIVERY_REQUIRED <= fields.keys() <= _DELIVERY_FIELDS:
+        raise TypeError(f"not a delivery: {sorted(fields)}")
+    values = {**_DELIVERY_DEFAULTS, **fields}
+    if values["visible_to"] is not None:
+        values["visible_to"] = list(values["visible_to"])
+    return _trusted(Delivery, values, set(fields))
+
+
 class StepResult(BaseModel):
     """The new state and the effects the shell must perform, in order."""
 
     state: CustomerState
     deliveries: list[Delivery] = Field(default_factory=list)
+
+
+def step_result(state: CustomerState, deliveries: list[Delivery]) -> StepResult:
+    """StepResult(state=state, deliveries=deliveries) without validating the core's own
+    models again (every step returns one)."""
+    return _trusted(
+        StepResult, {"state": state, "deliveries": list(deliveries)}, {"state", "deliveries"}
+    )
 
 
 def checkpoint(state: CustomerState) -> CustomerState:
@@ -362,28 +412,23 @@ def _journey_copy(journey: JourneyState) -> JourneyState:
             "counters": dict(journey.counters),
             "fired": dict(journey.fired),
             "conditions": dict(journey.conditions),
-            "tasks": {key: _copied(task, {}) for key, task in journey.tasks.items()},
+            # A completed task never changes again (a later completion or postponement
+            # of it is ignored), so the checkpoint shares it: most of a long journey's
+            # tasks are done, and they were most of a checkpoint's copies.
+            "tasks": {
+                key: task if task.status == "completed" else _copied(task, {})
+                for key, task in journey.tasks.items()
+            },
             "scheduled": list(journey.scheduled),
             "enrolment_data": dict(journey.enrolment_data),
         },
     )
 
 
-M = TypeVar("M", bound=BaseModel)
-
-
 def _copied(model: M, update: dict[str, Any]) -> M:
     """`model.model_copy(update=update)` without pydantic's general path (extra fields,
     private attributes: these models have neither), which took half of a checkpoint's time;
     a step checkpoints before every event and every timer it fires."""
-    cls = type(model)
-    copy = cls.__new__(cls)
     fields = model.__dict__.copy()
     fields.update(update)
-    object.__setattr__(copy, "__dict__", fields)
-    object.__setattr__(
-        copy, "__pydantic_fields_set__", model.__pydantic_fields_set__ | update.keys()
-    )
-    object.__setattr__(copy, "__pydantic_extra__", None)
-    object.__setattr__(copy, "__pydantic_private__", None)
-    return copy
+    return _trusted(type(model), fields, model.__pydantic_fields_set__ | update.keys())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sopflow.core.state import (
     ERROR_MAX_CHARS,
@@ -17,6 +17,7 @@ from sopflow.core.state import (
     StepResult,
     TimelineKind,
     checkpoint,
+    step_result,
     timeline_entry,
 )
 from sopflow.language.guards import evaluate_guard_outcome
@@ -144,11 +145,10 @@ class Step:
         self.record("quarantined", journey, error=describe_error(error), detail=detail)
 
     def result(self) -> StepResult:
-        return StepResult(state=self.state, deliveries=self.deliveries)
+        return step_result(self.state, self.deliveries)
 
 
-@dataclass(frozen=True)
-class Saved:
+class Saved(NamedTuple):  # a tuple: one is made before every event and timer
     state: CustomerState
     deliveries: int
     transitions: int
@@ -168,8 +168,8 @@ def describe_error(error: BaseException) -> str:
 
 def active_journeys(state: CustomerState) -> list[JourneyState]:
     """Active journeys in a fixed order (by playbook name): determinism across runs."""
-    return [
-        state.journeys[name]
-        for name in sorted(state.journeys)
-        if state.journeys[name].status == "active"
-    ]
+    journeys = state.journeys
+    if len(journeys) == 1:  # most customers: no sort (asked several times per step)
+        [only] = journeys.values()
+        return [only] if only.status == "active" else []
+    return [journeys[name] for name in sorted(journeys) if journeys[name].status == "active"]

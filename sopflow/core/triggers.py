@@ -82,7 +82,88 @@ def next_due(
     trigger, in the journey), or None. `key`: the trigger's key in `Plan.active_triggers`.
 
     `interaction_events`: the playbook's own list of what counts as interaction (None:
-    the catalogue's), for `inactive_for`."""
+    the catalogue's), for `inactive_for`.
+
+    The due times of the costly kinds (a moment read from an attribute, a day after
+    joining, a countdown) are remembered by the exact data they read (`_inputs`): the
+    core asks for every timed trigger after every step, and that data rarely changed."""
+    if trigger.kind not in _REMEMBERED:
+        return _next_due(trigger, key, journey, profile, tz_name, interaction_events)
+    try:
+        inputs = (id(trigger), key, tz_name, *_inputs(trigger, key, journey, profile))
+        known = _DUE.get(inputs)
+    except TypeError:  # data that cannot be a key (a list attribute): computed each time
+        return _next_due(trigger, key, journey, profile, tz_name, interaction_events)
+    if known is not None and known[0] is trigger:
+        return known[1]
+    due = _next_due(trigger, key, journey, profile, tz_name, interaction_events)
+    if len(_DUE) >= DUE_TIMES_KEPT:
+        _DUE.clear()  # cheaper than tracking age; refilled within a few steps
+    # The trigger itself is kept with its due time: its id cannot be reused while kept.
+    _DUE[inputs] = (trigger, due)
+    return due
+
+
+# Due times remembered, by trigger and the exact data that trigger's kind reads.
+DUE_TIMES_KEPT = 8192
+_DUE: dict[tuple[Any, ...], tuple[TriggerPlan, datetime | None]] = {}
+_REMEMBERED = frozenset({"at", "day", "countdown"})
+
+
+def _exact(value: Any) -> tuple[Any, ...]:
+    """`value` as a key that tells apart what `==` does not: True, 1 and 1.0; the same
+    instant in two time zones (a due time keeps the zone of what it came from). Raises
+    TypeError for data that cannot be a key."""
+    if isinstance(value, datetime):
+        return (datetime, value, value.tzinfo, value.fold)
+    hash(value)
+    return (type(value), value)
+
+
+def _attribute_input(name: str, journey: JourneyState, profile: Profile) -> tuple[Any, ...]:
+    """What `attribute_moment` reads for `name`: where it was found, and its value."""
+    if name in PROFILE_MOMENTS:
+        return ("profile", _exact(getattr(profile, name)))
+    for where, source in (("journey", journey.attributes), ("customer", profile.attributes)):
+        if name in source:
+            return (where, _exact(source[name]))
+    return ("missing",)
+
+
+def _inputs(
+    trigger: TriggerPlan, key: str, journey: JourneyState, profile: Profile
+) -> tuple[Any, ...]:
+    """Everything `_next_due` reads for a trigger of a remembered kind, besides the trigger
+    and the time zone: when its time started, when it last fired, and what its kind reads.
+    A new kind, or a kind that reads more, must say so here (tests/test_due_cache.py)."""
+    common = (_exact(trigger_start(journey, key)), _exact(journey.fired.get(key)))
+    match trigger.kind:
+        case "day":
+            return (*common, _exact(profile.added_at))
+        case "at":
+            assert trigger.at is not None
+            return (*common, _attribute_input(trigger.at.attribute, journey, profile))
+        case "countdown":
+            countdown = trigger.countdown
+            assert countdown is not None
+            if countdown.deadline_after_seconds is not None:
+                return common
+            if countdown.deadline_event_key is not None:
+                return (*common, _exact(journey.enrolment_data.get(countdown.deadline_event_key)))
+            name = countdown.deadline_attribute or ""
+            return (*common, _attribute_input(name, journey, profile))
+    raise TypeError(f"due times of {trigger.kind} triggers are not remembered")
+
+
+def _next_due(
+    trigger: TriggerPlan,
+    key: str,
+    journey: JourneyState,
+    profile: Profile,
+    tz_name: str,
+    interaction_events: tuple[str, ...] | None = None,
+) -> datetime | None:
+    """`next_due`, computed."""
     entered = trigger_start(journey, key)
     last = journey.fired.get(key)
     if last is not None and last >= LATEST:
@@ -98,8 +179,7 @@ def next_due(
     tz = zone(tz_name)
     match trigger.kind:
         case "after":
-            due = shift(entered, trigger.after_seconds or 0)
-            return due if last is None else None
+            return shift(entered, trigger.after_seconds or 0) if last is None else None
         case "wait":
             if trigger.timeout_seconds is None or last is not None:
                 return None

@@ -22,6 +22,7 @@ import math
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 MAX_GUARD_CHARS = 1_000
@@ -735,14 +736,20 @@ def _path_nodes(node: Node) -> Iterator[Node]:
         node = node.children[0]
 
 
+@lru_cache(maxsize=1024)
+def _shortest_first(paths: frozenset[Path]) -> tuple[Path, ...]:
+    """A guard's paths, shortest first (a guard is pruned for every evaluation)."""
+    return tuple(sorted(paths, key=len))
+
+
 def prune(context: Mapping[str, Any], paths: frozenset[Path]) -> dict[str, Any]:
     """Only the data at `paths`, in the same nesting: what a guard reading those paths
     sees exactly as in the whole context (a missing key is missing in both), at the cost
     of converting only that data for the interpreter."""
     pruned: dict[str, Any] = {}
     whole: set[Path] = set()
-    for path in sorted(paths, key=len):
-        if any(path[:length] in whole for length in range(1, len(path) + 1)):
+    for path in _shortest_first(paths):
+        if whole and any(path[:length] in whole for length in range(1, len(path) + 1)):
             continue
         source: Any = context
         target = pruned

@@ -276,6 +276,11 @@ class Plan(FrozenModel):
         and condition triggers, in the same order."""
         return _stage_triggers(self, stage)[1]
 
+    def condition_triggers(self, stage: str) -> tuple[tuple[str, TriggerPlan], ...]:
+        """`active_triggers(stage)` that are condition triggers with a condition, in the
+        same order (looked at after every step)."""
+        return _stage_triggers(self, stage)[2]
+
     def trigger(self, stage: str, key: str) -> TriggerPlan:
         """The trigger of `active_triggers(stage)` with this key."""
         if key.startswith(EVERYWHERE):
@@ -362,7 +367,9 @@ Branch.model_rebuild()
 
 # Triggers without a time: the core never asks them when they are due.
 UNTIMED_KINDS = frozenset({"event", "condition"})
-StageTriggers = tuple[tuple[tuple[str, TriggerPlan], ...], tuple[tuple[str, TriggerPlan], ...]]
+Keyed = tuple[tuple[str, TriggerPlan], ...]
+# A stage's active triggers, its timed ones, and its condition triggers (with a condition).
+StageTriggers = tuple[Keyed, Keyed, Keyed]
 # A stage's (active, timed) triggers, per live plan object: the core asks after every event
 # and timer, and a plan never changes. Keyed by id, dropped when the plan is collected.
 _STAGE_TRIGGERS: dict[int, dict[str, StageTriggers]] = {}
@@ -378,7 +385,8 @@ def _stage_triggers(plan: Plan, stage: str) -> StageTriggers:
         own = [(str(i), t) for i, t in enumerate(plan.stages[stage].triggers)]
         active = (*own, *((f"{EVERYWHERE}{i}", t) for i, t in enumerate(plan.triggers)))
         timed = tuple((k, t) for k, t in active if t.kind not in UNTIMED_KINDS)
-        found = per_stage[stage] = (active, timed)
+        conditions = tuple((k, t) for k, t in active if t.kind == "condition" and t.condition)
+        found = per_stage[stage] = (active, timed, conditions)
     return found
 
 

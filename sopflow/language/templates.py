@@ -374,11 +374,17 @@ def render_template(source: str, context: dict[str, Any]) -> str:
     return render_counted(source, context)[0]
 
 
+def is_plain(source: str) -> bool:
+    """Plain text, the common case: it renders as itself whatever the context (so a
+    caller need not build one)."""
+    return "{" not in source and len(source) <= MAX_MESSAGE_CHARS
+
+
 def render_counted(source: str, context: dict[str, Any]) -> tuple[str, int]:
     """Render, and say how many steps of the budget it took (loop items, calls, filters,
     intercepted operators); raise TemplateError, and only that."""
-    if "{" not in source and len(source) <= MAX_MESSAGE_CHARS:
-        return source, 0  # plain text, the common case: no Jinja at all
+    if is_plain(source):
+        return source, 0  # no Jinja at all
     try:
         if len(source) > MAX_TEMPLATE_CHARS:
             raise TemplateLimitError(_too_long(source))
