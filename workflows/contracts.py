@@ -41,6 +41,9 @@ WECOM_TAGS_PATCH = "wecom-tags"
 # timeline entries, and a journey that leaves the stage cancels its unconfirmed sends
 # (a signal to the sender workflow: a command the histories before it do not have).
 DELIVERY_STATES_PATCH = "wecom-delivery-states"
+# One timer per due time, kept across the signals that arrive before it (a signal used to
+# cancel the pending timer and start another for the same due time: two events each).
+DUE_TIMER_PATCH = "one-timer-per-due-time"
 LOCAL_LANE = "local"
 # A step that sends several local messages (a batch of events, an on_enter with three
 # sends) delivers them in one local activity, up to this many at a time.

@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         DELIVER_BATCH_ACTIVITY,
         DELIVERY_STATES_PATCH,
         DESCRIBE_QUERY,
+        DUE_TIMER_PATCH,
         EVENT_SIGNAL,
         LIFECYCLE_SEARCH_ATTRIBUTE,
         LOAD_PLANS_ACTIVITY,
@@ -128,6 +129,11 @@ class CustomerJourneyWorkflow:
         # A send was handed over awaiting confirmation: the loop checks whether its
         # journey has left the stage meanwhile.
         self._handed_over = False
+        # The timer of the earliest due time, kept while signals come and go and the due
+        # time stays what it was (DUE_TIMER_PATCH, read when the run starts).
+        self._due_timers = False
+        self._timer: asyncio.Task[None] | None = None
+        self._timer_due: datetime | None = None
 
     @workflow.signal(name=EVENT_SIGNAL)
     def receive_event(self, signal: EventSignal) -> None:
@@ -162,6 +168,7 @@ class CustomerJourneyWorkflow:
         self._per_channel = workflow.patched(PER_CHANNEL_OUTBOXES_PATCH)
         self._wecom_tags = workflow.patched(WECOM_TAGS_PATCH)
         self._delivery_states = workflow.patched(DELIVERY_STATES_PATCH)
+        self._due_timers = workflow.patched(DUE_TIMER_PATCH)
         if not self._per_channel:
             # The single outbox of the histories recorded before the patch: its loop starts
             # first, as it did then, so that they replay command for command.
@@ -307,6 +314,10 @@ class CustomerJourneyWorkflow:
             # While a continue-as-new waits for the outboxes, their draining is work too.
             return self._per_channel and self._should_continue_as_new() and self._drained()
 
+        if self._due_timers:
+            await self._wait_on_due_timer(work, due)
+            return
+        # Before the patch: a new timer on every loop, which the next signal cancels.
         if due is None:
             await workflow.wait_condition(work)
             return
@@ -315,6 +326,28 @@ class CustomerJourneyWorkflow:
             # A timeout means something is due: the caller fires it.
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(work, timeout=delay)
+
+    async def _wait_on_due_timer(self, work: Callable[[], bool], due: datetime | None) -> None:
+        """Wait for work or for `due` on one timer per due time. A signal that leaves the
+        due time as it was leaves the timer running: no TimerCanceled and TimerStarted
+        pair (two history events) per signal. A due time that moved replaces the timer."""
+        if due is not None and due <= workflow.now():
+            return  # due already: the caller fires it
+        if due != self._timer_due and self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_due = due
+        if due is None:
+            await workflow.wait_condition(work)
+            return
+        if self._timer is None:
+            # A fired timer means something is due: the caller fires it.
+            self._timer = asyncio.create_task(asyncio.sleep((due - workflow.now()).total_seconds()))
+        timer = self._timer
+        await workflow.wait_condition(lambda: work() or timer.done())
+        if timer.done():
+            self._timer = None
+            self._timer_due = None
 
     def _next_due(self) -> datetime | None:
         if self._timers_paused:
