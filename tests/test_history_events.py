@@ -1,10 +1,12 @@
 """What a customer's events cost in history, on the time-skipping test server with the real
-worker: a signal that leaves the earliest due time as it was keeps the pending timer."""
+worker: a signal that leaves the earliest due time as it was keeps the pending timer, and a
+step's ledger write goes out with its local messages (one marker for both)."""
 
 import json
 from collections import Counter
 from datetime import timedelta
 
+from sqlalchemy import select
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -12,9 +14,15 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from sopflow.settings import Settings
+from sopflow.store.tables import JourneyEvent
 from tests.helpers import describe, eventually, plan_store, read_deliveries, send_event, terminate
-from worker.main import build_worker
-from workflows.contracts import DUE_TIMER_PATCH, CustomerView, customer_workflow_id
+from worker.main import build_activities, build_worker
+from workflows.contracts import (
+    DUE_TIMER_PATCH,
+    LEDGER_WITH_DELIVERIES_PATCH,
+    CustomerView,
+    customer_workflow_id,
+)
 from workflows.customer_workflow import CustomerJourneyWorkflow
 from workflows.sandbox import workflow_runner
 
@@ -65,6 +73,22 @@ def timer_events(history: WorkflowHistory) -> Counter[str]:
         for e in history.events
         if e.event_type in TIMER_EVENTS
     )
+
+
+def markers(history: WorkflowHistory, name: str) -> list[dict[str, object]]:
+    return [
+        {k: v for k, v in e.marker_recorded_event_attributes.details.items()}
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+        and e.marker_recorded_event_attributes.marker_name == name
+    ]
+
+
+def patch_ids(history: WorkflowHistory) -> set[str]:
+    return {
+        json.loads(m["patch-data"].payloads[0].data)["id"]  # type: ignore[attr-defined]
+        for m in markers(history, "core_patch")
+    }
 
 
 async def replays(history: WorkflowHistory) -> bool:
@@ -126,13 +150,7 @@ async def test_a_signal_before_an_unchanged_due_time_keeps_the_pending_timer(
     assert (journey.stage, journey.status) == ("done", "ended")
     assert journey.ended_at is not None
     assert journey.ended_at - journey.enrolled_at == timedelta(days=3)
-    patches = [
-        json.loads(e.marker_recorded_event_attributes.details["patch-data"].payloads[0].data)
-        for e in after_due.events
-        if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
-        and e.marker_recorded_event_attributes.marker_name == "core_patch"
-    ]
-    assert DUE_TIMER_PATCH in {p["id"] for p in patches}
+    assert DUE_TIMER_PATCH in patch_ids(after_due)
     assert await replays(after_due)
 
 
@@ -157,4 +175,30 @@ async def test_a_signal_that_moves_the_due_time_replaces_the_timer(
     # A day after the last ping (sent two hours after enrolment), not after the first.
     quiet_for = journey.ended_at - journey.enrolled_at
     assert timedelta(days=1, hours=2) <= quiet_for < timedelta(days=1, hours=2, minutes=1)
+    assert await replays(history)
+
+
+async def test_a_steps_ledger_write_goes_out_with_its_local_messages(
+    time_skipping_env: WorkflowEnvironment, settings: Settings, make_plan
+) -> None:
+    env, customer = time_skipping_env, "ledger-with-messages"
+    plan_store(settings).deploy(make_plan(COUNTDOWN))
+    activities = build_activities(settings)
+    async with build_worker(env.client, settings, activities):
+        await ping_hourly(env, settings, customer, pings=3)
+        view = await describe(env.client, customer)
+        handle = env.client.get_workflow_handle(customer_workflow_id(customer))
+        history = await handle.fetch_history()
+        await terminate(env.client, customer)
+    # Each ping writes its timeline entries and sends its message: one local activity (before
+    # the patch, a ledger write and a delivery batch, two markers). The enrolment loads the
+    # plan first (a third marker of its own).
+    assert LEDGER_WITH_DELIVERIES_PATCH in patch_ids(history)
+    assert len(markers(history, "core_local_activity")) == 1 + 1 + 3
+    # The ledger has every entry of the timeline, once.
+    with activities.ledger.database.session() as session:
+        query = select(JourneyEvent.seq).where(JourneyEvent.customer_id == customer)
+        seqs = list(session.scalars(query.order_by(JourneyEvent.seq)))
+    assert seqs == [e.seq for e in view.timeline]
+    assert [d["text"] for d in read_deliveries(settings)] == ["pong"] * 3
     assert await replays(history)

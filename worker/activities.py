@@ -59,7 +59,11 @@ class SopflowActivities:
         One ledger query finds what a previous attempt already delivered; the rest go out
         in order and each is recorded as it goes. A permanent refusal is that message's
         outcome; anything else fails the attempt, and the retry skips what got through.
+        Timeline entries that came with the batch are appended to the journey ledger first.
         """
+        if batch.timeline is not None:
+            # The step's ledger write, first: a retry writes it again, which its keys ignore.
+            await self._record(batch.timeline)
         keys = [d.idempotency_key for d in batch.deliveries]
         done = await asyncio.to_thread(self.ledger.delivered_keys, keys)
         outcomes = []
@@ -97,6 +101,9 @@ class SopflowActivities:
     @activity.defn(name=RECORD_TIMELINE_ACTIVITY)
     async def record_timeline(self, request: RecordTimelineInput) -> int:
         """Append to the journey ledger (run as a local activity: a fast, keyed write)."""
+        return await self._record(request)
+
+    async def _record(self, request: RecordTimelineInput) -> int:
         return await asyncio.to_thread(
             self.ledger.record_timeline, request.customer_id, request.entries
         )
