@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import tempfile
+import textwrap
 import uuid
 from collections import Counter
 from datetime import timedelta
@@ -54,8 +55,8 @@ signals, one a day, in the same run.
 {body}
 
 Where the events go, per customer event (a workflow task is 3 events: scheduled, started,
-completed; markers are local activities, one per delivery batch and one per ledger write,
-and the patch markers of a run's start):
+completed; markers are local activities, a ledger write with the step's local messages
+or either alone, plan loading, and the patch markers of a run's start):
 
 {detail}
 
@@ -166,12 +167,13 @@ def limit(name: str, count: int, runs: list[list[int]]) -> str:
     if total / count <= TARGET_PER_EVENT:
         return ""
     fired = counts["TIMER_FIRED"]
-    return (
-        f"\n  Not met by {name}: {fired} timer wake-ups in the year for {count} events (its"
+    text = (
+        f"Not met by {name}: {fired} timer wake-ups in the year for {count} events (its"
         f" playbook acts on a schedule, not on events); at {TIMER_WAKE_UP} events each before"
         f" any work, they alone are {TIMER_WAKE_UP * fired / count:.1f} events per event,"
         f" and each sends, so also writes the ledger ({counts['MARKER_RECORDED']} markers)."
     )
+    return "\n" + textwrap.fill(text, width=88, initial_indent="  ", subsequent_indent="  ")
 
 
 async def main(record: bool, only: str | None) -> None:
