@@ -7,6 +7,7 @@ from collections import Counter
 from datetime import timedelta
 
 from sqlalchemy import select
+from temporalio import activity
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -16,11 +17,15 @@ from temporalio.worker import Replayer
 from sopflow.settings import Settings
 from sopflow.store.tables import JourneyEvent
 from tests.helpers import describe, eventually, plan_store, read_deliveries, send_event, terminate
+from worker.activities import SopflowActivities
 from worker.main import build_activities, build_worker
 from workflows.contracts import (
+    DELIVER_BATCH_ACTIVITY,
     DUE_TIMER_PATCH,
     LEDGER_WITH_DELIVERIES_PATCH,
+    RECORD_TIMELINE_ACTIVITY,
     CustomerView,
+    RecordTimelineInput,
     customer_workflow_id,
 )
 from workflows.customer_workflow import CustomerJourneyWorkflow
@@ -73,6 +78,12 @@ def timer_events(history: WorkflowHistory) -> Counter[str]:
         for e in history.events
         if e.event_type in TIMER_EVENTS
     )
+
+
+def ledger_seqs(activities: SopflowActivities, customer: str) -> list[int]:
+    with activities.ledger.database.session() as session:
+        query = select(JourneyEvent.seq).where(JourneyEvent.customer_id == customer)
+        return list(session.scalars(query.order_by(JourneyEvent.seq)))
 
 
 def markers(history: WorkflowHistory, name: str) -> list[dict[str, object]]:
@@ -196,9 +207,38 @@ async def test_a_steps_ledger_write_goes_out_with_its_local_messages(
     assert LEDGER_WITH_DELIVERIES_PATCH in patch_ids(history)
     assert len(markers(history, "core_local_activity")) == 1 + 1 + 3
     # The ledger has every entry of the timeline, once.
-    with activities.ledger.database.session() as session:
-        query = select(JourneyEvent.seq).where(JourneyEvent.customer_id == customer)
-        seqs = list(session.scalars(query.order_by(JourneyEvent.seq)))
-    assert seqs == [e.seq for e in view.timeline]
+    assert ledger_seqs(activities, customer) == [e.seq for e in view.timeline]
     assert [d["text"] for d in read_deliveries(settings)] == ["pong"] * 3
     assert await replays(history)
+
+
+async def test_a_failed_ledger_write_in_a_batch_holds_no_message_back(
+    time_skipping_env: WorkflowEnvironment, settings: Settings, make_plan
+) -> None:
+    env, customer = time_skipping_env, "ledger-down-for-batches"
+    plan_store(settings).deploy(make_plan(COUNTDOWN))
+    activities = build_activities(settings)
+    record = activities._record
+    writes: list[str] = []
+
+    async def down_for_batches(request: RecordTimelineInput) -> int:
+        """The journey ledger refuses every write made from a delivery batch."""
+        writes.append(activity.info().activity_type)
+        if writes[-1] == DELIVER_BATCH_ACTIVITY:
+            raise RuntimeError("journey ledger unavailable")
+        return await record(request)
+
+    activities._record = down_for_batches  # type: ignore[method-assign]
+    async with build_worker(env.client, settings, activities):
+        await ping_hourly(env, settings, customer, pings=1)
+        view = await describe(env.client, customer)
+
+        async def ledger_complete() -> bool:
+            return ledger_seqs(activities, customer) == [e.seq for e in view.timeline]
+
+        await eventually(ledger_complete)
+        await terminate(env.client, customer)
+    # The message went out with the batch (a failure there would have retried the batch
+    # for a day); the ledger loop wrote the entries the batch could not.
+    assert [d["text"] for d in read_deliveries(settings)] == ["pong"]
+    assert writes == [RECORD_TIMELINE_ACTIVITY, DELIVER_BATCH_ACTIVITY, RECORD_TIMELINE_ACTIVITY]

@@ -204,3 +204,6 @@ class DeliveryBatch(BaseModel):
 
 class DeliveryBatchOutcome(BaseModel):
     outcomes: list[DeliveryOutcome]
+    # The batch's timeline is in the journey ledger. When its write failed, the messages
+    # went out all the same and the workflow's ledger loop writes it, with its own retries.
+    timeline_recorded: bool = False

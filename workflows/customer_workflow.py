@@ -448,11 +448,12 @@ class CustomerJourneyWorkflow:
             ledger = self._ledger_write_to_carry() if batched else None
             try:
                 if batched:
-                    outcomes = await self._execute_batch(batch, ledger and ledger[1])
+                    result = await self._execute_batch(batch, ledger and ledger[1])
+                    outcomes = result.outcomes
+                    if ledger and result.timeline_recorded:
+                        self._recorded_seq = max(self._recorded_seq, ledger[0])
                 else:
                     outcomes = [await self._execute_delivery(batch[0])]
-                if ledger:
-                    self._recorded_seq = max(self._recorded_seq, ledger[0])
             except ActivityError as e:
                 # The cause is the adapter's own failure ("webhook refused with HTTP 404").
                 cause = e.cause
@@ -464,7 +465,7 @@ class CustomerJourneyWorkflow:
                     for d in batch
                 ]
             if ledger:
-                # Written, or (the batch failed) left to the ledger loop, which writes it.
+                # Written, or (its write or the batch failed) left to the ledger loop.
                 self._recording = False
             for outcome in outcomes:
                 self._state = journey.record_delivery_outcome(
@@ -491,7 +492,7 @@ class CustomerJourneyWorkflow:
 
     async def _execute_batch(
         self, batch: list[Delivery], timeline: RecordTimelineInput | None = None
-    ) -> list[DeliveryOutcome]:
+    ) -> DeliveryBatchOutcome:
         result: DeliveryBatchOutcome = await workflow.execute_local_activity(
             DELIVER_BATCH_ACTIVITY,
             DeliveryBatch(deliveries=batch, timeline=timeline),
@@ -500,7 +501,7 @@ class CustomerJourneyWorkflow:
             schedule_to_close_timeout=DELIVERY_SCHEDULE_TO_CLOSE,
             retry_policy=DELIVERY_RETRY,
         )
-        return result.outcomes
+        return result
 
     async def _execute_delivery(self, delivery: Delivery) -> DeliveryOutcome:
         # One delivery: what remote channels use, and what histories recorded before the
