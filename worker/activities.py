@@ -59,7 +59,19 @@ class SopflowActivities:
         One ledger query finds what a previous attempt already delivered; the rest go out
         in order and each is recorded as it goes. A permanent refusal is that message's
         outcome; anything else fails the attempt, and the retry skips what got through.
+        Timeline entries that came with the batch are appended to the journey ledger first
+        (`timeline_recorded` says whether that worked).
         """
+        recorded = False
+        if batch.timeline is not None:
+            # The step's ledger write, first: a retry writes it again, which its keys ignore.
+            # A failed write does not hold the messages back: the workflow's ledger loop
+            # writes it instead, with its own retries.
+            try:
+                await self._record(batch.timeline)
+                recorded = True
+            except Exception as e:
+                activity.logger.warning("ledger write left to the workflow's ledger loop: %s", e)
         keys = [d.idempotency_key for d in batch.deliveries]
         done = await asyncio.to_thread(self.ledger.delivered_keys, keys)
         outcomes = []
@@ -74,7 +86,7 @@ class SopflowActivities:
                 outcomes.append(
                     DeliveryOutcome(idempotency_key=key, delivered=False, detail=str(e))
                 )
-        return DeliveryBatchOutcome(outcomes=outcomes)
+        return DeliveryBatchOutcome(outcomes=outcomes, timeline_recorded=recorded)
 
     async def _send(self, delivery: Delivery) -> DeliveryOutcome:
         """Hand a delivery to its channel's adapter and record it in the ledger; a refusal
@@ -97,6 +109,9 @@ class SopflowActivities:
     @activity.defn(name=RECORD_TIMELINE_ACTIVITY)
     async def record_timeline(self, request: RecordTimelineInput) -> int:
         """Append to the journey ledger (run as a local activity: a fast, keyed write)."""
+        return await self._record(request)
+
+    async def _record(self, request: RecordTimelineInput) -> int:
         return await asyncio.to_thread(
             self.ledger.record_timeline, request.customer_id, request.entries
         )

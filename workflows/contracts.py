@@ -41,6 +41,12 @@ WECOM_TAGS_PATCH = "wecom-tags"
 # timeline entries, and a journey that leaves the stage cancels its unconfirmed sends
 # (a signal to the sender workflow: a command the histories before it do not have).
 DELIVERY_STATES_PATCH = "wecom-delivery-states"
+# One timer per due time, kept across the signals that arrive before it (a signal used to
+# cancel the pending timer and start another for the same due time: two events each).
+DUE_TIMER_PATCH = "one-timer-per-due-time"
+# A ledger write waiting when a batch of local deliveries goes out travels in that batch's
+# local activity: one marker for both instead of one each.
+LEDGER_WITH_DELIVERIES_PATCH = "ledger-write-with-local-deliveries"
 LOCAL_LANE = "local"
 # A step that sends several local messages (a batch of events, an on_enter with three
 # sends) delivers them in one local activity, up to this many at a time.
@@ -191,7 +197,13 @@ class DeliveryOutcome(BaseModel):
 
 class DeliveryBatch(BaseModel):
     deliveries: list[Delivery]
+    # Timeline entries to append to the journey ledger before delivering
+    # (LEDGER_WITH_DELIVERIES_PATCH); the local activity runs on the workflow's own worker.
+    timeline: RecordTimelineInput | None = None
 
 
 class DeliveryBatchOutcome(BaseModel):
     outcomes: list[DeliveryOutcome]
+    # The batch's timeline is in the journey ledger. When its write failed, the messages
+    # went out all the same and the workflow's ledger loop writes it, with its own retries.
+    timeline_recorded: bool = False

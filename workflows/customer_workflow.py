@@ -35,10 +35,13 @@ with workflow.unsafe.imports_passed_through():
         DELIVER_BATCH_ACTIVITY,
         DELIVERY_STATES_PATCH,
         DESCRIBE_QUERY,
+        DUE_TIMER_PATCH,
         EVENT_SIGNAL,
+        LEDGER_WITH_DELIVERIES_PATCH,
         LIFECYCLE_SEARCH_ATTRIBUTE,
         LOAD_PLANS_ACTIVITY,
         LOCAL_DELIVERIES_PATCH,
+        LOCAL_LANE,
         LOCAL_PLAN_LOADING_PATCH,
         MAX_DELIVERY_BATCH,
         MAX_PUBLISHED_TAGS,
@@ -128,6 +131,14 @@ class CustomerJourneyWorkflow:
         # A send was handed over awaiting confirmation: the loop checks whether its
         # journey has left the stage meanwhile.
         self._handed_over = False
+        # The timer of the earliest due time, kept while signals come and go and the due
+        # time stays what it was (DUE_TIMER_PATCH, read when the run starts).
+        self._due_timers = False
+        self._timer: asyncio.Task[None] | None = None
+        self._timer_due: datetime | None = None
+        # A waiting ledger write goes out with the next local batch (one marker for both);
+        # LEDGER_WITH_DELIVERIES_PATCH, read when the run starts.
+        self._ledger_with_deliveries = False
 
     @workflow.signal(name=EVENT_SIGNAL)
     def receive_event(self, signal: EventSignal) -> None:
@@ -162,6 +173,8 @@ class CustomerJourneyWorkflow:
         self._per_channel = workflow.patched(PER_CHANNEL_OUTBOXES_PATCH)
         self._wecom_tags = workflow.patched(WECOM_TAGS_PATCH)
         self._delivery_states = workflow.patched(DELIVERY_STATES_PATCH)
+        self._due_timers = workflow.patched(DUE_TIMER_PATCH)
+        self._ledger_with_deliveries = workflow.patched(LEDGER_WITH_DELIVERIES_PATCH)
         if not self._per_channel:
             # The single outbox of the histories recorded before the patch: its loop starts
             # first, as it did then, so that they replay command for command.
@@ -307,6 +320,10 @@ class CustomerJourneyWorkflow:
             # While a continue-as-new waits for the outboxes, their draining is work too.
             return self._per_channel and self._should_continue_as_new() and self._drained()
 
+        if self._due_timers:
+            await self._wait_on_due_timer(work, due)
+            return
+        # Before the patch: a new timer on every loop, which the next signal cancels.
         if due is None:
             await workflow.wait_condition(work)
             return
@@ -315,6 +332,28 @@ class CustomerJourneyWorkflow:
             # A timeout means something is due: the caller fires it.
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(work, timeout=delay)
+
+    async def _wait_on_due_timer(self, work: Callable[[], bool], due: datetime | None) -> None:
+        """Wait for work or for `due` on one timer per due time. A signal that leaves the
+        due time as it was leaves the timer running: no TimerCanceled and TimerStarted
+        pair (two history events) per signal. A due time that moved replaces the timer."""
+        if due is not None and due <= workflow.now():
+            return  # due already: the caller fires it
+        if due != self._timer_due and self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_due = due
+        if due is None:
+            await workflow.wait_condition(work)
+            return
+        if self._timer is None:
+            # A fired timer means something is due: the caller fires it.
+            self._timer = asyncio.create_task(asyncio.sleep((due - workflow.now()).total_seconds()))
+        timer = self._timer
+        await workflow.wait_condition(lambda: work() or timer.done())
+        if timer.done():
+            self._timer = None
+            self._timer_due = None
 
     def _next_due(self) -> datetime | None:
         if self._timers_paused:
@@ -406,9 +445,13 @@ class CustomerJourneyWorkflow:
             )
             batch = self._take_local_batch(outbox) if batched else [outbox.pop(0)]
             self._in_flight[lane] = batch
+            ledger = self._ledger_write_to_carry() if batched else None
             try:
                 if batched:
-                    outcomes = await self._execute_batch(batch)
+                    result = await self._execute_batch(batch, ledger and ledger[1])
+                    outcomes = result.outcomes
+                    if ledger and result.timeline_recorded:
+                        self._recorded_seq = max(self._recorded_seq, ledger[0])
                 else:
                     outcomes = [await self._execute_delivery(batch[0])]
             except ActivityError as e:
@@ -421,6 +464,9 @@ class CustomerJourneyWorkflow:
                     )
                     for d in batch
                 ]
+            if ledger:
+                # Written, or (its write or the batch failed) left to the ledger loop.
+                self._recording = False
             for outcome in outcomes:
                 self._state = journey.record_delivery_outcome(
                     self._state,
@@ -444,16 +490,18 @@ class CustomerJourneyWorkflow:
             batch.append(outbox.pop(0))
         return batch
 
-    async def _execute_batch(self, batch: list[Delivery]) -> list[DeliveryOutcome]:
+    async def _execute_batch(
+        self, batch: list[Delivery], timeline: RecordTimelineInput | None = None
+    ) -> DeliveryBatchOutcome:
         result: DeliveryBatchOutcome = await workflow.execute_local_activity(
             DELIVER_BATCH_ACTIVITY,
-            DeliveryBatch(deliveries=batch),
+            DeliveryBatch(deliveries=batch, timeline=timeline),
             result_type=DeliveryBatchOutcome,
             start_to_close_timeout=DELIVERY_START_TO_CLOSE,
             schedule_to_close_timeout=DELIVERY_SCHEDULE_TO_CLOSE,
             retry_policy=DELIVERY_RETRY,
         )
-        return result.outcomes
+        return result
 
     async def _execute_delivery(self, delivery: Delivery) -> DeliveryOutcome:
         # One delivery: what remote channels use, and what histories recorded before the
@@ -475,19 +523,46 @@ class CustomerJourneyWorkflow:
 
     async def _record_in_order(self) -> None:
         while True:
-            await workflow.wait_condition(lambda: self._state.timeline_seq > self._recorded_seq)
-            upto = self._state.timeline_seq
-            entries = [e for e in self._state.timeline if e.seq > self._recorded_seq]
-            self._recording = True
+            await workflow.wait_condition(self._ledger_write_due)
+            upto, request = self._take_ledger_write()
             await workflow.execute_local_activity(
                 RECORD_TIMELINE_ACTIVITY,
-                RecordTimelineInput(customer_id=self._state.customer_id, entries=entries),
+                request,
                 result_type=int,
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=RECORD_RETRY,
             )
             self._recorded_seq = upto
             self._recording = False
+
+    def _ledger_write_due(self) -> bool:
+        """Timeline entries wait for the ledger, and no local batch takes them along: one
+        is in flight with a write (the loop writes what came since once it is back), or
+        one goes out in this very activation (its lane's condition holds too)."""
+        if self._state.timeline_seq <= self._recorded_seq:
+            return False
+        if not self._ledger_with_deliveries:
+            return True
+        local_lane_idle = LOCAL_LANE in self._lanes and not self._in_flight.get(LOCAL_LANE)
+        batch_starting = local_lane_idle and bool(self._outboxes.get(LOCAL_LANE))
+        return not self._recording and not batch_starting
+
+    def _ledger_write_to_carry(self) -> tuple[int, RecordTimelineInput] | None:
+        """The ledger write a local batch takes along (LEDGER_WITH_DELIVERIES_PATCH): what
+        waits, unless the ledger loop is writing already."""
+        if not self._ledger_with_deliveries or self._recording:
+            return None
+        if self._state.timeline_seq <= self._recorded_seq:
+            return None
+        return self._take_ledger_write()
+
+    def _take_ledger_write(self) -> tuple[int, RecordTimelineInput]:
+        """The timeline entries the ledger has not got yet, up to which seq, marked as
+        being written (`_recording`) until the write is back."""
+        entries = [e for e in self._state.timeline if e.seq > self._recorded_seq]
+        self._recording = True
+        request = RecordTimelineInput(customer_id=self._state.customer_id, entries=entries)
+        return self._state.timeline_seq, request
 
     def _publish_search_attributes(self) -> None:
         """Expose stages, versions, tags, tier and lifecycle to Temporal's visibility, so
