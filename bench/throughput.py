@@ -124,8 +124,9 @@ warm-up of 20 customers on each side. Raw: one workflow per customer started wit
 signal, the rest sent one by one with the SDK (50 customers in flight); for deliveries each
 signal appends a line to a file from a local activity. sopflow: batches of 1,000 events
 through `POST /v1/events:batch` (one signal per customer); the customer workflow steps the
-core, writes the journey ledger and upserts search attributes, and delivers through the
-log channel (a local activity that checks and writes the delivery ledger); timed until
+core, upserts search attributes when they change, and delivers through the log channel
+(one local activity that writes the journey ledger and checks and writes the delivery
+ledger; a step that delivers nothing writes the journey ledger alone); timed until
 the read model holds every step (state) or every delivery. Both workers poll with
 autoscaling pollers. "unsandboxed" is `SOPFLOW_WORKFLOW_SANDBOX=false`. CPU ms per
 event: this process's CPU during the burst (the client, the API and the worker share it;
@@ -139,9 +140,10 @@ of two; the server takes most of the other). Per customer it validates the HTTP 
 plans the deployment, runs the core, records the journey ledger and, per delivery, reads
 and writes the delivery ledger in the database: the exactly-once bookkeeping that raw
 Temporal does not do. The determinism sandbox re-imports the workflow module for every
-customer it caches and routes each payload through it: about a third of the worker's CPU
-(the unsandboxed rows). On SQLite the server's synchronous writes limit both sides and
-one signal per customer batch makes up for sopflow's extra work.
+customer it caches (compiled once per process) and routes each payload through it: the
+difference between the sandboxed and unsandboxed rows. On SQLite the server's
+synchronous writes limit both sides and one signal per customer batch makes up for
+sopflow's extra work.
 """
     key = "throughput-sqlite" if args.sqlite else "throughput-memory"
     report.record(key, f"Event throughput against raw Temporal, {store} (benchmarks 1, 2)", notes)
