@@ -4,7 +4,6 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
 from temporalio import activity
 from temporalio.api.enums.v1 import EventType
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -14,7 +13,6 @@ from temporalio.worker import Replayer
 from sopflow.core.state import Delivery
 from sopflow.language import Plan
 from sopflow.settings import Settings
-from sopflow.store.tables import JourneyEvent
 from tests.helpers import (
     WebhookReceiver,
     describe,
@@ -28,11 +26,9 @@ from worker.main import build_activities, build_worker
 from workflows.contracts import (
     DELIVER_ACTIVITY,
     DELIVER_BATCH_ACTIVITY,
-    RECORD_TIMELINE_ACTIVITY,
     DeliveryBatch,
     DeliveryBatchOutcome,
     DeliveryOutcome,
-    RecordTimelineInput,
     customer_workflow_id,
 )
 from workflows.customer_workflow import CustomerJourneyWorkflow
@@ -169,27 +165,28 @@ stages:
 
 
 async def test_events_that_leave_the_due_time_keep_its_timer(
-    dev_env: WorkflowEnvironment, settings: Settings, make_plan
+    time_skipping_env: WorkflowEnvironment, settings: Settings, make_plan
 ) -> None:
     """Pings do not move the stage's 30-day timeout: one timer stands through all of them
     (before the standing-timer patch each event cancelled it and started an equal one),
-    and the history replays. On the dev server: the time-skipping one may skip the 30
-    days while a ping's local activity runs. Timers firing: the day-N test above."""
+    fires on its day, and the history replays."""
     deploy(settings, make_plan(PING_UNTIL_TIMEOUT))
-    client, customer = dev_env.client, "c-standing-timer"
+    client, customer = time_skipping_env.client, "c-standing-timer"
     async with build_worker(client, settings):
         await send_event(client, settings, customer, "contact.added", "add")
         for n in range(3):
             await send_event(client, settings, customer, "ping", f"ping-{n}")
             await eventually(lambda n=n: _count_messages(client, customer, n + 1))
+        await time_skipping_env.sleep(timedelta(days=31))
         view = await describe(client, customer)
         history = await client.get_workflow_handle(customer_workflow_id(customer)).fetch_history()
         await terminate(client, customer)
     [journey] = view.journeys
-    assert (journey.stage, journey.status) == ("listening", "active")
+    assert (journey.stage, journey.status) == ("done", "ended")
     kinds = [e.event_type for e in history.events]
     assert kinds.count(EventType.EVENT_TYPE_TIMER_STARTED) == 1
     assert kinds.count(EventType.EVENT_TYPE_TIMER_CANCELED) == 0
+    assert kinds.count(EventType.EVENT_TYPE_TIMER_FIRED) == 1
     replayer = Replayer(
         workflows=[CustomerJourneyWorkflow],
         data_converter=pydantic_data_converter,
@@ -401,50 +398,6 @@ async def test_a_steps_local_messages_go_out_in_one_batch_and_a_retry_skips_what
     assert [line["text"] for line in lines] == ["one", "two", "three"]  # each once, in order
     assert real.ledger.delivered_keys(keys) == set(keys)
     assert [e.status for e in view.timeline if e.kind == "message"] == ["delivered"] * 3
-
-
-async def test_an_events_timeline_entries_ride_with_its_local_messages(
-    dev_env: WorkflowEnvironment, settings: Settings, make_plan
-) -> None:
-    """A ping's timeline entries reach the journey ledger in the local activity that
-    delivers its pong (one local activity per event, not two); the enrolment, which sends
-    nothing, records its entries alone."""
-    deploy(settings, make_plan(PING_PLAYBOOK))
-    real = build_activities(settings)
-    batches: list[DeliveryBatch] = []
-    records: list[RecordTimelineInput] = []
-
-    @activity.defn(name=DELIVER_BATCH_ACTIVITY)
-    async def deliver(batch: DeliveryBatch) -> DeliveryBatchOutcome:
-        batches.append(batch)
-        return await real.deliver_messages(batch)
-
-    @activity.defn(name=RECORD_TIMELINE_ACTIVITY)
-    async def record(request: RecordTimelineInput) -> int:
-        records.append(request)
-        return await real.record_timeline(request)
-
-    client, customer = dev_env.client, "c-riding"
-    replace = {DELIVER_BATCH_ACTIVITY: deliver, RECORD_TIMELINE_ACTIVITY: record}
-    async with build_worker(client, settings, real, replace=replace):
-        await send_event(client, settings, customer, "contact.added", "add")
-        await eventually(lambda: _enrolled(client, customer))
-        for n in range(3):
-            await send_event(client, settings, customer, "ping", f"ping-{n}")
-            await eventually(lambda n=n: _count_messages(client, customer, n + 1))
-        view = await describe(client, customer)
-        await terminate(client, customer)
-    assert len(batches) == 3
-    assert all(b.timeline is not None and b.timeline.entries for b in batches)
-    assert len(records) == 1  # the enrolment's entries
-    carried = [e.seq for r in records for e in r.entries] + [
-        e.seq for b in batches if b.timeline for e in b.timeline.entries
-    ]
-    assert sorted(carried) == sorted(set(carried))  # each entry recorded once
-    with real.ledger.database.session() as session:
-        query = select(JourneyEvent.seq).where(JourneyEvent.customer_id == customer)
-        ledger = sorted(session.scalars(query))
-    assert ledger == sorted(e.seq for e in view.timeline)
 
 
 async def test_a_worker_holds_only_its_setting_of_workflow_tasks(

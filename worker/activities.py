@@ -54,15 +54,14 @@ class SopflowActivities:
 
     @activity.defn(name=DELIVER_BATCH_ACTIVITY)
     async def deliver_messages(self, batch: DeliveryBatch) -> DeliveryBatchOutcome:
-        """Deliver a customer's local messages in order, each once (run as a local activity),
-        after appending the timeline entries the batch carries to the journey ledger.
+        """Deliver a customer's local messages in order, each once (run as a local activity).
 
         One ledger query finds what a previous attempt already delivered; the rest go out
         in order and each is recorded as it goes. A permanent refusal is that message's
         outcome; anything else fails the attempt, and the retry skips what got through.
         """
         keys = [d.idempotency_key for d in batch.deliveries]
-        done = await asyncio.to_thread(self._record_and_check, batch.timeline, keys)
+        done = await asyncio.to_thread(self.ledger.delivered_keys, keys)
         outcomes = []
         for delivery in batch.deliveries:
             key = delivery.idempotency_key
@@ -76,13 +75,6 @@ class SopflowActivities:
                     DeliveryOutcome(idempotency_key=key, delivered=False, detail=str(e))
                 )
         return DeliveryBatchOutcome(outcomes=outcomes)
-
-    def _record_and_check(self, timeline: RecordTimelineInput | None, keys: list[str]) -> set[str]:
-        """The step's timeline entries into the journey ledger (keyed: a retry writes
-        nothing twice), then the keys already delivered: one thread hop for both."""
-        if timeline is not None:
-            self.ledger.record_timeline(timeline.customer_id, timeline.entries)
-        return self.ledger.delivered_keys(keys)
 
     async def _send(self, delivery: Delivery) -> DeliveryOutcome:
         """Hand a delivery to its channel's adapter and record it in the ledger; a refusal

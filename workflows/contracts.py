@@ -45,10 +45,6 @@ DELIVERY_STATES_PATCH = "wecom-delivery-states"
 # unchanged (most do) no longer cancels the timer and starts an equal one, two commands
 # and two history events less per event.
 STANDING_TIMER_PATCH = "standing-due-timer"
-# A step's new timeline entries go to the journey ledger in the local activity that
-# delivers its local messages (one local activity per such event instead of two); the
-# record_timeline activity remains for steps that send nothing locally.
-TIMELINE_WITH_DELIVERIES_PATCH = "timeline-with-local-deliveries"
 LOCAL_LANE = "local"
 # A step that sends several local messages (a batch of events, an on_enter with three
 # sends) delivers them in one local activity, up to this many at a time.
@@ -199,9 +195,6 @@ class DeliveryOutcome(BaseModel):
 
 class DeliveryBatch(BaseModel):
     deliveries: list[Delivery]
-    # Timeline entries to append to the journey ledger before the deliveries go out
-    # (TIMELINE_WITH_DELIVERIES_PATCH); None in what histories recorded before it hold.
-    timeline: RecordTimelineInput | None = None
 
 
 class DeliveryBatchOutcome(BaseModel):

@@ -39,7 +39,6 @@ with workflow.unsafe.imports_passed_through():
         LIFECYCLE_SEARCH_ATTRIBUTE,
         LOAD_PLANS_ACTIVITY,
         LOCAL_DELIVERIES_PATCH,
-        LOCAL_LANE,
         LOCAL_PLAN_LOADING_PATCH,
         MAX_DELIVERY_BATCH,
         MAX_PUBLISHED_TAGS,
@@ -50,7 +49,6 @@ with workflow.unsafe.imports_passed_through():
         STANDING_TIMER_PATCH,
         TAGS_SEARCH_ATTRIBUTE,
         TIER_SEARCH_ATTRIBUTE,
-        TIMELINE_WITH_DELIVERIES_PATCH,
         VERSIONS_SEARCH_ATTRIBUTE,
         WECOM_TAGS_PATCH,
         WORKFLOW_NAME,
@@ -131,9 +129,6 @@ class CustomerJourneyWorkflow:
         # A send was handed over awaiting confirmation: the loop checks whether its
         # journey has left the stage meanwhile.
         self._handed_over = False
-        # From TIMELINE_WITH_DELIVERIES_PATCH on, the local lane's batch carries the
-        # step's timeline entries to the journey ledger.
-        self._timeline_rides = False
         # From STANDING_TIMER_PATCH on, the timer of the next due time and that time.
         self._standing_timer = False
         self._timer: asyncio.Task[None] | None = None
@@ -173,7 +168,6 @@ class CustomerJourneyWorkflow:
         self._wecom_tags = workflow.patched(WECOM_TAGS_PATCH)
         self._delivery_states = workflow.patched(DELIVERY_STATES_PATCH)
         self._standing_timer = workflow.patched(STANDING_TIMER_PATCH)
-        self._timeline_rides = workflow.patched(TIMELINE_WITH_DELIVERIES_PATCH)
         if not self._per_channel:
             # The single outbox of the histories recorded before the patch: its loop starts
             # first, as it did then, so that they replay command for command.
@@ -443,12 +437,9 @@ class CustomerJourneyWorkflow:
             )
             batch = self._take_local_batch(outbox) if batched else [outbox.pop(0)]
             self._in_flight[lane] = batch
-            timeline = self._take_timeline() if batched and self._timeline_rides else None
             try:
                 if batched:
-                    outcomes = await self._execute_batch(batch, timeline)
-                    if timeline is not None:
-                        self._recorded_seq = max(self._recorded_seq, timeline[1])
+                    outcomes = await self._execute_batch(batch)
                 else:
                     outcomes = [await self._execute_delivery(batch[0])]
             except ActivityError as e:
@@ -461,9 +452,6 @@ class CustomerJourneyWorkflow:
                     )
                     for d in batch
                 ]
-            if timeline is not None:
-                # Recorded with the batch, or (the batch failed) left to the record loop.
-                self._recording = False
             for outcome in outcomes:
                 self._state = journey.record_delivery_outcome(
                     self._state,
@@ -487,26 +475,10 @@ class CustomerJourneyWorkflow:
             batch.append(outbox.pop(0))
         return batch
 
-    def _take_timeline(self) -> tuple[RecordTimelineInput, int] | None:
-        """The timeline entries not yet recorded (nor being recorded), for the local batch
-        to carry, and the sequence number they reach."""
-        if self._recording or self._state.timeline_seq <= self._recorded_seq:
-            return None
-        entries = [e for e in self._state.timeline if e.seq > self._recorded_seq]
-        self._recording = True
-        request = RecordTimelineInput(customer_id=self._state.customer_id, entries=entries)
-        return request, self._state.timeline_seq
-
-    def _timeline_waits_for_batch(self) -> bool:
-        """Local messages wait to go out: their batch takes the timeline entries along."""
-        return self._timeline_rides and bool(self._outboxes.get(LOCAL_LANE))
-
-    async def _execute_batch(
-        self, batch: list[Delivery], timeline: tuple[RecordTimelineInput, int] | None = None
-    ) -> list[DeliveryOutcome]:
+    async def _execute_batch(self, batch: list[Delivery]) -> list[DeliveryOutcome]:
         result: DeliveryBatchOutcome = await workflow.execute_local_activity(
             DELIVER_BATCH_ACTIVITY,
-            DeliveryBatch(deliveries=batch, timeline=timeline[0] if timeline else None),
+            DeliveryBatch(deliveries=batch),
             result_type=DeliveryBatchOutcome,
             start_to_close_timeout=DELIVERY_START_TO_CLOSE,
             schedule_to_close_timeout=DELIVERY_SCHEDULE_TO_CLOSE,
@@ -534,10 +506,7 @@ class CustomerJourneyWorkflow:
 
     async def _record_in_order(self) -> None:
         while True:
-            if self._timeline_rides:
-                await workflow.wait_condition(self._timeline_to_record)
-            else:
-                await workflow.wait_condition(lambda: self._state.timeline_seq > self._recorded_seq)
+            await workflow.wait_condition(lambda: self._state.timeline_seq > self._recorded_seq)
             upto = self._state.timeline_seq
             entries = [e for e in self._state.timeline if e.seq > self._recorded_seq]
             self._recording = True
@@ -550,14 +519,6 @@ class CustomerJourneyWorkflow:
             )
             self._recorded_seq = upto
             self._recording = False
-
-    def _timeline_to_record(self) -> bool:
-        """Entries to record that no local batch carries or is about to carry."""
-        return (
-            self._state.timeline_seq > self._recorded_seq
-            and not self._recording
-            and not self._timeline_waits_for_batch()
-        )
 
     def _publish_search_attributes(self) -> None:
         """Expose stages, versions, tags, tier and lifecycle to Temporal's visibility, so
