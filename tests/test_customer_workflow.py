@@ -5,10 +5,7 @@ from datetime import timedelta
 
 import pytest
 from temporalio import activity
-from temporalio.api.enums.v1 import EventType
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Replayer
 
 from sopflow.core.state import Delivery
 from sopflow.language import Plan
@@ -31,8 +28,6 @@ from workflows.contracts import (
     DeliveryOutcome,
     customer_workflow_id,
 )
-from workflows.customer_workflow import CustomerJourneyWorkflow
-from workflows.sandbox import workflow_runner
 
 PING_PLAYBOOK = """\
 apiVersion: sopflow/v1
@@ -144,56 +139,6 @@ async def test_duplicate_events_have_no_second_effect(
         await send_event(client, settings, "c-dup", "ping", "other-ping")
         await eventually(lambda: _count_messages(client, "c-dup", 2))
     assert len(read_deliveries(settings)) == 2
-
-
-PING_UNTIL_TIMEOUT = """\
-apiVersion: sopflow/v1
-kind: Playbook
-metadata: {name: pinging}
-enrol: {event: contact.added}
-stages:
-  listening:
-    triggers:
-      - event: ping
-        actions:
-          - send: {channel: log, text: pong}
-      - after: 30d
-        goto: done
-  done:
-    end: true
-"""
-
-
-async def test_events_that_leave_the_due_time_keep_its_timer(
-    time_skipping_env: WorkflowEnvironment, settings: Settings, make_plan
-) -> None:
-    """Pings do not move the stage's 30-day timeout: one timer stands through all of them
-    (before the standing-timer patch each event cancelled it and started an equal one),
-    fires on its day, and the history replays."""
-    deploy(settings, make_plan(PING_UNTIL_TIMEOUT))
-    client, customer = time_skipping_env.client, "c-standing-timer"
-    async with build_worker(client, settings):
-        await send_event(client, settings, customer, "contact.added", "add")
-        for n in range(3):
-            await send_event(client, settings, customer, "ping", f"ping-{n}")
-            await eventually(lambda n=n: _count_messages(client, customer, n + 1))
-        await time_skipping_env.sleep(timedelta(days=31))
-        view = await describe(client, customer)
-        history = await client.get_workflow_handle(customer_workflow_id(customer)).fetch_history()
-        await terminate(client, customer)
-    [journey] = view.journeys
-    assert (journey.stage, journey.status) == ("done", "ended")
-    kinds = [e.event_type for e in history.events]
-    assert kinds.count(EventType.EVENT_TYPE_TIMER_STARTED) == 1
-    assert kinds.count(EventType.EVENT_TYPE_TIMER_CANCELED) == 0
-    assert kinds.count(EventType.EVENT_TYPE_TIMER_FIRED) == 1
-    replayer = Replayer(
-        workflows=[CustomerJourneyWorkflow],
-        data_converter=pydantic_data_converter,
-        workflow_runner=workflow_runner(sandboxed=True),
-    )
-    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
-    assert result.replay_failure is None, result.replay_failure
 
 
 async def test_state_survives_continue_as_new_and_no_event_is_lost(

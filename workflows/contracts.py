@@ -41,10 +41,6 @@ WECOM_TAGS_PATCH = "wecom-tags"
 # timeline entries, and a journey that leaves the stage cancels its unconfirmed sends
 # (a signal to the sender workflow: a command the histories before it do not have).
 DELIVERY_STATES_PATCH = "wecom-delivery-states"
-# The timer of the next due item stands while that due time holds: an event that leaves it
-# unchanged (most do) no longer cancels the timer and starts an equal one, two commands
-# and two history events less per event.
-STANDING_TIMER_PATCH = "standing-due-timer"
 LOCAL_LANE = "local"
 # A step that sends several local messages (a batch of events, an on_enter with three
 # sends) delivers them in one local activity, up to this many at a time.

@@ -46,7 +46,6 @@ with workflow.unsafe.imports_passed_through():
         PER_CHANNEL_OUTBOXES_PATCH,
         RECORD_TIMELINE_ACTIVITY,
         STAGES_SEARCH_ATTRIBUTE,
-        STANDING_TIMER_PATCH,
         TAGS_SEARCH_ATTRIBUTE,
         TIER_SEARCH_ATTRIBUTE,
         VERSIONS_SEARCH_ATTRIBUTE,
@@ -129,10 +128,6 @@ class CustomerJourneyWorkflow:
         # A send was handed over awaiting confirmation: the loop checks whether its
         # journey has left the stage meanwhile.
         self._handed_over = False
-        # From STANDING_TIMER_PATCH on, the timer of the next due time and that time.
-        self._standing_timer = False
-        self._timer: asyncio.Task[None] | None = None
-        self._timer_due: datetime | None = None
 
     @workflow.signal(name=EVENT_SIGNAL)
     def receive_event(self, signal: EventSignal) -> None:
@@ -167,7 +162,6 @@ class CustomerJourneyWorkflow:
         self._per_channel = workflow.patched(PER_CHANNEL_OUTBOXES_PATCH)
         self._wecom_tags = workflow.patched(WECOM_TAGS_PATCH)
         self._delivery_states = workflow.patched(DELIVERY_STATES_PATCH)
-        self._standing_timer = workflow.patched(STANDING_TIMER_PATCH)
         if not self._per_channel:
             # The single outbox of the histories recorded before the patch: its loop starts
             # first, as it did then, so that they replay command for command.
@@ -241,7 +235,6 @@ class CustomerJourneyWorkflow:
                 task.cancel()
         if not self._recording:
             record_loop.cancel()
-        self._drop_timer()  # the new run starts its own; none is left pending, as before
         workflow.continue_as_new(self._carry_over(carried))
 
     def _step(self, what: dict[str, Any], run: Callable[[CustomerState], StepResult]) -> None:
@@ -315,37 +308,13 @@ class CustomerJourneyWorkflow:
             return self._per_channel and self._should_continue_as_new() and self._drained()
 
         if due is None:
-            self._drop_timer()
             await workflow.wait_condition(work)
             return
         delay = due - workflow.now()
-        if self._standing_timer:
-            if delay > timedelta(0):
-                timer = self._timer_until(due, delay)
-                await workflow.wait_condition(lambda: work() or timer.done())
-            return
         if delay > timedelta(0):
             # A timeout means something is due: the caller fires it.
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(work, timeout=delay)
-
-    def _timer_until(self, due: datetime, delay: timedelta) -> asyncio.Task[None]:
-        """The timer that fires at `due`: the standing one when it is for that time, else a
-        new one (the old one cancelled). Before the patch each wait started its own timer
-        and cancelled it when an event came first: two commands per event."""
-        if self._timer is not None and self._timer_due == due and not self._timer.done():
-            return self._timer
-        self._drop_timer()
-        self._timer = asyncio.create_task(asyncio.sleep(delay.total_seconds()))
-        self._timer_due = due
-        return self._timer
-
-    def _drop_timer(self) -> None:
-        """Cancel the standing timer (nothing is due, or the run ends)."""
-        if self._timer is not None and not self._timer.done():
-            self._timer.cancel()
-        self._timer = None
-        self._timer_due = None
 
     def _next_due(self) -> datetime | None:
         if self._timers_paused:
