@@ -298,9 +298,10 @@ core), as in every benchmark here.
 and the event key in the read model (shared by the requests that arrive together), the
 signal; then in the worker the workflow task of the signal (the determinism sandbox and
 the payload conversion: py-spy with --gil puts about half of this process's CPU there,
-the journey core itself about 1%), the journey ledger's write and the delivery ledger's
-read and write around the log line, each a local activity of the workflow task. Raw
-Temporal does none of the bookkeeping and runs no sandbox: its workflow task is a counter.
+the SDK's per-payload call into the sandbox for a serialization context alone about a
+tenth, the journey core itself about 1%), and one local activity that writes the journey
+ledger and reads and writes the delivery ledger around the log line. Raw Temporal does
+none of the bookkeeping and runs no sandbox: its workflow task is a counter.
 """
     report.record("latency", "Single events: throughput and latency against raw signals", notes)
 

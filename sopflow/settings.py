@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AwareDatetime, SecretStr
+from pydantic import AwareDatetime, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     # The customer workflow runs in Temporal's determinism sandbox unless this is false:
     # about a third less worker CPU per event without it (bench/throughput.py).
     workflow_sandbox: bool = True
+    # Workflow tasks a worker holds at once. Its activations run one at a time (one
+    # Python thread holds the interpreter), so more only queue inside the worker, where
+    # Temporal's 10-second workflow task timeout runs: a burst of new customers on a busy
+    # worker timed tasks out, and each timeout costs a replay of the whole history
+    # (bench/latency.py). Beyond this many they wait on the server, where no timeout runs.
+    worker_workflow_tasks: int = Field(default=10, ge=2)
 
     # The read model: a SQLite file under `home` unless a database URL is given
     # (postgresql://user@host/db for PostgreSQL).

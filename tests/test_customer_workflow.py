@@ -343,3 +343,15 @@ async def test_a_steps_local_messages_go_out_in_one_batch_and_a_retry_skips_what
     assert [line["text"] for line in lines] == ["one", "two", "three"]  # each once, in order
     assert real.ledger.delivered_keys(keys) == set(keys)
     assert [e.status for e in view.timeline if e.kind == "message"] == ["delivered"] * 3
+
+
+async def test_a_worker_holds_only_its_setting_of_workflow_tasks(
+    time_skipping_env: WorkflowEnvironment, settings: Settings
+) -> None:
+    """SOPFLOW_WORKER_WORKFLOW_TASKS bounds the workflow tasks a worker takes from the
+    server: the rest wait there, not inside the worker where their timeout runs."""
+    settings = settings.model_copy(update={"worker_workflow_tasks": 3})
+    worker = build_worker(time_skipping_env.client, settings)
+    assert worker.config()["max_concurrent_workflow_tasks"] == 3
+    default = build_worker(time_skipping_env.client, Settings(home=settings.home))
+    assert default.config()["max_concurrent_workflow_tasks"] == 10

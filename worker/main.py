@@ -145,6 +145,7 @@ def build_worker(
         workflows=workflows,
         activities=[*registered.values(), *extra],
         workflow_runner=workflow_runner(settings.workflow_sandbox),
+        max_concurrent_workflow_tasks=settings.worker_workflow_tasks,
         workflow_task_poller_behavior=POLLER,
         activity_task_poller_behavior=POLLER,
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 from temporalio.worker import UnsandboxedWorkflowRunner, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from workflows import code_cache
+
 # The sandbox re-imports every module a workflow uses, per cached customer, unless it
 # passes through. The pure layers (the playbook language and the journey core) and the
 # workflow's typed edges are deterministic by contract (import-linter keeps I/O and
@@ -36,4 +38,5 @@ def workflow_runner(sandboxed: bool) -> WorkflowRunner:
     the sandbox on."""
     if not sandboxed:
         return UnsandboxedWorkflowRunner()
+    code_cache.install()  # the modules it re-imports are compiled once (code_cache.py)
     return SandboxedWorkflowRunner(restrictions=sandbox_restrictions())
