@@ -386,7 +386,9 @@ def main() -> None:
     )
     account = ""
     if measured.raw_traced and measured.traced:
-        account = breakdown_table(
+        account = ACCOUNT.format(
+            FRAMES=FRAMES, first=TRACED[0], second=TRACED[1]
+        ) + breakdown_table(
             breakdown(measured.raw_traced), breakdown(measured.traced), raw_per, ours_per
         )
     print(table, summary, account, sep="\n\n")
@@ -407,16 +409,9 @@ Raw: {raw_idle:.0f} MiB idle, {raw_full:.0f} MiB with {2 * CACHE:,} open workflo
 - Memory independent of the number of customers: {report.verdict(flat)} (from {2 * CACHE:,}
   to {rows[-1][0]:,} open customers the worker grew by {growth:.0f} MiB; the cache holds
   at most {CACHE:,}, the rest live only in Temporal).
-- Per cached customer: {report.verdict(ratio <= TARGET)}. The account below says what a
-  cached customer holds.
-
-What one cached workflow holds, by who allocated it: a second pass runs each worker with
-Python's allocations traced (tracemalloc, {FRAMES} frames) and diffs snapshots taken with
-{TRACED[0]:,} and {TRACED[1]:,} workflows open, per workflow added; an allocation belongs to
-the innermost frame of its traceback in one of the groups below. What RSS grows by beyond
-that is native: Temporal's core (Rust) keeps each cached run's state machines, and the
-allocators keep their overhead. Tracing slows the worker, so these figures come from a
-separate run of each worker; RSS and traced totals are not exactly comparable.
+- Per cached customer: {report.verdict(ratio <= TARGET)} (docs/benchmarks.md says what a
+  cached customer holds beyond a raw workflow; a run without `--no-breakdown` adds the
+  traced account below).
 
 {account}
 """
@@ -424,6 +419,18 @@ separate run of each worker; RSS and traced totals are not exactly comparable.
     report.record(
         f"memory-{mode}", f"Worker memory with open customers, {mode} (benchmark 6)", notes
     )
+
+
+ACCOUNT = """\
+What one cached workflow holds, by who allocated it: a second pass runs each worker
+with Python's allocations traced (tracemalloc, {FRAMES} frames) and diffs snapshots taken with
+{first:,} and {second:,} workflows open, per workflow added; an allocation belongs to
+the innermost frame of its traceback in one of the groups below. What RSS grows by beyond
+that is native: Temporal's core (Rust) keeps each cached run's state machines, and the
+allocators keep their overhead. Tracing slows the worker, so these figures come from a
+separate run of each worker; RSS and traced totals are not exactly comparable.
+
+"""
 
 
 def breakdown_table(
