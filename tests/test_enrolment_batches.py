@@ -112,6 +112,7 @@ def test_an_audience_previews_its_members(stack: tuple[Settings, Database]) -> N
     assert (preview.count, preview.scanned, preview.sample) == (30, 42, members[:5])
 
 
+@pytest.mark.timeout(360)  # 1,000 customers' workflows: about 90 s on an idle machine
 async def test_an_audience_enrolled_twice_is_enrolled_once(
     dev_env: WorkflowEnvironment, stack: tuple[Settings, Database]
 ) -> None:
@@ -160,6 +161,7 @@ async def _count_is(database: Database, expected: int) -> bool:
     return total == expected
 
 
+@pytest.mark.timeout(360)  # 1,000 customers' workflows: about 90 s on an idle machine
 async def test_a_batch_resumes_after_its_worker_dies_without_duplicates(
     dev_env: WorkflowEnvironment, stack: tuple[Settings, Database]
 ) -> None:
