@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from temporalio.worker import UnsandboxedWorkflowRunner, WorkflowRunner
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+from temporalio.worker.workflow_sandbox import SandboxRestrictions
 
 from workflows import code_cache
+from workflows.sandbox_context import DirectContextSandboxedRunner
 
 # The sandbox re-imports every module a workflow uses, per cached customer, unless it
 # passes through. The pure layers (the playbook language and the journey core) and the
@@ -39,4 +40,5 @@ def workflow_runner(sandboxed: bool) -> WorkflowRunner:
     if not sandboxed:
         return UnsandboxedWorkflowRunner()
     code_cache.install()  # the modules it re-imports are compiled once (code_cache.py)
-    return SandboxedWorkflowRunner(restrictions=sandbox_restrictions())
+    # Its serialization contexts answered without an exec per payload (sandbox_context.py).
+    return DirectContextSandboxedRunner(restrictions=sandbox_restrictions())
