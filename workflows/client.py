@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
 from sopflow.core.deployment import Deployment
@@ -31,6 +30,7 @@ from workflows.contracts import (
     WorkflowOptions,
     subject_workflow_id,
 )
+from workflows.data_converter import DATA_CONVERTER
 
 
 class TemporalUnavailable(SopflowError):
@@ -61,12 +61,12 @@ def tls_config(settings: Settings) -> TLSConfig | bool:
 
 
 async def connect(settings: Settings) -> Client:
-    """A client with sopflow's pydantic data converter."""
+    """A client with sopflow's pydantic data converter (workflows/data_converter.py)."""
     api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         tls=tls_config(settings),
         api_key=api_key,
     )
