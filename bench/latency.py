@@ -39,6 +39,7 @@ from bench.harness import (
     sopflow_stack,
 )
 from bench.processes import raw_worker_process, sopflow_processes
+from bench.sizing import throwaway_schema
 
 
 async def steady(
@@ -178,10 +179,12 @@ async def raw_side(
 async def sopflow_side(
     client: Client, home: Path, separate: bool
 ) -> AsyncIterator[tuple[Stack, CpuClock]]:
-    """sopflow's API and worker: in this process, or each in its own (as deployed)."""
+    """sopflow's API and worker: in this process, or each in its own (as deployed: sharing
+    a PostgreSQL schema, as the processes of a cluster do)."""
     if separate:
-        async with sopflow_processes(client, home, ONE_DELIVERY) as (stack, processes):
-            yield stack, processes.cpu_parts
+        with throwaway_schema() as url:
+            async with sopflow_processes(client, home, ONE_DELIVERY, url) as (stack, processes):
+                yield stack, processes.cpu_parts
     else:
         async with sopflow_stack(client, home, ONE_DELIVERY) as stack:
             yield stack, this_process

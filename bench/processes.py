@@ -101,15 +101,17 @@ async def _until(
 
 @asynccontextmanager
 async def sopflow_processes(
-    client: Client, home: Path, playbook: str
+    client: Client, home: Path, playbook: str, database_url: str | None = None
 ) -> AsyncIterator[tuple[Stack, Processes]]:
-    """`sopflow api` and `sopflow worker` as processes on one data folder (the embedded
-    default: SQLite in WAL mode, shared by both), with `playbook` deployed."""
+    """`sopflow api` and `sopflow worker` as processes on one data folder, with `playbook`
+    deployed; their read model is the database at `database_url`, else the embedded
+    default (SQLite in WAL mode, shared by both)."""
     settings = Settings(
         home=home,
         temporal_task_queue=f"bench-{uuid.uuid4().hex}",
         temporal_address=client.service_client.config.target_host,
         api_port=free_port(),
+        database_url=database_url,
     )
     home.mkdir(parents=True, exist_ok=True)
     PlanStore.from_settings(settings).deploy(compile_playbook(playbook))
@@ -121,6 +123,7 @@ async def sopflow_processes(
         "SOPFLOW_TEMPORAL_ADDRESS": settings.temporal_address,
         "SOPFLOW_TEMPORAL_TASK_QUEUE": settings.temporal_task_queue,
         "SOPFLOW_API_PORT": str(settings.api_port),
+        **({"SOPFLOW_DATABASE_URL": database_url} if database_url else {}),
     }
     processes = Processes(
         {
