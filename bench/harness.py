@@ -30,6 +30,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from cli.binaries import temporal_cli
+from cli.heap import freeze_startup_heap
 from cli.serving import api_server
 from sopflow.language import compile_playbook
 from sopflow.settings import Settings
@@ -249,6 +250,7 @@ async def sopflow_stack(
     key, _ = create_key(database, Role.OPERATOR, "bench")
     server = api_server(settings, client)
     async with build_worker(client, settings) if worker else contextlib.nullcontext():
+        freeze_startup_heap()  # as `sopflow worker` and `sopflow api` do (cli/heap.py)
         serving = asyncio.create_task(server.serve())
         while not server.started:
             await asyncio.sleep(0.05)

@@ -30,6 +30,7 @@ from cli.fake_wecom import (
     DEV_CORP_ID,
     DEV_SECRET,
 )
+from cli.heap import freeze_startup_heap
 from cli.serving import api_server, ensure_port_free
 from sopflow.errors import SopflowError
 from sopflow.files import private_file
@@ -299,6 +300,7 @@ async def run_dev(
         # worker stopped dead) cannot stall the API's event loop.
         worker = start_worker(settings)
         api = api_server(settings, client)
+        freeze_startup_heap()  # full collections skip what the imports built (cli/heap.py)
         serving = asyncio.create_task(api.serve(), name="api")
         working = asyncio.create_task(asyncio.to_thread(worker.wait), name="worker")
         while not api.started and not serving.done() and not working.done():

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from cli.heap import freeze_startup_heap
 from cli.wecom import wecom_app
 from sopflow.errors import SopflowError
 from sopflow.settings import Settings
@@ -94,6 +95,7 @@ def worker() -> None:
             loop.add_signal_handler(sig, stop.set)
         client = await connect(settings)
         worker = build_worker(client, settings)
+        freeze_startup_heap()  # full collections skip what the imports built (cli/heap.py)
         running = asyncio.create_task(worker.run())
         stopper = asyncio.create_task(stop.wait())
         await asyncio.wait([running, stopper], return_when=asyncio.FIRST_COMPLETED)
@@ -116,7 +118,9 @@ def api(api_port: ApiPort = None) -> None:
     from api.app import create_app
 
     settings = _settings(api_port=api_port)
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port)
+    app = create_app(settings)
+    freeze_startup_heap()  # full collections skip what the imports built (cli/heap.py)
+    uvicorn.run(app, host=settings.api_host, port=settings.api_port)
 
 
 @app.command()
