@@ -40,6 +40,7 @@ from bench.harness import (
 )
 from bench.processes import raw_worker_process, sopflow_processes
 from bench.sizing import throwaway_schema
+from cli.heap import freeze_startup_heap
 
 
 async def steady(
@@ -271,6 +272,9 @@ async def measure(customers: int, seconds: float, burst: int, separate: bool) ->
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
         async with dev_server(folder, sqlite=False) as env:
+            # The load generator settles its heap as the processes it measures do: a full
+            # collection in it would delay sends on both sides (cli/heap.py).
+            freeze_startup_heap()
             # The baseline's maximum before and after sopflow's, averaged: the load of a
             # shared machine drifts over a run.
             raw_before = await raw_maximum(env.client, folder / "raw-max.jsonl", burst, separate)

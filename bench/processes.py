@@ -31,6 +31,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 from bench.harness import CountSignals, DeliverPerSignal, RawAppend, Stack
+from cli.heap import freeze_startup_heap
 from sopflow.language import compile_playbook
 from sopflow.settings import Settings
 from sopflow.store.database import Database
@@ -188,6 +189,7 @@ async def _run_raw_worker(address: str, queue: str, log: Path, ready: Path) -> N
         workflow_task_poller_behavior=POLLER,
         activity_task_poller_behavior=POLLER,
     ):
+        freeze_startup_heap()  # as sopflow's processes do (cli/heap.py)
         ready.touch()
         await stop.wait()
 
