@@ -93,6 +93,7 @@ def apply_event(
     *,
     timeline_limit: int = TIMELINE_LIMIT,
     owned: bool = False,
+    undo: bool = True,
 ) -> StepResult:
     """Feed one event: the profile learns first, then journeys react, then enrolment.
 
@@ -103,8 +104,11 @@ def apply_event(
     the state goes back to what it was before the event, the event is recorded in the
     timeline (kind `quarantined`, with its type, key and the error) and counted, and it
     has no other effect. What came due before it still happens.
+
+    `undo=False` (with `owned`): no checkpoint is taken, and a failure raises UndoNeeded
+    with the state half-applied; the caller drops it and runs the inputs again with undo.
     """
-    step = Step(_own(state, owned), catalog, now, timeline_limit)
+    step = Step(_own(state, owned), catalog, now, timeline_limit, undo)
     if event.idempotency_key in step.state.seen_event_keys:
         return step.result()  # a duplicate event has no second effect
     moment = event_moment(step.state, event, now)
@@ -125,7 +129,7 @@ def apply_event(
                 try_enrol(step, plan)  # a playbook of another audience enrols no one here
         _evaluate_conditions(step)
     except Exception as error:  # any failure of the core: quarantine, never half-applied
-        step.restore(saved)
+        step.restore(saved, error)
         step.event = None
         step.now = moment
         _remember_event_key(step.state, event.idempotency_key)
@@ -167,9 +171,11 @@ def apply_due_timers(
     *,
     timeline_limit: int = TIMELINE_LIMIT,
     owned: bool = False,
+    undo: bool = True,
 ) -> StepResult:
-    """Fire everything due at or before `now`, earliest first, each at its own due time."""
-    step = Step(_own(state, owned), catalog, now, timeline_limit)
+    """Fire everything due at or before `now`, earliest first, each at its own due time
+    (`undo`: as for `apply_event`)."""
+    step = Step(_own(state, owned), catalog, now, timeline_limit, undo)
     _fire_due(step, now)
     step.state.clock = max(step.state.clock or now, now)
     return step.result()
@@ -322,7 +328,7 @@ def _fire_due(step: Step, limit: datetime) -> None:
             _fire_item(step, item)
             _evaluate_conditions(step)
         except Exception as error:
-            step.restore(saved)
+            step.restore(saved, error)
             detail: dict[str, Any] = {
                 "input": "timer",
                 "kind": _KIND_OF[type(item)],

@@ -61,8 +61,14 @@ class Step:
         catalog: Catalog,
         now: datetime,
         timeline_limit: int = TIMELINE_LIMIT,
+        undo: bool = True,
     ) -> None:
         self.state = state
+        # False: no checkpoint before each event and timer; a failure raises UndoNeeded
+        # instead of being quarantined (for a caller that can redo the whole run with
+        # undo, as the simulator does: a checkpoint was up to a sixth of its time, and
+        # the core is deterministic, so the redo gives the same timeline).
+        self.undo = undo
         self.timeline_limit = timeline_limit
         self.catalog = catalog
         self.now = now
@@ -126,11 +132,17 @@ class Step:
     def active_journeys(self) -> list[JourneyState]:
         return active_journeys(self.state)
 
-    def save(self) -> Saved:
-        """What `restore` needs to undo everything done after this point."""
+    def save(self) -> Saved | None:
+        """What `restore` needs to undo everything done after this point (None without
+        undo: see `restore`)."""
+        if not self.undo:
+            return None
         return Saved(checkpoint(self.state), len(self.deliveries), self.transitions, self.now)
 
-    def restore(self, saved: Saved) -> None:
+    def restore(self, saved: Saved | None, error: Exception) -> None:
+        """Go back to `saved` after `error`; without undo, raise UndoNeeded."""
+        if saved is None:
+            raise UndoNeeded from error
         self.state = saved.state
         del self.deliveries[saved.deliveries :]
         self.transitions = saved.transitions
@@ -146,6 +158,11 @@ class Step:
 
     def result(self) -> StepResult:
         return step_result(self.state, self.deliveries)
+
+
+class UndoNeeded(Exception):
+    """A step without undo failed midway: its state is half-applied and must be dropped;
+    running the same inputs again with undo quarantines what failed."""
 
 
 class Saved(NamedTuple):  # a tuple: one is made before every event and timer
