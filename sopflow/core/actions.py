@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from sopflow.core import profile as profile_rules
 from sopflow.core.clock import quiet_until, shift, window, zone
-from sopflow.core.context import build_context
+from sopflow.core.context import build_context, guard_context
 from sopflow.core.experiments import HOLDOUT, assign
 from sopflow.core.state import (
     TAG_MAX_CHARS,
@@ -27,6 +27,7 @@ from sopflow.language.channels import (
     TASK_CHANNEL,
     WECOM_TAG_CHANNEL,
 )
+from sopflow.language.context import LazyMap
 from sopflow.language.plan import (
     EVERYWHERE,
     ActionStep,
@@ -69,6 +70,25 @@ def context_for(
         plan.interaction_events if plan else None,
         step.state.group,
         {j.playbook: j.stage for j in step.active_journeys()},
+    )
+
+
+def guard_context_for(step: Step, journey: JourneyState | None, plan: Plan | None) -> LazyMap:
+    """`context_for` with no extra, each value computed when a guard first reads it
+    (`guard_context`)."""
+    rules = step.profile_rules
+    tiers = rules.tiers if rules else None
+    return guard_context(
+        step.customer_id,
+        step.state.profile,
+        journey,
+        step.event,
+        step.now,
+        step.timezone(plan),
+        tiers.period_seconds if tiers else None,
+        plan.interaction_events if plan else None,
+        step.state.group,
+        lambda: {j.playbook: j.stage for j in step.active_journeys()},
     )
 
 
@@ -186,7 +206,7 @@ def try_enrol(step: Step, plan: Plan) -> bool:
                 return False
     if plan.audience != step.audience:
         return False
-    if plan.enrol.when and not step.guard(plan.enrol.when, context_for(step, None, plan)):
+    if plan.enrol.when and not step.guard(plan.enrol.when, guard_context_for(step, None, plan)):
         return False
     count = step.state.enrolment_counts.get(plan.name, 0) + 1
     step.state.enrolment_counts[plan.name] = count

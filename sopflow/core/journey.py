@@ -8,6 +8,7 @@ clock, so both produce the same timeline for the same inputs.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,6 +22,7 @@ from sopflow.core.actions import (
     deliver_message,
     end_journey,
     escalate_task,
+    guard_context_for,
     run_branch,
     shown_tag,
     try_enrol,
@@ -54,6 +56,7 @@ from sopflow.core.triggers import (
     trigger_start,
 )
 from sopflow.language.channels import ENROLMENT_CHANNEL, TASK_CHANNEL
+from sopflow.language.context import plain
 from sopflow.language.durations import parse_duration
 from sopflow.language.events import NOT_INTERACTIONS
 from sopflow.language.plan import EVERYWHERE, CountdownPlan, Plan, TagStep, TriggerPlan
@@ -589,7 +592,7 @@ def _react(step: Step, journey: JourneyState, event: CustomerEvent) -> None:
     # else only when a guard asks (most events match no guarded rule or trigger).
     context = _Context(step, journey, plan)
     if event.type in TASK_EVENTS:
-        context()
+        context.snapshot()
         _task_event(step, journey, event)
     for rule in plan.exit:
         if rule.event == event.type and (
@@ -642,19 +645,24 @@ def _first_match(
 
 
 class _Context:
-    """A journey's guard context, built the first time a guard asks for it: building it
-    cost more than the guards themselves when no trigger matched the event."""
+    """A journey's guard context, each value computed when a guard first reads it
+    (`guard_context`): building it whole cost more than the guards themselves.
+    `snapshot()` fixes every value as the state holds it now, for guards that must read
+    the journey as it was before the step changes it."""
 
     __slots__ = ("_built", "_journey", "_plan", "_step")
 
     def __init__(self, step: Step, journey: JourneyState, plan: Plan) -> None:
         self._step, self._journey, self._plan = step, journey, plan
-        self._built: dict[str, Any] | None = None
+        self._built: Mapping[str, Any] | None = None
 
-    def __call__(self) -> dict[str, Any]:
+    def __call__(self) -> Mapping[str, Any]:
         if self._built is None:
-            self._built = context_for(self._step, self._journey, self._plan)
+            self._built = guard_context_for(self._step, self._journey, self._plan)
         return self._built
+
+    def snapshot(self) -> None:
+        self._built = plain(self())
 
 
 def _task_event(step: Step, journey: JourneyState, event: CustomerEvent) -> None:
@@ -701,7 +709,7 @@ def _evaluate_conditions(step: Step) -> None:
             triggers = plan.condition_triggers(journey.stage)
             if not exits and not triggers:
                 continue  # nothing to evaluate: skip building the guard context
-            context = context_for(step, journey, plan)
+            context: Mapping[str, Any] = guard_context_for(step, journey, plan)
             if any(step.guard(when, context, journey) for when in exits):
                 end_journey(step, journey, "exit condition met")
                 changed = True
@@ -713,6 +721,8 @@ def _evaluate_conditions(step: Step) -> None:
                 journey.conditions[key] = value
                 if value and not was:
                     stage_before = journey.stage
+                    # The conditions after this one read the state as it was before it.
+                    context = plain(context)
                     run_branch(step, journey, plan, trigger.actions, trigger.goto)
                     changed = True
                     if journey.stage != stage_before or journey.status != "active":

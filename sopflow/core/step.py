@@ -110,7 +110,7 @@ class Step:
             del timeline[: len(timeline) - self.timeline_limit]
 
     def guard(
-        self, source: str, context: dict[str, Any], journey: JourneyState | None = None
+        self, source: str, context: Mapping[str, Any], journey: JourneyState | None = None
     ) -> bool:
         """Evaluate a guard; one that cannot be evaluated is false, counted, and recorded
         in the timeline when its error is new (not at every step it keeps failing)."""

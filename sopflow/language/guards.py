@@ -9,6 +9,7 @@ failure of any kind is a false with its reason (GuardOutcome), never an exceptio
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -106,7 +107,7 @@ def analyse_guard(source: str) -> GuardAnalysis:
     return GuardAnalysis(problem, bound)
 
 
-def evaluate_guard(source: str, context: dict[str, Any]) -> bool:
+def evaluate_guard(source: str, context: Mapping[str, Any]) -> bool:
     """True only when the guard evaluates to true; an error (a missing attribute) is false."""
     return evaluate_guard_outcome(source, context).value
 
@@ -126,7 +127,7 @@ class _NotKept(Exception):
     """The data is too big (or not hashable) to be a key: evaluated, not remembered."""
 
 
-def evaluate_guard_outcome(source: str, context: dict[str, Any]) -> GuardOutcome:
+def evaluate_guard_outcome(source: str, context: Mapping[str, Any]) -> GuardOutcome:
     """Evaluate within the cost limit; never raises: any failure is a false with its reason."""
     try:
         analysis = analyse_guard(source)
@@ -179,7 +180,7 @@ def _remember(key: tuple[str, Any], outcome: GuardOutcome) -> None:
     _OUTCOMES[key] = outcome
 
 
-def _evaluate(source: str, context: dict[str, Any], analysis: GuardAnalysis) -> GuardOutcome:
+def _evaluate(source: str, context: Mapping[str, Any], analysis: GuardAnalysis) -> GuardOutcome:
     try:
         if analysis.cost.steps.reads_data:
             measures = measure(context, analysis.cost.paths)
