@@ -56,14 +56,16 @@ SUBJECTS = {Audience.CUSTOMER: "c1", Audience.GROUP: "group/wr1", Audience.STAFF
 
 def full_context(audience: Audience = Audience.CUSTOMER) -> dict[str, Any]:
     """A context built by the core from a subject of the audience with every field set."""
-    *parts, group = subject_parts(audience)
-    return build_context(*parts, group=group, **EXTRA)
+    subject, profile, journey, event, now, tz, group = subject_parts(audience)
+    return build_context(subject, profile, journey, event, now, tz, group=group, **EXTRA)
 
 
 def lazy_context(audience: Audience = Audience.CUSTOMER) -> LazyMap:
     """The same as guards get it (`guard_context`: no countdown, values read on demand)."""
-    *parts, group = subject_parts(audience)
-    return guard_context(*parts, period_seconds=86400 * 90, group=group)
+    subject, profile, journey, event, now, tz, group = subject_parts(audience)
+    return guard_context(
+        subject, profile, journey, event, now, tz, period_seconds=86400 * 90, group=group
+    )
 
 
 EXTRA: dict[str, Any] = {
