@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sopflow.core.clock import zone
 from sopflow.core.state import CustomerEvent, GroupInfo, JourneyState, Profile
@@ -198,6 +198,60 @@ def build_context(
     return context
 
 
+class _GuardParts(NamedTuple):
+    customer_id: str
+    profile: Profile
+    journey: JourneyState | None
+    event: CustomerEvent | None
+    now: datetime
+    tz_name: str
+    period_seconds: int | None
+    interaction_events: tuple[str, ...] | None
+    group: GroupInfo | None
+    journeys: Callable[[], dict[str, str]] | None
+
+
+def _subject_root(g: _GuardParts) -> Any:
+    if audience_of(g.customer_id) == Audience.CUSTOMER:
+        return LazyMap(_CUSTOMER, g.customer_id, g.profile, g.now, g.tz_name, g.period_seconds)
+    return subject_view(g.customer_id, g.profile, g.now, g.tz_name, g.period_seconds, g.group)[1]
+
+
+def _journey_root(g: _GuardParts) -> LazyMap:
+    return LazyMap(_JOURNEY, g.journey, g.now, g.profile, g.interaction_events)
+
+
+def _event_root(g: _GuardParts) -> dict[str, Any]:
+    assert g.event is not None
+    return event_view(g.event)
+
+
+def _guard_roots(
+    audience: Audience, journey: bool, event: bool
+) -> dict[str, Callable[[_GuardParts], Any]]:
+    """The roots of a guard's context, each a function of its _GuardParts, in
+    build_context's order."""
+    roots: dict[str, Callable[[_GuardParts], Any]] = {
+        SUBJECT_ROOT[audience]: _subject_root,
+        "journeys": lambda g: dict(g.journeys() if g.journeys else {}),
+        "now": lambda g: g.now.astimezone(zone(g.tz_name)),
+    }
+    if journey:
+        roots["journey"] = _journey_root
+    if event:
+        roots["event"] = _event_root
+    return roots
+
+
+# Made once per audience and whether there is a journey and an event, not per context.
+_GUARD_ROOTS = {
+    (audience, journey, event): _guard_roots(audience, journey, event)
+    for audience in Audience
+    for journey in (False, True)
+    for event in (False, True)
+}
+
+
 def guard_context(
     customer_id: str,
     profile: Profile,
@@ -215,21 +269,20 @@ def guard_context(
     whole context cost more than the guard. The values are those of the state when read:
     a caller that changes the state and reads on must first take `plain()`. The time
     zone is looked up now, so that an unknown zone fails where `build_context` fails."""
-    tz = zone(tz_name)
-    audience = audience_of(customer_id)
-    fields: dict[str, Callable[[], Any]] = {}
-    if audience == Audience.CUSTOMER:
-        fields["customer"] = lambda: LazyMap(
-            _CUSTOMER, customer_id, profile, now, tz_name, period_seconds
-        )
-    else:
-        fields[SUBJECT_ROOT[audience]] = lambda: subject_view(
-            customer_id, profile, now, tz_name, period_seconds, group
-        )[1]
-    fields["journeys"] = lambda: dict(journeys() if journeys else {})
-    fields["now"] = lambda: now.astimezone(tz)
-    if journey is not None:
-        fields["journey"] = lambda: LazyMap(_JOURNEY, journey, now, profile, interaction_events)
-    if event is not None:
-        fields["event"] = lambda: event_view(event)
-    return LazyMap(fields)
+    zone(tz_name)
+    roots = _GUARD_ROOTS[audience_of(customer_id), journey is not None, event is not None]
+    return LazyMap(
+        roots,
+        _GuardParts(
+            customer_id,
+            profile,
+            journey,
+            event,
+            now,
+            tz_name,
+            period_seconds,
+            interaction_events,
+            group,
+            journeys,
+        ),
+    )

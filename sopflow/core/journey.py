@@ -592,7 +592,8 @@ def _react(step: Step, journey: JourneyState, event: CustomerEvent) -> None:
     # else only when a guard asks (most events match no guarded rule or trigger).
     context = _Context(step, journey, plan)
     if event.type in TASK_EVENTS:
-        context.snapshot()
+        if event.type in plan.guarded_events():
+            context.snapshot()
         _task_event(step, journey, event)
     for rule in plan.exit:
         if rule.event == event.type and (
