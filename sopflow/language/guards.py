@@ -23,6 +23,7 @@ from sopflow.language.context import (
     ROOTS,
     SUBJECT_ROOT,
     guard_roots,
+    plain,
     sample_context,
 )
 from sopflow.language.diagnostics import did_you_mean
@@ -32,6 +33,7 @@ from sopflow.language.guard_cost import (
     MAX_GUARD_COST,
     Cost,
     GuardCostError,
+    Path,
     Poly,
     check_limits,
     cost,
@@ -136,7 +138,7 @@ def evaluate_guard_outcome(source: str, context: Mapping[str, Any]) -> GuardOutc
     if analysis.problem:
         return GuardOutcome(False, f"guard not evaluated: {analysis.problem}")
     try:
-        key = (source, _Frozen().of(prune(context, analysis.cost.paths)))
+        key = (source, _data_key(context, analysis.cost.paths))
         known = _OUTCOMES.get(key)
     except Exception:
         return _evaluate(source, context, analysis)
@@ -169,6 +171,31 @@ class _Frozen:
             if self.chars > KEY_CHARS_MAX:
                 raise _NotKept
         return (type(value), value)
+
+
+def _data_key(context: Mapping[str, Any], paths: frozenset[Path]) -> tuple[Any, ...]:
+    """What `prune` would give for `paths`, as a key (without building it): for each path,
+    where the walk down it stops and the value there; the same keys, the same pruned data."""
+    frozen = _Frozen()
+    key = []
+    for path in _sorted_paths(paths):
+        source: Any = context
+        last = len(path) - 1
+        for depth, part in enumerate(path):
+            if not isinstance(source, Mapping) or part not in source:
+                key.append((depth, None))
+                break
+            source = source[part]
+            if depth == last or not isinstance(source, Mapping):
+                key.append((depth, frozen.of(plain(source))))
+                break
+    return tuple(key)
+
+
+@lru_cache(maxsize=1024)
+def _sorted_paths(paths: frozenset[Path]) -> tuple[Path, ...]:
+    """A guard's paths in a fixed order (a key is made for every evaluation)."""
+    return tuple(sorted(paths))
 
 
 def _remember(key: tuple[str, Any], outcome: GuardOutcome) -> None:
