@@ -33,7 +33,7 @@ from sopflow.language.context import (
 from sopflow.language.guard_cost import prune
 from sopflow.language.guards import analyse_guard, evaluate_guard, evaluate_guard_outcome
 from sopflow.language.subjects import Audience
-from sopflow.language.templates import render_template
+from sopflow.language.templates import TemplateError, names_read, render_template
 from tests.conftest import REPO
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -285,3 +285,43 @@ def test_conditions_after_a_branch_read_the_state_before_it_until_the_next_round
         "second playbook",
         "tagged",
     ]
+
+
+# ----------------------------------------------------------------------------- what templates read
+
+TEMPLATES = [
+    "{{ customer.attributes.city }}, {{ journey.stage }}",
+    "{{ now.strftime('%H:%M') }} {{ countdown.remaining }}",
+    "{% for t in customer.tags %}{{ t }}{{ loop.index }}{% endfor %}",
+    "{% set n = journey.counters.s %}{{ n * 2 }} {{ event.data.amount }}",
+    "{% macro m(x) %}{{ x }}{{ journeys }}{% endmacro %}{{ m(customer.tier) }}",
+    "{{ customer.orders.period_count }} {{ customer }}",
+    "{{ group.name if group is defined else 'none' }}",
+    "{{ missing.name }}",  # an error either way
+    "{{ 1 + 2 }}",  # reads nothing
+]
+
+
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_a_template_renders_the_same_from_only_the_names_it_reads(template: str) -> None:
+    subject, profile, journey, event, now, tz, group = subject_parts(Audience.CUSTOMER)
+    names = names_read(template)
+    assert names is not None
+    partial = build_context(
+        subject, profile, journey, event, now, tz, group=group, roots=names, **EXTRA
+    )
+    assert set(partial) <= names
+    assert rendered(template, partial) == rendered(template, full_context())
+
+
+def rendered(template: str, context: dict[str, Any]) -> str:
+    try:
+        return render_template(template, context)
+    except TemplateError as e:
+        return f"error: {e}"
+
+
+def test_a_template_whose_names_cannot_be_told_gets_the_whole_context() -> None:
+    assert names_read("{{ customer.") is None  # does not parse
+    assert names_read("{{ customer.tier }}" * 1000) is None  # over the limit
+    assert names_read("plain text") == frozenset()

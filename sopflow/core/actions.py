@@ -44,7 +44,7 @@ from sopflow.language.plan import (
     TaskStep,
 )
 from sopflow.language.subjects import Audience, bare_id
-from sopflow.language.templates import TemplateError, is_plain, render_template
+from sopflow.language.templates import TemplateError, names_read, render_template
 from sopflow.language.windows import next_open_any
 
 SEND_TIME_ROUNDS = 64
@@ -54,8 +54,13 @@ RUNAWAY_REASON = (
 
 
 def context_for(
-    step: Step, journey: JourneyState | None, plan: Plan | None, extra: dict[str, Any] | None = None
+    step: Step,
+    journey: JourneyState | None,
+    plan: Plan | None,
+    extra: dict[str, Any] | None = None,
+    roots: frozenset[str] | None = None,
 ) -> dict[str, Any]:
+    """`roots`: only these names of the context (None: all)."""
     rules = step.profile_rules
     tiers = rules.tiers if rules else None
     return build_context(
@@ -69,7 +74,10 @@ def context_for(
         tiers.period_seconds if tiers else None,
         plan.interaction_events if plan else None,
         step.state.group,
-        {j.playbook: j.stage for j in step.active_journeys()},
+        {j.playbook: j.stage for j in step.active_journeys()}
+        if roots is None or "journeys" in roots
+        else None,
+        roots,
     )
 
 
@@ -99,13 +107,22 @@ def context_unless_plain(
     sources: tuple[str | None, ...],
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """`context_for`, or an empty context when every one of `sources` is plain text (which
-    renders as itself: building the context took a tenth of a step). The time zone is
-    looked up either way, so an unknown zone fails at the same point."""
-    if all(source is None or is_plain(source) for source in sources):
+    """`context_for` with only the names the templates of `sources` read: none when each
+    is plain text (which renders as itself), most often one or two (building the whole
+    context took a tenth of a step). The time zone is looked up either way, so an
+    unknown zone fails at the same point."""
+    roots: frozenset[str] = frozenset()
+    for source in sources:
+        if source is None:
+            continue
+        names = names_read(source)
+        if names is None:  # cannot be told: all of it
+            return context_for(step, journey, plan, extra)
+        roots |= names
+    if not roots:
         zone(step.timezone(plan))
         return {}
-    return context_for(step, journey, plan, extra)
+    return context_for(step, journey, plan, extra, roots)
 
 
 def run_branch(

@@ -17,48 +17,6 @@ from sopflow.language.context import SUBJECT_ROOT, LazyMap
 from sopflow.language.subjects import Audience, audience_of, bare_id
 
 
-def _orders(profile: Profile, now: datetime, period_seconds: int | None) -> dict[str, Any]:
-    period_orders = profile.recent_orders
-    if period_seconds:
-        period_orders = [
-            o for o in profile.recent_orders if (now - o.at).total_seconds() <= period_seconds
-        ]
-    return {
-        "count": profile.order_count,
-        "total_spent": profile.total_spent,
-        "first_at": profile.first_order_at,
-        "last_at": profile.last_order_at,
-        "average_interval_days": profile.average_interval_days or 0.0,
-        "predicted_next_at": profile.predicted_next_purchase_at,
-        "period_count": len(period_orders),
-        "period_spent": sum(o.amount for o in period_orders),
-    }
-
-
-def _days_inactive(profile: Profile, now: datetime) -> int:
-    inactive_since = profile.last_interaction_at or profile.added_at
-    return (now - inactive_since).days if inactive_since else 0
-
-
-# Each field of `customer` once, as a function of (id, profile, now, time zone, the tiers'
-# period): the whole view for templates, one field at a time for guards (`LazyMap`).
-_CUSTOMER: dict[str, Callable[[str, Profile, datetime, str, int | None], Any]] = {
-    "id": lambda i, p, now, tz, period: i,
-    "tags": lambda i, p, now, tz, period: list(p.tags),
-    "tier": lambda i, p, now, tz, period: p.tier or "",
-    "lifecycle": lambda i, p, now, tz, period: p.lifecycle or "",
-    "attributes": lambda i, p, now, tz, period: dict(p.attributes),
-    "scores": lambda i, p, now, tz, period: dict(p.scores),
-    "timezone": lambda i, p, now, tz, period: tz,
-    "added_at": lambda i, p, now, tz, period: p.added_at,
-    "last_interaction_at": lambda i, p, now, tz, period: p.last_interaction_at,
-    "days_since_added": lambda i, p, now, tz, period: (now - p.added_at).days if p.added_at else 0,
-    "days_inactive": lambda i, p, now, tz, period: _days_inactive(p, now),
-    "orders": lambda i, p, now, tz, period: _orders(p, now, period),
-    "groups": lambda i, p, now, tz, period: list(p.groups),
-}
-
-
 def customer_view(
     customer_id: str,
     profile: Profile,
@@ -66,9 +24,35 @@ def customer_view(
     tz_name: str,
     period_seconds: int | None = None,
 ) -> dict[str, Any]:
+    period_orders = profile.recent_orders
+    if period_seconds:
+        period_orders = [
+            o for o in profile.recent_orders if (now - o.at).total_seconds() <= period_seconds
+        ]
+    inactive_since = profile.last_interaction_at or profile.added_at
     return {
-        name: value(customer_id, profile, now, tz_name, period_seconds)
-        for name, value in _CUSTOMER.items()
+        "id": customer_id,
+        "tags": list(profile.tags),
+        "tier": profile.tier or "",
+        "lifecycle": profile.lifecycle or "",
+        "attributes": dict(profile.attributes),
+        "scores": dict(profile.scores),
+        "timezone": tz_name,
+        "added_at": profile.added_at,
+        "last_interaction_at": profile.last_interaction_at,
+        "days_since_added": (now - profile.added_at).days if profile.added_at else 0,
+        "days_inactive": (now - inactive_since).days if inactive_since else 0,
+        "orders": {
+            "count": profile.order_count,
+            "total_spent": profile.total_spent,
+            "first_at": profile.first_order_at,
+            "last_at": profile.last_order_at,
+            "average_interval_days": profile.average_interval_days or 0.0,
+            "predicted_next_at": profile.predicted_next_purchase_at,
+            "period_count": len(period_orders),
+            "period_spent": sum(o.amount for o in period_orders),
+        },
+        "groups": list(profile.groups),
     }
 
 
@@ -118,45 +102,26 @@ def subject_view(
     return "customer", customer_view(subject_id, profile, now, tz_name, period_seconds)
 
 
-def _last_interaction(
-    journey: JourneyState, now: datetime, profile: Profile, events: tuple[str, ...] | None
-) -> datetime | None:
-    return profile.last_interaction(events)
-
-
-def _journey_days_inactive(
-    journey: JourneyState, now: datetime, profile: Profile, events: tuple[str, ...] | None
-) -> int:
-    # Inactivity as this playbook counts it (its `interaction_events`, else the
-    # catalogue's), and never before the journey started.
-    last = profile.last_interaction(events)
-    return (now - max(last or journey.enrolled_at, journey.enrolled_at)).days
-
-
-# Each field of `journey` once, as a function of (journey, now, profile, the playbook's
-# interaction events), as for `customer`.
-_JOURNEY: dict[str, Callable[[JourneyState, datetime, Profile, tuple[str, ...] | None], Any]] = {
-    "playbook": lambda j, now, p, events: j.playbook,
-    "stage": lambda j, now, p, events: j.stage,
-    "entered_at": lambda j, now, p, events: j.entered_stage_at,
-    "enrolled_at": lambda j, now, p, events: j.enrolled_at,
-    "attributes": lambda j, now, p, events: dict(j.attributes),
-    "counters": lambda j, now, p, events: dict(j.counters),
-    "days_in_stage": lambda j, now, p, events: (now - j.entered_stage_at).days,
-    "last_interaction_at": _last_interaction,
-    "days_inactive": _journey_days_inactive,
-    "variant": lambda j, now, p, events: j.variant or "",
-}
-
-
 def journey_view(
     journey: JourneyState,
     now: datetime,
     profile: Profile,
     interaction_events: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
+    # Inactivity as this playbook counts it (its `interaction_events`, else the
+    # catalogue's), and never before the journey started.
+    last = profile.last_interaction(interaction_events)
     return {
-        name: value(journey, now, profile, interaction_events) for name, value in _JOURNEY.items()
+        "playbook": journey.playbook,
+        "stage": journey.stage,
+        "entered_at": journey.entered_stage_at,
+        "enrolled_at": journey.enrolled_at,
+        "attributes": dict(journey.attributes),
+        "counters": dict(journey.counters),
+        "days_in_stage": (now - journey.entered_stage_at).days,
+        "last_interaction_at": last,
+        "days_inactive": (now - max(last or journey.enrolled_at, journey.enrolled_at)).days,
+        "variant": journey.variant or "",
     }
 
 
@@ -180,21 +145,28 @@ def build_context(
     interaction_events: tuple[str, ...] | None = None,
     group: GroupInfo | None = None,
     journeys: dict[str, str] | None = None,
+    roots: frozenset[str] | None = None,
 ) -> dict[str, Any]:
-    """`journeys`: the stage of each active journey, by playbook."""
-    root, view = subject_view(customer_id, profile, now, tz_name, period_seconds, group)
-    context: dict[str, Any] = {
-        root: view,
-        "journeys": dict(journeys or {}),
+    """`journeys`: the stage of each active journey, by playbook. `roots`: only these
+    names (a template reads no others); None: all."""
+    tz = zone(tz_name)  # first, so that an unknown zone fails whatever is read
+    context: dict[str, Any] = {}
+    subject = SUBJECT_ROOT[audience_of(customer_id)]
+    if roots is None or subject in roots:
+        context[subject] = subject_view(customer_id, profile, now, tz_name, period_seconds, group)[
+            1
+        ]
+    if roots is None or "journeys" in roots:
+        context["journeys"] = dict(journeys or {})
+    if roots is None or "now" in roots:
         # Templates show local time; CEL compares instants, unaffected by the zone.
-        "now": now.astimezone(zone(tz_name)),
-    }
-    if journey is not None:
+        context["now"] = now.astimezone(tz)
+    if journey is not None and (roots is None or "journey" in roots):
         context["journey"] = journey_view(journey, now, profile, interaction_events)
-    if event is not None:
+    if event is not None and (roots is None or "event" in roots):
         context["event"] = event_view(event)
     if extra:
-        context.update(extra)
+        context.update(extra if roots is None else {k: v for k, v in extra.items() if k in roots})
     return context
 
 
@@ -211,14 +183,13 @@ class _GuardParts(NamedTuple):
     journeys: Callable[[], dict[str, str]] | None
 
 
-def _subject_root(g: _GuardParts) -> Any:
-    if audience_of(g.customer_id) == Audience.CUSTOMER:
-        return LazyMap(_CUSTOMER, g.customer_id, g.profile, g.now, g.tz_name, g.period_seconds)
+def _subject_root(g: _GuardParts) -> dict[str, Any]:
     return subject_view(g.customer_id, g.profile, g.now, g.tz_name, g.period_seconds, g.group)[1]
 
 
-def _journey_root(g: _GuardParts) -> LazyMap:
-    return LazyMap(_JOURNEY, g.journey, g.now, g.profile, g.interaction_events)
+def _journey_root(g: _GuardParts) -> dict[str, Any]:
+    assert g.journey is not None
+    return journey_view(g.journey, g.now, g.profile, g.interaction_events)
 
 
 def _event_root(g: _GuardParts) -> dict[str, Any]:
@@ -265,10 +236,11 @@ def guard_context(
     journeys: Callable[[], dict[str, str]] | None = None,
 ) -> LazyMap:
     """`build_context` for guards (no extra: a countdown is read in templates only), each
-    value computed when a guard first reads it: a condition reads a field or two, and the
-    whole context cost more than the guard. The values are those of the state when read:
-    a caller that changes the state and reads on must first take `plain()`. The time
-    zone is looked up now, so that an unknown zone fails where `build_context` fails."""
+    root (`customer`, `journey`, ...) built when a guard first reads it: a condition reads
+    one or two, and the whole context cost more than the guard. The values are those of
+    the state when read: a caller that changes the state and reads on must first take
+    `plain()`. The time zone is looked up now, so that an unknown zone fails where
+    `build_context` fails."""
     zone(tz_name)
     roots = _GUARD_ROOTS[audience_of(customer_id), journey is not None, event is not None]
     return LazyMap(

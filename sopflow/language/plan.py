@@ -289,9 +289,7 @@ class Plan(FrozenModel):
             rules = [(r.event, r.when) for r in self.exit]
             if self.goal is not None:
                 rules.append((self.goal.event, self.goal.when))
-            rules += [
-                (t.event, t.when) for t in self.all_triggers() if t.kind in ("event", "wait")
-            ]
+            rules += [(t.event, t.when) for t in self.all_triggers() if t.kind in ("event", "wait")]
             found = frozenset(event for event, when in rules if event and when)
             _GUARDED_EVENTS[id(self)] = found
             weakref.finalize(self, _GUARDED_EVENTS.pop, id(self), None)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from functools import lru_cache, wraps
 from typing import Any
 
-from jinja2 import Environment, StrictUndefined, TemplateError, nodes
+from jinja2 import Environment, StrictUndefined, TemplateError, meta, nodes
 from jinja2.exceptions import SecurityError, TemplateSyntaxError, UndefinedError
 from jinja2.nodes import EvalContext
 from jinja2.runtime import Context, Macro
@@ -378,6 +378,22 @@ def is_plain(source: str) -> bool:
     """Plain text, the common case: it renders as itself whatever the context (so a
     caller need not build one)."""
     return "{" not in source and len(source) <= MAX_MESSAGE_CHARS
+
+
+@lru_cache(maxsize=4096)
+def names_read(source: str) -> frozenset[str] | None:
+    """The names of the context a template reads (Jinja's undeclared variables: a
+    template can reach no other), so that a caller may build only those; None when that
+    cannot be told (a template over the limit or that does not parse: rendering it says
+    why)."""
+    if is_plain(source):
+        return frozenset()
+    if len(source) > MAX_TEMPLATE_CHARS:
+        return None
+    try:
+        return frozenset(meta.find_undeclared_variables(_ENVIRONMENT.parse(source)))
+    except Exception:
+        return None
 
 
 def render_counted(source: str, context: dict[str, Any]) -> tuple[str, int]:
