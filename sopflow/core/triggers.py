@@ -168,6 +168,17 @@ def _next_due(
     last = journey.fired.get(key)
     if last is not None and last >= LATEST:
         return None  # given up on (its due time could not be computed): never again here
+    kind = trigger.kind
+    if kind == "after" or kind == "wait":
+        # The common kinds first, without the others' setup: due once, from the start.
+        zone(tz_name)  # as for every kind: an unknown zone fails here
+        if last is not None:
+            return None
+        if kind == "after":
+            return shift(entered, trigger.after_seconds or 0)
+        if trigger.timeout_seconds is None:
+            return None
+        return shift(entered, trigger.timeout_seconds)
     # A moment qualifies if it is not before the stage was entered and after the last firing.
     floor = entered if last is None else last
 
@@ -177,13 +188,7 @@ def _next_due(
         return last is None or moment > last
 
     tz = zone(tz_name)
-    match trigger.kind:
-        case "after":
-            return shift(entered, trigger.after_seconds or 0) if last is None else None
-        case "wait":
-            if trigger.timeout_seconds is None or last is not None:
-                return None
-            return shift(entered, trigger.timeout_seconds)
+    match kind:
         case "day":
             if profile.added_at is None or last is not None:
                 return None
