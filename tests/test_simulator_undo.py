@@ -3,14 +3,15 @@ fails: the timeline is the one a run with a checkpoint before every input gives.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from sopflow.core import actions, simulator
 from sopflow.core.journey import apply_event
-from sopflow.core.state import CustomerEvent, CustomerState
+from sopflow.core.state import CustomerEvent, CustomerState, customer_event
 from sopflow.core.step import Catalog, UndoNeeded
 from sopflow.language import compile_playbook
 from sopflow.language.plan import Plan
@@ -114,3 +115,25 @@ def test_a_step_without_undo_raises_instead_of_quarantining(plan: Plan) -> None:
 def test_a_run_without_failures_gives_the_timeline_of_one_with_checkpoints(plan: Plan) -> None:
     assert rows(plan) == with_checkpoints(plan)
     assert any(row.get("text") == "in second" for row in rows(plan))
+
+
+def test_an_event_made_without_validation_is_the_validated_one() -> None:
+    at = datetime(2026, 11, 23, 9, tzinfo=timezone(timedelta(hours=8)))
+    made = customer_event("c1", "order.paid", at, {"amount": 5, "items": [1]}, "k")
+    validated = CustomerEvent(
+        customer_id="c1",
+        type="order.paid",
+        occurred_at=at,
+        data={"amount": 5, "items": [1]},
+        idempotency_key="k",
+    )
+    assert (made, made.model_fields_set, repr(made)) == (
+        validated,
+        validated.model_fields_set,
+        repr(validated),
+    )
+    # What validation refuses is still refused.
+    with pytest.raises(ValidationError):
+        customer_event("c1", "order.paid", at.replace(tzinfo=None), {}, "k")
+    with pytest.raises(ValidationError):
+        customer_event("c1", "order.paid", at, {1: "one"}, "k")  # type: ignore[dict-item]

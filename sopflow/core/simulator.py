@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from sopflow.core.journey import apply_due_timers, apply_event
-from sopflow.core.state import CustomerEvent, CustomerState, Profile, TimelineEntry
+from sopflow.core.state import CustomerState, Profile, TimelineEntry, customer_event
 from sopflow.core.step import Catalog, UndoNeeded
 from sopflow.errors import SopflowError
 from sopflow.language.durations import parse_duration
@@ -185,13 +185,8 @@ def _run(
         ),
     )
     for index, event in enumerate(e for e in events if e.at <= end):
-        accepted = CustomerEvent(
-            customer_id=customer.id,
-            type=event.type,
-            occurred_at=event.at,
-            data=event.data,
-            idempotency_key=event.key or f"sim-{index}",
-        )
+        key = event.key or f"sim-{index}"
+        accepted = customer_event(customer.id, event.type, event.at, event.data, key)
         state = apply_event(
             state,
             accepted,

@@ -358,6 +358,38 @@ class StepResult(BaseModel):
     deliveries: list[Delivery] = Field(default_factory=list)
 
 
+def customer_event(
+    customer_id: str, type: str, occurred_at: datetime, data: dict[str, Any], key: str
+) -> CustomerEvent:
+    """CustomerEvent(...) without validating values that are already of their types (the
+    simulator makes one per event per simulated customer); anything else is validated as
+    usual. The data is copied, as validation would."""
+    if (
+        type.__class__ is str
+        and customer_id.__class__ is str
+        and key.__class__ is str
+        and data.__class__ is dict
+        and all(name.__class__ is str for name in data)
+        and occurred_at.__class__ is datetime
+        and occurred_at.utcoffset() is not None
+    ):
+        values = {
+            "customer_id": customer_id,
+            "type": type,
+            "occurred_at": occurred_at,
+            "data": dict(data),
+            "idempotency_key": key,
+        }
+        return _trusted(CustomerEvent, values, set(values))
+    return CustomerEvent(
+        customer_id=customer_id,
+        type=type,
+        occurred_at=occurred_at,
+        data=data,
+        idempotency_key=key,
+    )
+
+
 def step_result(state: CustomerState, deliveries: list[Delivery]) -> StepResult:
     """StepResult(state=state, deliveries=deliveries) without validating the core's own
     models again (every step returns one)."""
