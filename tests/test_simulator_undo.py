@@ -4,17 +4,20 @@ fails: the timeline is the one a run with a checkpoint before every input gives.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
 from sopflow.core import actions, simulator
-from sopflow.core.journey import apply_event
+from sopflow.core.journey import apply_due_timers, apply_event
 from sopflow.core.state import CustomerEvent, CustomerState, customer_event
 from sopflow.core.step import Catalog, UndoNeeded
-from sopflow.language import compile_playbook
+from sopflow.language import compile_paths, compile_playbook
+from sopflow.language.compiler import plans_of_file
 from sopflow.language.plan import Plan
+from tests.record_histories import REPO, SCENARIOS, playbook_of, scenario_plans
 
 T0 = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
 
@@ -137,3 +140,38 @@ def test_an_event_made_without_validation_is_the_validated_one() -> None:
         customer_event("c1", "order.paid", at.replace(tzinfo=None), {}, "k")
     with pytest.raises(ValidationError):
         customer_event("c1", "order.paid", at, {1: "one"}, "k")  # type: ignore[dict-item]
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.name.split(".")[0])
+def test_a_step_that_builds_no_deliveries_changes_the_state_as_one_that_does(path: Path) -> None:
+    plans, profile = scenario_plans(path)
+    catalog = Catalog(
+        plans={p.version: p for p in plans.values()},
+        deployed={p.name: p.version for p in plans.values()},
+        profile=profile,
+        wecom_tags=True,
+    )
+    root = plans_of_file(compile_paths([REPO / "playbooks"]), playbook_of(path))[0]
+    subject = simulator.subject_spec(root, simulator.CustomerSpec(id="c1")).id
+    events = simulator.load_events(path, T0)
+    states = {True: CustomerState(customer_id=subject), False: CustomerState(customer_id=subject)}
+    built_any = False
+    for index, scenario_event in enumerate(events):
+        accepted = customer_event(
+            subject, scenario_event.type, scenario_event.at, scenario_event.data, f"k{index}"
+        )
+        for built in (True, False):
+            result = apply_event(
+                states[built], accepted, catalog, scenario_event.at, deliveries=built
+            )
+            built_any |= bool(result.deliveries)
+            assert built or not result.deliveries
+            states[built] = result.state
+        assert states[True].model_dump_json() == states[False].model_dump_json()
+    ends = {
+        built: apply_due_timers(states[built], catalog, T0 + timedelta(days=90), deliveries=built)
+        for built in (True, False)
+    }
+    assert not ends[False].deliveries
+    assert built_any or ends[True].deliveries
+    assert ends[True].state.model_dump_json() == ends[False].state.model_dump_json()

@@ -359,20 +359,21 @@ def deliver_message(
             step.now
         ]
     key = next_key(step, journey)
-    step.deliveries.append(
-        journey_delivery(
-            step,
-            journey,
-            key,
-            channel,
-            text,
-            sender=sender_of(step),
-            welcome_code=welcome[0] if welcome else None,
-            welcome_fallback=welcome[1].welcome_fallback if welcome else "send",
-            visible_to=visible_to,
-            remind_after_seconds=plan.wecom.remind_after_seconds,
+    if step.keeps_deliveries:
+        step.deliveries.append(
+            journey_delivery(
+                step,
+                journey,
+                key,
+                channel,
+                text,
+                sender=sender_of(step),
+                welcome_code=welcome[0] if welcome else None,
+                welcome_fallback=welcome[1].welcome_fallback if welcome else "send",
+                visible_to=visible_to,
+                remind_after_seconds=plan.wecom.remind_after_seconds,
+            )
         )
-    )
     step.record(
         "message", journey, channel=channel, text=text, idempotency_key=key, status="pending"
     )
@@ -455,7 +456,10 @@ def create_task(step: Step, journey: JourneyState, plan: Plan, action: TaskStep)
         escalate_to=action.escalate_to,
         on_complete=action.on_complete,
     )
-    step.deliveries.append(task_delivery(step, journey, task_id, title, assignee, script, due_at))
+    if step.keeps_deliveries:
+        step.deliveries.append(
+            task_delivery(step, journey, task_id, title, assignee, script, due_at)
+        )
     step.record(
         "task_created",
         journey,
@@ -524,7 +528,9 @@ def escalate_task(step: Step, journey: JourneyState, task: TaskState) -> None:
     if task.escalate_to:
         lead = resolve_assignee(task.escalate_to, step)
         title = f"Overdue: {task.title} (assigned to {task.assignee})"
-        step.deliveries.append(task_delivery(step, journey, next_key(step, journey), title, lead))
+        key = next_key(step, journey)
+        if step.keeps_deliveries:
+            step.deliveries.append(task_delivery(step, journey, key, title, lead))
         detail["escalated_to"] = lead
     step.record("task_escalated", journey, channel=TASK_CHANNEL, text=task.title, detail=detail)
 
@@ -567,17 +573,18 @@ def enrol_member(step: Step, journey: JourneyState, action: EnrolMemberStep) -> 
     if event.data.get("member_type") == "staff":
         return
     key = next_key(step, journey)
-    step.deliveries.append(
-        journey_delivery(
-            step,
-            journey,
-            key,
-            ENROLMENT_CHANNEL,
-            action.playbook,
-            kind="enrolment",
-            target=member,
+    if step.keeps_deliveries:
+        step.deliveries.append(
+            journey_delivery(
+                step,
+                journey,
+                key,
+                ENROLMENT_CHANNEL,
+                action.playbook,
+                kind="enrolment",
+                target=member,
+            )
         )
-    )
     step.record(
         "member_enrolled",
         journey,
@@ -631,17 +638,18 @@ def _tag_changed(
     # what they were before tags reached WeCom.
     key = f"{step.customer_id}/{journey.journey_id}/tag/{step.state.timeline_seq + 1}"
     text = (TAG_ADD if kind == "tag_added" else TAG_REMOVE) + tag
-    step.deliveries.append(
-        journey_delivery(
-            step,
-            journey,
-            key,
-            WECOM_TAG_CHANNEL,
-            text,
-            kind="tag",
-            sender=sender_of(step),
+    if step.keeps_deliveries:
+        step.deliveries.append(
+            journey_delivery(
+                step,
+                journey,
+                key,
+                WECOM_TAG_CHANNEL,
+                text,
+                kind="tag",
+                sender=sender_of(step),
+            )
         )
-    )
     step.record(
         kind,
         journey,

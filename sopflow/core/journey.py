@@ -97,6 +97,7 @@ def apply_event(
     timeline_limit: int = TIMELINE_LIMIT,
     owned: bool = False,
     undo: bool = True,
+    deliveries: bool = True,
 ) -> StepResult:
     """Feed one event: the profile learns first, then journeys react, then enrolment.
 
@@ -110,8 +111,10 @@ def apply_event(
 
     `undo=False` (with `owned`): no checkpoint is taken, and a failure raises UndoNeeded
     with the state half-applied; the caller drops it and runs the inputs again with undo.
+    `deliveries=False`: the result carries no deliveries (for a caller that reads only the
+    state); the state is the same.
     """
-    step = Step(_own(state, owned), catalog, now, timeline_limit, undo)
+    step = Step(_own(state, owned), catalog, now, timeline_limit, undo, deliveries)
     if event.idempotency_key in step.state.seen_event_keys:
         return step.result()  # a duplicate event has no second effect
     moment = event_moment(step.state, event, now)
@@ -175,10 +178,11 @@ def apply_due_timers(
     timeline_limit: int = TIMELINE_LIMIT,
     owned: bool = False,
     undo: bool = True,
+    deliveries: bool = True,
 ) -> StepResult:
     """Fire everything due at or before `now`, earliest first, each at its own due time
-    (`undo`: as for `apply_event`)."""
-    step = Step(_own(state, owned), catalog, now, timeline_limit, undo)
+    (`undo`, `deliveries`: as for `apply_event`)."""
+    step = Step(_own(state, owned), catalog, now, timeline_limit, undo, deliveries)
     _fire_due(step, now)
     step.state.clock = max(step.state.clock or now, now)
     return step.result()

@@ -195,9 +195,16 @@ def _run(
             timeline_limit=SIMULATION_TIMELINE_LIMIT,
             owned=True,
             undo=undo,
+            deliveries=False,  # the timeline says what was sent
         ).state
     state = apply_due_timers(
-        state, catalog, end, timeline_limit=SIMULATION_TIMELINE_LIMIT, owned=True, undo=undo
+        state,
+        catalog,
+        end,
+        timeline_limit=SIMULATION_TIMELINE_LIMIT,
+        owned=True,
+        undo=undo,
+        deliveries=False,
     ).state
     return state.timeline
 

@@ -62,8 +62,12 @@ class Step:
         now: datetime,
         timeline_limit: int = TIMELINE_LIMIT,
         undo: bool = True,
+        deliveries: bool = True,
     ) -> None:
         self.state = state
+        # False: the effects are not built (the caller reads only the state and its
+        # timeline, as the simulator does); the state changes as with them.
+        self.keeps_deliveries = deliveries
         # False: no checkpoint before each event and timer; a failure raises UndoNeeded
         # instead of being quarantined (for a caller that can redo the whole run with
         # undo, as the simulator does: a checkpoint was up to a sixth of its time, and
