@@ -87,6 +87,25 @@ def set_attributes(target: dict[str, Any], updates: dict[str, Any]) -> list[tupl
 
 def _json_size(value: Any) -> int:
     """Bytes of a value as JSON (how it travels in every Temporal payload)."""
+    if value.__class__ in _SIZED and (value.__class__ is not str or len(value) <= 256):
+        # Every attribute is measured again at every set; short texts and whole numbers
+        # are remembered (by type too: true and 1 are equal, not of one size).
+        key = (value.__class__, value)
+        size = _SIZES.get(key)
+        if size is None:
+            if len(_SIZES) >= SIZES_KEPT:
+                _SIZES.clear()
+            size = _SIZES[key] = _measured(value)
+        return size
+    return _measured(value)
+
+
+SIZES_KEPT = 4096
+_SIZED = frozenset({str, int, bool})
+_SIZES: dict[tuple[type, Any], int] = {}
+
+
+def _measured(value: Any) -> int:
     try:
         return len(json.dumps(value, ensure_ascii=False, default=str).encode())
     except (TypeError, ValueError, RecursionError):
