@@ -33,17 +33,22 @@ import sys, time
 sys.path.insert(0, ".")
 from datetime import UTC, datetime
 from sopflow.core import simulator
-from tests.record_histories import SCENARIOS, scenario_plans
+from sopflow.language import compile_paths
+from sopflow.language.compiler import plans_of_file
+from tests.record_histories import REPO, SCENARIOS, playbook_of, scenario_plans
 customers = int(sys.argv[1])
+bundle = compile_paths([REPO / "playbooks"])
 out = {}
 for path in SCENARIOS:
     plans, profile = scenario_plans(path)
+    root = plans_of_file(bundle, playbook_of(path))[0]
     start = datetime(2026, 11, 23, 1, tzinfo=UTC)
     events = simulator.load_events(path, start)
-    simulator.simulate(plans, profile, events, start, 90)  # warm caches
+    simulator.simulate(plans, profile, events, start, 90, simulator.subject_spec(root))
     began = time.process_time()
     for index in range(customers):
-        spec = simulator.CustomerSpec(id=f"bench-{index}")
+        # The playbook's own subject: a customer, group/bench-N or staff/bench-N.
+        spec = simulator.subject_spec(root, simulator.CustomerSpec(id=f"bench-{index}"))
         simulator.simulate(plans, profile, events, start, 90, spec)
     out[path.name.split(".")[0]] = (time.process_time() - began) / customers * 10_000
 print(repr(out))
@@ -61,11 +66,15 @@ from sopflow.core import simulator
 from sopflow.core.journey import apply_due_timers, apply_event, next_due_at
 from sopflow.core.state import CustomerEvent, CustomerState
 from sopflow.core.step import Catalog
-from tests.record_histories import SCENARIOS, scenario_plans
+from sopflow.language import compile_paths
+from sopflow.language.compiler import plans_of_file
+from tests.record_histories import REPO, SCENARIOS, playbook_of, scenario_plans
 customers = int(sys.argv[1])
+bundle = compile_paths([REPO / "playbooks"])
 out = {}
 for path in SCENARIOS:
     plans, profile = scenario_plans(path)
+    root = plans_of_file(bundle, playbook_of(path))[0]
     start = datetime(2026, 11, 23, 1, tzinfo=UTC)
     end = start + timedelta(days=90)
     events = simulator.load_events(path, start)
@@ -77,7 +86,7 @@ for path in SCENARIOS:
     )
     digest = hashlib.sha256()
     for index in range(customers):
-        spec = simulator.CustomerSpec(id=f"bench-{index}")
+        spec = simulator.subject_spec(root, simulator.CustomerSpec(id=f"bench-{index}"))
         for entry in simulator.simulate(plans, profile, events, start, 90, spec):
             digest.update(entry.model_dump_json().encode())
         state = CustomerState(customer_id=spec.id)

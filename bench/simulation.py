@@ -25,38 +25,58 @@ from temporalio.testing import WorkflowEnvironment
 
 from bench import report
 from sopflow.core import simulator
+from sopflow.language import compile_paths
+from sopflow.language.compiler import plans_of_file
+from sopflow.language.plan import Plan
 from tests.helpers import play, terminate
-from tests.record_histories import SCENARIOS, scenario_plans, scenario_settings, start_time_skipping
+from tests.record_histories import (
+    SCENARIOS,
+    playbook_of,
+    scenario_plans,
+    scenario_settings,
+    start_time_skipping,
+)
 from worker.main import build_worker
 
 REPO = Path(__file__).resolve().parent.parent
 DAYS = 90
 
 
+def root_plan(events_file: Path) -> Plan:
+    """The scenario's own playbook, whose audience says what subject the scenario runs."""
+    return plans_of_file(compile_paths([REPO / "playbooks"]), playbook_of(events_file))[0]
+
+
 def pure(events_file: Path, customers: int) -> float:
     """CPU seconds of this thread (one core) to simulate `customers` customers for DAYS
     days."""
     plans, profile = scenario_plans(events_file)
+    root = root_plan(events_file)
     start = datetime(2026, 11, 23, 1, tzinfo=UTC)
     events = simulator.load_events(events_file, start)
-    simulator.simulate(plans, profile, events, start, DAYS)  # warm the per-plan caches
+    # Warm the per-plan caches.
+    simulator.simulate(plans, profile, events, start, DAYS, simulator.subject_spec(root))
     began = time.thread_time()
     for index in range(customers):
-        simulator.simulate(
-            plans, profile, events, start, DAYS, simulator.CustomerSpec(id=f"bench-{index}")
-        )
+        # The playbook's own subject (group/bench-N for a group playbook), as `sopflow
+        # simulate` runs it: a customer would enrol in no group or staff playbook.
+        spec = simulator.subject_spec(root, simulator.CustomerSpec(id=f"bench-{index}"))
+        simulator.simulate(plans, profile, events, start, DAYS, spec)
     return time.thread_time() - began
 
 
 async def on_temporal(env: WorkflowEnvironment, events_file: Path, customers: int) -> float:
     """Seconds to run `customers` customers for DAYS days on the time-skipping server."""
+    root = root_plan(events_file)
     with tempfile.TemporaryDirectory() as home:
         settings = scenario_settings(events_file, Path(home), "sim")
         began = time.perf_counter()
         async with build_worker(env.client, settings):
             ids = []
             for index in range(customers):
-                customer = f"sim-{uuid.uuid4().hex[:8]}-{index}"
+                customer = simulator.subject_spec(
+                    root, simulator.CustomerSpec(id=f"sim-{uuid.uuid4().hex[:8]}-{index}")
+                ).id
                 start = await env.get_current_time()
                 events = simulator.load_events(events_file, start)
                 await play(env, settings, customer, events, start + timedelta(days=DAYS))
