@@ -7,7 +7,7 @@ two agree name for name.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -56,24 +56,34 @@ def customer_view(
     }
 
 
+# Each field of `group` once, as a function of (subject id, profile, group, now, time
+# zone): the whole view for templates, one field at a time for guards (`LazyMap`), which
+# read a count or two after every step of a group's journey.
+_GROUP: dict[str, Callable[[str, Profile, GroupInfo, datetime, str], Any]] = {
+    "id": lambda subject, p, g, now, tz: bare_id(subject),
+    "name": lambda subject, p, g, now, tz: g.name or "",
+    "owner": lambda subject, p, g, now, tz: g.owner or "",
+    "tags": lambda subject, p, g, now, tz: list(p.tags),
+    "attributes": lambda subject, p, g, now, tz: dict(p.attributes),
+    "timezone": lambda subject, p, g, now, tz: tz,
+    "member_count": lambda subject, p, g, now, tz: len(g.members),
+    "customer_count": lambda subject, p, g, now, tz: sum(
+        1 for m in g.members.values() if m.customer
+    ),
+    "members": lambda subject, p, g, now, tz: list(g.members),
+    "created_at": lambda subject, p, g, now, tz: p.added_at,
+    "days_since_created": lambda subject, p, g, now, tz: (
+        (now - p.added_at).days if p.added_at else 0
+    ),
+    "last_joined_at": lambda subject, p, g, now, tz: g.last_joined_at,
+}
+
+
 def group_view(
     subject_id: str, profile: Profile, group: GroupInfo | None, now: datetime, tz_name: str
 ) -> dict[str, Any]:
     info = group or GroupInfo()
-    return {
-        "id": bare_id(subject_id),
-        "name": info.name or "",
-        "owner": info.owner or "",
-        "tags": list(profile.tags),
-        "attributes": dict(profile.attributes),
-        "timezone": tz_name,
-        "member_count": len(info.members),
-        "customer_count": sum(1 for m in info.members.values() if m.customer),
-        "members": list(info.members),
-        "created_at": profile.added_at,
-        "days_since_created": (now - profile.added_at).days if profile.added_at else 0,
-        "last_joined_at": info.last_joined_at,
-    }
+    return {name: value(subject_id, profile, info, now, tz_name) for name, value in _GROUP.items()}
 
 
 def staff_view(subject_id: str, profile: Profile, tz_name: str) -> dict[str, Any]:
@@ -183,7 +193,9 @@ class _GuardParts(NamedTuple):
     journeys: Callable[[], dict[str, str]] | None
 
 
-def _subject_root(g: _GuardParts) -> dict[str, Any]:
+def _subject_root(g: _GuardParts) -> Mapping[str, Any]:
+    if audience_of(g.customer_id) == Audience.GROUP:
+        return LazyMap(_GROUP, g.customer_id, g.profile, g.group or GroupInfo(), g.now, g.tz_name)
     return subject_view(g.customer_id, g.profile, g.now, g.tz_name, g.period_seconds, g.group)[1]
 
 

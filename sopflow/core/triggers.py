@@ -205,7 +205,7 @@ def _next_due(
             periods = int(elapsed / (every * 1_000_000)) + 1
             return shift(entered, every * periods)
         case "cron":
-            return bounded(_cron_next(trigger.cron or "", floor.astimezone(tz)))
+            return _cron_next(trigger.cron or "", floor.astimezone(tz))
         case "inactivity":
             since = profile.last_interaction(interaction_events) or journey.enrolled_at
             due = max(shift(since, trigger.inactive_seconds or 0), entered)
@@ -229,10 +229,11 @@ def _next_due(
 
 @lru_cache(maxsize=4096)
 def _cron_next(expression: str, start: datetime) -> datetime:
-    """The next cron moment after `start`: the same between two firings, however many
-    events arrive (a group's 300 joins asked croniter 600 times for it)."""
+    """The next cron moment after `start` (within the core's bounds): the same between two
+    firings, however many events arrive (a group's 300 joins asked croniter 600 times
+    for it)."""
     moment: datetime = croniter(expression, start).get_next(datetime)
-    return moment
+    return bounded(moment)
 
 
 def _next_at(
