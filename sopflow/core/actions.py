@@ -48,6 +48,9 @@ from sopflow.language.templates import TemplateError, names_read, render_templat
 from sopflow.language.windows import next_open_any
 
 SEND_TIME_ROUNDS = 64
+# The frequency caps' spans (made once: the caps look at every recent send of each send).
+SEVEN_DAYS = timedelta(days=7)
+EIGHT_DAYS = timedelta(days=8)
 RUNAWAY_REASON = (
     f"stopped after {MAX_TRANSITIONS_PER_STEP} transitions without a wait (a zero-delay cycle)"
 )
@@ -355,9 +358,8 @@ def deliver_message(
         if reason:
             step.record("suppressed", journey, channel=channel, text=text, error=reason)
             return
-        step.state.sent_at = [t for t in step.state.sent_at if step.now - t < timedelta(days=8)] + [
-            step.now
-        ]
+        now = step.now
+        step.state.sent_at = [t for t in step.state.sent_at if now - t < EIGHT_DAYS] + [now]
     key = next_key(step, journey)
     if step.keeps_deliveries:
         step.deliveries.append(
@@ -398,7 +400,8 @@ def cap_reached(step: Step, plan: Plan) -> str | None:
         if same_day >= policy.max_per_day:
             return f"daily cap of {policy.max_per_day} messages reached"
     if policy.max_per_week is not None:
-        week = sum(1 for t in sent if step.now - t < timedelta(days=7))
+        now = step.now
+        week = sum(1 for t in sent if now - t < SEVEN_DAYS)
         if week >= policy.max_per_week:
             return f"weekly cap of {policy.max_per_week} messages reached"
     return None
