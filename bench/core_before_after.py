@@ -181,6 +181,7 @@ scenario on the pure core, extrapolated from {args.customers} customers; the bes
 run. "Before" is commit {args.base[:7]}, exported with `git archive`. Both trees gave the
 same bytes first ({args.digest_customers} customers per scenario: the simulator's timelines,
 and every step's state, deliveries and next due time as the workflow drives the core).
+Each scenario runs its playbook's own subject (a group playbook a group), in both trees.
 
 {body}
 """
