@@ -148,7 +148,7 @@ workflow's checkpointed steps give; tests/test_simulator_undo.py), which makes a
 unneeded here; a step may build no deliveries (the simulator reads only the timeline; the
 state is the same, tested on every shipped scenario); a guard's context builds each root,
 and a group's each field, when a guard first reads it; a template's context holds only
-the names it reads, and a template of text and `{{ name.key }}` (most messages and task
+the names it reads, and a template of text and `{{{{ name.key }}}}` (most messages and task
 titles) renders without Jinja, by the sandbox's own rules (anything else goes to Jinja);
 the guard memo's key is made by walking the guard's paths, not by pruning the context;
 the next tier review is a lookup among the windows' closings, remembered by the exact
@@ -172,8 +172,8 @@ next due item after each event and timer 19% (next tier review 4% of it), record
 timeline entries 10%, the tier refresh 7%, condition checks 7%, rendering 5%, send
 timing 4%; snacks_group_calendar: next due item 28%, condition checks 24% (guard
 evaluation 12%), sends 24% (frequency caps and delivery 14%, send windows 6%), timeline
-entries 8%. No single cost: each is a few microseconds of Python per step, about 23 (auto)
-to 29 (group) microseconds per timeline entry in all; 10 s for 10,000 subjects needs 7 to
+entries 8%. No single cost: each is a few microseconds of Python per step, about 25 (auto)
+to 30 (group) microseconds per timeline entry in all; 10 s for 10,000 subjects needs 7 to
 14. Due times kept incrementally would move the largest part, but they would live in the
 state the workflow carries (its payloads and recorded histories change) or in a cache
 keyed by all that each kind reads, which measured no cheaper than computing them.
