@@ -325,3 +325,28 @@ def test_a_template_whose_names_cannot_be_told_gets_the_whole_context() -> None:
     assert names_read("{{ customer.") is None  # does not parse
     assert names_read("{{ customer.tier }}" * 1000) is None  # over the limit
     assert names_read("plain text") == frozenset()
+
+
+def test_a_templated_tag_is_resolved_from_only_the_names_it_reads() -> None:
+    tagged = """\
+apiVersion: sopflow/v1
+kind: Playbook
+metadata: {name: tags}
+enrol: {event: contact.added}
+stages:
+  first:
+    on_enter:
+      - tag: {add: ["city:{{ customer.attributes.city }}", "stage:{{ journey.stage }}"]}
+      - tag: {add: ["seen:{{ journeys.tags }}-{{ event.type }}"]}
+"""
+    plan = compile_playbook(tagged, filename="p.yaml")
+    catalog = Catalog(plans={plan.version: plan}, deployed={plan.name: plan.version})
+    added = CustomerEvent(
+        customer_id="c1",
+        type="contact.added",
+        occurred_at=NOW,
+        data={"attributes": {"city": "hz"}},
+        idempotency_key="k",
+    )
+    state = apply_event(CustomerState(customer_id="c1"), added, catalog, NOW).state
+    assert state.profile.tags == ["city:hz", "seen:first-contact.added", "stage:first"]

@@ -669,7 +669,9 @@ def resolve_tag(step: Step, journey: JourneyState | None, written: str) -> str |
     if "{" in value:
         plan = step.catalog.plan_of(journey) if journey else None
         try:
-            value = render_template(value, context_for(step, journey, plan)).strip()
+            # Only the names the template reads (None: it cannot be told, all of them).
+            context = context_for(step, journey, plan, roots=names_read(value))
+            value = render_template(value, context).strip()
         except TemplateError:
             value = ""
     tag = f"{group}:{value}"
