@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from sopflow.core.actions import names_read_by
 from sopflow.core.context import build_context, countdown_view, guard_context
 from sopflow.core.journey import apply_event
 from sopflow.core.state import (
@@ -350,3 +351,19 @@ stages:
     )
     state = apply_event(CustomerState(customer_id="c1"), added, catalog, NOW).state
     assert state.profile.tags == ["city:hz", "seen:first-contact.added", "stage:first"]
+
+
+def test_the_names_guards_and_templates_read_are_all_they_can_see() -> None:
+    assert names_read_by(
+        ["event.data.amount > 5 && customer.tier == 'vip'"], ["{{ journey.stage }}"]
+    ) == frozenset({"event", "customer", "journey"})
+    assert names_read_by([], ["{{ customer."]) is None  # cannot be told: all of them
+    guard = "customer.tier == 'vip' && journey.stage == 's' && event.data.amount == 100"
+    template = "{{ now.year }} {{ customer.orders.count }}"
+    names = names_read_by([guard], [template])
+    subject, profile, journey, event, now, tz, _group = subject_parts(Audience.CUSTOMER)
+    partial = build_context(subject, profile, journey, event, now, tz, roots=names, **EXTRA)
+    assert set(partial) == {"customer", "journey", "event", "now"}
+    assert evaluate_guard_outcome(guard, partial) == evaluate_guard_outcome(guard, full_context())
+    assert evaluate_guard_outcome(guard, partial).value is True
+    assert render_template(template, partial) == render_template(template, full_context())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -28,6 +29,7 @@ from sopflow.language.channels import (
     WECOM_TAG_CHANNEL,
 )
 from sopflow.language.context import LazyMap
+from sopflow.language.guards import analyse_guard
 from sopflow.language.plan import (
     EVERYWHERE,
     ActionStep,
@@ -82,6 +84,25 @@ def context_for(
         else None,
         roots,
     )
+
+
+def names_read_by(guards: Iterable[str], templates: Iterable[str]) -> frozenset[str] | None:
+    """The names of the context these guards and templates can read (a guard sees only
+    the data at the paths its analysis found: `evaluate_guard_outcome`); None when that
+    cannot be told, and all of the context is needed."""
+    names: set[str] = set()
+    for source in templates:
+        read = names_read(source)
+        if read is None:
+            return None
+        names |= read
+    for source in guards:
+        try:
+            paths = analyse_guard(source).cost.paths
+        except Exception:
+            return None
+        names.update(path[0] for path in paths)
+    return frozenset(names)
 
 
 def guard_context_for(step: Step, journey: JourneyState | None, plan: Plan | None) -> LazyMap:

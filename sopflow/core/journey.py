@@ -23,6 +23,7 @@ from sopflow.core.actions import (
     end_journey,
     escalate_task,
     guard_context_for,
+    names_read_by,
     run_branch,
     shown_tag,
     try_enrol,
@@ -538,10 +539,16 @@ def _learn(step: Step, event: CustomerEvent) -> None:
             profile_rules.record_order(profile, step.now, amount, period)
         else:
             profile.total_spent = max(profile.total_spent - amount, 0.0)
-    if rules is not None and any(rule.event == event.type for rule in rules.tag_rules):
-        # The guard context only when a tag rule reads it: most events have none.
+    matching = [rule for rule in rules.tag_rules if rule.event == event.type] if rules else []
+    if rules is not None and matching:
+        # The context only when a tag rule reads it (most events have none), and of it
+        # only the names the rules' guards and templates read.
+        names = names_read_by([r.when for r in matching if r.when], [r.tag for r in matching])
         valid, rejected = profile_rules.event_tags(
-            event, rules, context_for(step, None, None), lambda source, ctx: step.guard(source, ctx)
+            event,
+            rules,
+            context_for(step, None, None, roots=names),
+            lambda source, ctx: step.guard(source, ctx),
         )
         change_tags(step, None, TagStep(add=tuple(valid)))
         for tag in rejected:
