@@ -74,3 +74,12 @@ def test_data_that_differs_where_a_path_stops_is_told_apart() -> None:
     guards._OUTCOMES.clear()
     assert evaluate_guard_outcome(guard, context(a=1)).value is True
     assert evaluate_guard_outcome(guard, context(b=1)).value is False
+
+
+def test_a_list_of_texts_is_told_apart_from_the_same_items_of_other_types() -> None:
+    guard = "'1' in customer.tags"
+    guards._OUTCOMES.clear()
+    assert evaluate_guard_outcome(guard, context(tags=["1", "2"])).value is True
+    assert evaluate_guard_outcome(guard, context(tags=[1, 2])).value is False
+    assert evaluate_guard_outcome(guard, context(tags=["2", "1"])).value is True
+    assert evaluate_guard_outcome(guard, context(tags=[])).value is False

@@ -165,6 +165,13 @@ class _Frozen:
         if isinstance(value, dict):
             return (dict, tuple((k, self.of(v)) for k, v in value.items()))
         if isinstance(value, list | tuple):
+            if all(v.__class__ is str for v in value):
+                # A list of texts (tags, members), counted as item by item, at once.
+                self.items += len(value)
+                self.chars += sum(map(len, value))
+                if self.items > KEY_ITEMS_MAX or self.chars > KEY_CHARS_MAX:
+                    raise _NotKept
+                return (list, str, tuple(value))
             return (list, tuple(self.of(v) for v in value))
         if isinstance(value, str):
             self.chars += len(value)
