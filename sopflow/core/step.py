@@ -18,7 +18,7 @@ from sopflow.core.state import (
     TimelineKind,
     checkpoint,
     step_result,
-    timeline_entry,
+    timeline_entry_of,
 )
 from sopflow.language.guards import evaluate_guard_outcome
 from sopflow.language.plan import Plan, ProfilePlan
@@ -30,6 +30,8 @@ MAX_TRANSITIONS_PER_STEP = 100
 # Distinct failing guards remembered per customer (a playbook has a bounded number).
 GUARD_ERRORS_KEPT = 50
 DEFAULT_TIMEZONE = "Asia/Shanghai"
+# The fields of a timeline entry that `Step.record` fills in.
+_RECORD_SETS = frozenset({"at", "kind", "seq", "playbook", "stage"})
 
 
 @dataclass(frozen=True)
@@ -99,16 +101,18 @@ class Step:
     def record(
         self, kind: TimelineKind, journey: JourneyState | None = None, **fields: Any
     ) -> None:
-        self.state.timeline_seq += 1
-        entry = timeline_entry(
-            at=self.now,
-            kind=kind,
-            seq=self.state.timeline_seq,
-            playbook=journey.playbook if journey else None,
-            stage=journey.stage if journey else None,
-            **fields,
-        )
-        timeline = self.state.timeline
+        state = self.state
+        seq = state.timeline_seq = state.timeline_seq + 1
+        if not fields.keys().isdisjoint(_RECORD_SETS):
+            raise TypeError(f"record sets {sorted(_RECORD_SETS)} itself")
+        # The caller's keyword dict is this call's own: filled in, not copied again.
+        fields["at"] = self.now
+        fields["kind"] = kind
+        fields["seq"] = seq
+        fields["playbook"] = journey.playbook if journey else None
+        fields["stage"] = journey.stage if journey else None
+        entry = timeline_entry_of(fields)
+        timeline = state.timeline
         timeline.append(entry)
         if len(timeline) > self.timeline_limit:
             del timeline[: len(timeline) - self.timeline_limit]
