@@ -9,19 +9,32 @@ from typing import Any
 
 import pytest
 
-from sopflow.core.context import build_context, countdown_view
+from sopflow.core.actions import names_read_by
+from sopflow.core.context import build_context, countdown_view, guard_context
+from sopflow.core.journey import apply_event
 from sopflow.core.state import (
     CustomerEvent,
+    CustomerState,
     GroupInfo,
     JourneyState,
     Member,
     OrderRecord,
     Profile,
 )
-from sopflow.language.context import CONTEXT, Name, context_of, leaf_paths, reference_table
-from sopflow.language.guards import evaluate_guard
+from sopflow.core.step import Catalog
+from sopflow.language import compile_playbook
+from sopflow.language.context import (
+    CONTEXT,
+    LazyMap,
+    Name,
+    context_of,
+    leaf_paths,
+    reference_table,
+)
+from sopflow.language.guard_cost import prune
+from sopflow.language.guards import analyse_guard, evaluate_guard, evaluate_guard_outcome
 from sopflow.language.subjects import Audience
-from sopflow.language.templates import render_template
+from sopflow.language.templates import TemplateError, names_read, render_template
 from tests.conftest import REPO
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -44,6 +57,27 @@ SUBJECTS = {Audience.CUSTOMER: "c1", Audience.GROUP: "group/wr1", Audience.STAFF
 
 def full_context(audience: Audience = Audience.CUSTOMER) -> dict[str, Any]:
     """A context built by the core from a subject of the audience with every field set."""
+    subject, profile, journey, event, now, tz, group = subject_parts(audience)
+    return build_context(subject, profile, journey, event, now, tz, group=group, **EXTRA)
+
+
+def lazy_context(audience: Audience = Audience.CUSTOMER) -> LazyMap:
+    """The same as guards get it (`guard_context`: no countdown, values read on demand)."""
+    subject, profile, journey, event, now, tz, group = subject_parts(audience)
+    return guard_context(
+        subject, profile, journey, event, now, tz, period_seconds=86400 * 90, group=group
+    )
+
+
+EXTRA: dict[str, Any] = {
+    "extra": {"countdown": countdown_view("3 days", NOW + timedelta(days=3))},
+    "period_seconds": 86400 * 90,
+}
+
+
+def subject_parts(
+    audience: Audience,
+) -> tuple[str, Profile, JourneyState, CustomerEvent, datetime, str, GroupInfo]:
     profile = Profile(
         timezone="Asia/Shanghai",
         added_at=NOW - timedelta(days=10),
@@ -86,18 +120,7 @@ def full_context(audience: Audience = Audience.CUSTOMER) -> dict[str, Any]:
         data={"amount": 100},
         idempotency_key="k",
     )
-    extra = {"countdown": countdown_view("3 days", NOW + timedelta(days=3))}
-    return build_context(
-        SUBJECTS[audience],
-        profile,
-        journey,
-        event,
-        NOW,
-        "Asia/Shanghai",
-        extra,
-        period_seconds=86400 * 90,
-        group=group,
-    )
+    return SUBJECTS[audience], profile, journey, event, NOW, "Asia/Shanghai", group
 
 
 def audience_of_path(path: str) -> Audience:
@@ -116,6 +139,7 @@ def value_at(context: dict[str, Any], path: str) -> Any:
 @pytest.mark.parametrize("audience", list(Audience))
 def test_the_core_builds_exactly_the_declared_names(audience: Audience) -> None:
     context = full_context(audience)
+    assert "countdown" in context
 
     def check(names: tuple[Name, ...], built: dict[str, Any], where: str) -> None:
         assert set(built) == {n.name for n in names}, where
@@ -141,6 +165,39 @@ def test_every_guard_name_evaluates_on_a_real_context(path: str) -> None:
     assert evaluate_guard(f"{path} == {path}", full_context(audience_of_path(path))), path
 
 
+@pytest.mark.parametrize("audience", list(Audience))
+def test_the_guards_context_read_on_demand_holds_the_same_values(audience: Audience) -> None:
+    eager = full_context(audience)
+    del eager["countdown"]  # read in templates only
+    lazy = lazy_context(audience)
+    assert list(lazy) == list(eager)
+    # Field by field, each computed when first read and the same object when read again.
+    for root, view in eager.items():
+        if isinstance(view, dict):
+            assert {name: lazy[root][name] for name in view} == view, root
+            assert all(lazy[root][name] is lazy[root][name] for name in view)
+        else:
+            assert lazy[root] == view, root
+    assert lazy_context(audience).plain() == eager
+
+
+@pytest.mark.parametrize(
+    "guard",
+    [
+        "customer.tier == 'vip' && journey.stage == 's'",
+        "size(customer) == 13 && customer.orders.count == 2",  # a whole view, read at once
+        "journey.days_in_stage == 1 && journeys == {}",
+        "has(customer.attributes.city) && event.data.amount == 100",
+        "customer.attributes.missing == 1",  # an error, the same either way
+    ],
+)
+def test_a_guard_reads_the_same_from_a_context_built_on_demand(guard: str) -> None:
+    expected = evaluate_guard_outcome(guard, full_context())
+    assert evaluate_guard_outcome(guard, lazy_context()) == expected
+    pruned = prune(lazy_context(), analyse_guard(guard).cost.paths)
+    assert not any(isinstance(v, LazyMap) for v in pruned.values())
+
+
 @pytest.mark.parametrize("path", [p for p, n in leaf_paths() if n.in_templates])
 def test_every_template_name_renders_on_a_real_context(path: str) -> None:
     context = full_context(audience_of_path(path))
@@ -149,3 +206,164 @@ def test_every_template_name_renders_on_a_real_context(path: str) -> None:
 
 def test_the_language_reference_lists_every_name() -> None:
     assert reference_table() in (REPO / "docs" / "language.md").read_text(encoding="utf-8")
+
+
+# ----------------------------------------------------------------------------- when guards read
+
+TASK_THEN_GUARD = """\
+apiVersion: sopflow/v1
+kind: Playbook
+metadata: {name: reads}
+enrol: {event: contact.added}
+stages:
+  first:
+    on_enter:
+      - task: {id: call, title: "Call", assignee: "staff:li", due: 1d, on_complete: {goto: second}}
+  second:
+    on_enter: [{send: {channel: log, text: "in second"}}]
+triggers:
+  - event: task.completed
+    when: "journey.stage == 'first'"
+    actions: [{send: {channel: log, text: "completed in first"}}]
+"""
+
+CONDITIONS = """\
+apiVersion: sopflow/v1
+kind: Playbook
+metadata: {name: %s}
+enrol: {event: contact.added}
+stages:
+  first:
+    triggers:
+%s
+"""
+FIRST = CONDITIONS % (
+    "a_first",
+    """\
+      - condition: "customer.attributes.n == 1"
+        actions: [{tag: {add: ["intent:hot"]}}]
+      - condition: "'intent:hot' in customer.tags"
+        actions: [{send: {channel: log, text: "tagged"}}]""",
+)
+SECOND = CONDITIONS % (
+    "b_second",
+    """\
+      - condition: "customer.attributes.n == 1"
+        actions: [{send: {channel: log, text: "second playbook"}}]""",
+)
+
+
+def steps(plans: list[str], *inputs: tuple[str, dict[str, Any]]) -> list[str]:
+    compiled = [compile_playbook(text, filename="p.yaml") for text in plans]
+    catalog = Catalog(
+        plans={p.version: p for p in compiled}, deployed={p.name: p.version for p in compiled}
+    )
+    state = CustomerState(customer_id="c1")
+    for index, (kind, data) in enumerate(inputs):
+        at = NOW + timedelta(minutes=index)
+        state = apply_event(
+            state,
+            CustomerEvent(
+                customer_id="c1", type=kind, occurred_at=at, data=data, idempotency_key=str(index)
+            ),
+            catalog,
+            at,
+        ).state
+    return [str(e.text) for e in state.timeline if e.kind == "message"]
+
+
+def test_a_task_events_guards_read_the_journey_as_the_event_found_it() -> None:
+    # Completing the task moves the journey on; the trigger's guard reads the stage before.
+    assert steps(
+        [TASK_THEN_GUARD], ("contact.added", {}), ("task.completed", {"task": "call"})
+    ) == ["in second", "completed in first"]
+
+
+def test_conditions_after_a_branch_read_the_state_before_it_until_the_next_round() -> None:
+    # The first playbook's tag makes its second condition true: that one fires in the next
+    # round of conditions, after the other playbook's, as when the context was built whole.
+    assert steps([FIRST, SECOND], ("contact.added", {}), ("form", {"attributes": {"n": 1}})) == [
+        "second playbook",
+        "tagged",
+    ]
+
+
+# ----------------------------------------------------------------------------- what templates read
+
+TEMPLATES = [
+    "{{ customer.attributes.city }}, {{ journey.stage }}",
+    "{{ now.strftime('%H:%M') }} {{ countdown.remaining }}",
+    "{% for t in customer.tags %}{{ t }}{{ loop.index }}{% endfor %}",
+    "{% set n = journey.counters.s %}{{ n * 2 }} {{ event.data.amount }}",
+    "{% macro m(x) %}{{ x }}{{ journeys }}{% endmacro %}{{ m(customer.tier) }}",
+    "{{ customer.orders.period_count }} {{ customer }}",
+    "{{ group.name if group is defined else 'none' }}",
+    "{{ missing.name }}",  # an error either way
+    "{{ 1 + 2 }}",  # reads nothing
+]
+
+
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_a_template_renders_the_same_from_only_the_names_it_reads(template: str) -> None:
+    subject, profile, journey, event, now, tz, group = subject_parts(Audience.CUSTOMER)
+    names = names_read(template)
+    assert names is not None
+    partial = build_context(
+        subject, profile, journey, event, now, tz, group=group, roots=names, **EXTRA
+    )
+    assert set(partial) <= names
+    assert rendered(template, partial) == rendered(template, full_context())
+
+
+def rendered(template: str, context: dict[str, Any]) -> str:
+    try:
+        return render_template(template, context)
+    except TemplateError as e:
+        return f"error: {e}"
+
+
+def test_a_template_whose_names_cannot_be_told_gets_the_whole_context() -> None:
+    assert names_read("{{ customer.") is None  # does not parse
+    assert names_read("{{ customer.tier }}" * 1000) is None  # over the limit
+    assert names_read("plain text") == frozenset()
+
+
+def test_a_templated_tag_is_resolved_from_only_the_names_it_reads() -> None:
+    tagged = """\
+apiVersion: sopflow/v1
+kind: Playbook
+metadata: {name: tags}
+enrol: {event: contact.added}
+stages:
+  first:
+    on_enter:
+      - tag: {add: ["city:{{ customer.attributes.city }}", "stage:{{ journey.stage }}"]}
+      - tag: {add: ["seen:{{ journeys.tags }}-{{ event.type }}"]}
+"""
+    plan = compile_playbook(tagged, filename="p.yaml")
+    catalog = Catalog(plans={plan.version: plan}, deployed={plan.name: plan.version})
+    added = CustomerEvent(
+        customer_id="c1",
+        type="contact.added",
+        occurred_at=NOW,
+        data={"attributes": {"city": "hz"}},
+        idempotency_key="k",
+    )
+    state = apply_event(CustomerState(customer_id="c1"), added, catalog, NOW).state
+    assert state.profile.tags == ["city:hz", "seen:first-contact.added", "stage:first"]
+
+
+def test_the_names_guards_and_templates_read_are_all_they_can_see() -> None:
+    assert names_read_by(
+        ["event.data.amount > 5 && customer.tier == 'vip'"], ["{{ journey.stage }}"]
+    ) == frozenset({"event", "customer", "journey"})
+    assert names_read_by([], ["{{ customer."]) is None  # cannot be told: all of them
+    guard = "customer.tier == 'vip' && journey.stage == 's' && event.data.amount == 100"
+    template = "{{ now.year }} {{ customer.orders.count }}"
+    names = names_read_by([guard], [template])
+    subject, profile, journey, event, now, tz, _group = subject_parts(Audience.CUSTOMER)
+    partial = build_context(subject, profile, journey, event, now, tz, roots=names, **EXTRA)
+    assert set(partial) == {"customer", "journey", "event", "now"}
+    assert evaluate_guard_outcome(guard, partial) == evaluate_guard_outcome(guard, full_context())
+    assert evaluate_guard_outcome(guard, partial).value is True
+    assert render_template(template, partial) == render_template(template, full_context())

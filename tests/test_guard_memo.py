@@ -41,3 +41,45 @@ def test_data_too_big_to_keep_is_evaluated_every_time() -> None:
     assert evaluate_guard_outcome(guard, context(tags=many)).value is False
     assert evaluate_guard_outcome(guard, context(tags=[*many, "vip"])).value is True
     assert guards._OUTCOMES == {}
+
+
+def test_data_that_differs_where_a_path_stops_is_told_apart() -> None:
+    # A path that ends early (no such key, not a map) or in a value: each shape of the
+    # data a guard reads gives the outcome a fresh evaluation gives, in any order.
+    guard = (
+        "has(customer.attributes.a) && has(customer.attributes.a.b) && "
+        "customer.attributes.a.b == 1 && size(customer.attributes) == 1"
+    )
+    shapes: list[dict[str, Any]] = [
+        {},
+        {"a": {}},
+        {"a": {"b": 1}},
+        {"a": {"b": "1"}},
+        {"a": {"b": 1}, "c": 2},
+        {"a": "b"},
+        {"a": {"b": True}},
+        {"a": {"c": 1}},
+    ]
+    for shapes_in_order in (shapes, shapes[::-1]):
+        guards._OUTCOMES.clear()
+        found = [evaluate_guard_outcome(guard, context(**shape)) for shape in shapes_in_order]
+        fresh = []
+        for shape in shapes_in_order:
+            guards._OUTCOMES.clear()
+            fresh.append(evaluate_guard_outcome(guard, context(**shape)))
+        assert found == fresh
+    assert [o.value for o in fresh[::-1]] == [False, False, True, False, False, False, False, False]
+    # Which of two keys is missing matters as much as the value of the other.
+    guard = "has(customer.attributes.a) && !has(customer.attributes.b)"
+    guards._OUTCOMES.clear()
+    assert evaluate_guard_outcome(guard, context(a=1)).value is True
+    assert evaluate_guard_outcome(guard, context(b=1)).value is False
+
+
+def test_a_list_of_texts_is_told_apart_from_the_same_items_of_other_types() -> None:
+    guard = "'1' in customer.tags"
+    guards._OUTCOMES.clear()
+    assert evaluate_guard_outcome(guard, context(tags=["1", "2"])).value is True
+    assert evaluate_guard_outcome(guard, context(tags=[1, 2])).value is False
+    assert evaluate_guard_outcome(guard, context(tags=["2", "1"])).value is True
+    assert evaluate_guard_outcome(guard, context(tags=[])).value is False

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from sopflow.core import profile as profile_rules
 from sopflow.core.clock import quiet_until, shift, window, zone
-from sopflow.core.context import build_context
+from sopflow.core.context import build_context, guard_context
 from sopflow.core.experiments import HOLDOUT, assign
 from sopflow.core.state import (
     TAG_MAX_CHARS,
@@ -27,6 +28,8 @@ from sopflow.language.channels import (
     TASK_CHANNEL,
     WECOM_TAG_CHANNEL,
 )
+from sopflow.language.context import LazyMap
+from sopflow.language.guards import analyse_guard
 from sopflow.language.plan import (
     EVERYWHERE,
     ActionStep,
@@ -43,18 +46,26 @@ from sopflow.language.plan import (
     TaskStep,
 )
 from sopflow.language.subjects import Audience, bare_id
-from sopflow.language.templates import TemplateError, is_plain, render_template
+from sopflow.language.templates import TemplateError, names_read, render_template
 from sopflow.language.windows import next_open_any
 
 SEND_TIME_ROUNDS = 64
+# The frequency caps' spans (made once: the caps look at every recent send of each send).
+SEVEN_DAYS = timedelta(days=7)
+EIGHT_DAYS = timedelta(days=8)
 RUNAWAY_REASON = (
     f"stopped after {MAX_TRANSITIONS_PER_STEP} transitions without a wait (a zero-delay cycle)"
 )
 
 
 def context_for(
-    step: Step, journey: JourneyState | None, plan: Plan | None, extra: dict[str, Any] | None = None
+    step: Step,
+    journey: JourneyState | None,
+    plan: Plan | None,
+    extra: dict[str, Any] | None = None,
+    roots: frozenset[str] | None = None,
 ) -> dict[str, Any]:
+    """`roots`: only these names of the context (None: all)."""
     rules = step.profile_rules
     tiers = rules.tiers if rules else None
     return build_context(
@@ -68,7 +79,48 @@ def context_for(
         tiers.period_seconds if tiers else None,
         plan.interaction_events if plan else None,
         step.state.group,
-        {j.playbook: j.stage for j in step.active_journeys()},
+        {j.playbook: j.stage for j in step.active_journeys()}
+        if roots is None or "journeys" in roots
+        else None,
+        roots,
+    )
+
+
+def names_read_by(guards: Iterable[str], templates: Iterable[str]) -> frozenset[str] | None:
+    """The names of the context these guards and templates can read (a guard sees only
+    the data at the paths its analysis found: `evaluate_guard_outcome`); None when that
+    cannot be told, and all of the context is needed."""
+    names: set[str] = set()
+    for source in templates:
+        read = names_read(source)
+        if read is None:
+            return None
+        names |= read
+    for source in guards:
+        try:
+            paths = analyse_guard(source).cost.paths
+        except Exception:
+            return None
+        names.update(path[0] for path in paths)
+    return frozenset(names)
+
+
+def guard_context_for(step: Step, journey: JourneyState | None, plan: Plan | None) -> LazyMap:
+    """`context_for` with no extra, each value computed when a guard first reads it
+    (`guard_context`)."""
+    rules = step.profile_rules
+    tiers = rules.tiers if rules else None
+    return guard_context(
+        step.customer_id,
+        step.state.profile,
+        journey,
+        step.event,
+        step.now,
+        step.timezone(plan),
+        tiers.period_seconds if tiers else None,
+        plan.interaction_events if plan else None,
+        step.state.group,
+        lambda: {j.playbook: j.stage for j in step.active_journeys()},
     )
 
 
@@ -79,13 +131,22 @@ def context_unless_plain(
     sources: tuple[str | None, ...],
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """`context_for`, or an empty context when every one of `sources` is plain text (which
-    renders as itself: building the context took a tenth of a step). The time zone is
-    looked up either way, so an unknown zone fails at the same point."""
-    if all(source is None or is_plain(source) for source in sources):
+    """`context_for` with only the names the templates of `sources` read: none when each
+    is plain text (which renders as itself), most often one or two (building the whole
+    context took a tenth of a step). The time zone is looked up either way, so an
+    unknown zone fails at the same point."""
+    roots: frozenset[str] = frozenset()
+    for source in sources:
+        if source is None:
+            continue
+        names = names_read(source)
+        if names is None:  # cannot be told: all of it
+            return context_for(step, journey, plan, extra)
+        roots |= names
+    if not roots:
         zone(step.timezone(plan))
         return {}
-    return context_for(step, journey, plan, extra)
+    return context_for(step, journey, plan, extra, roots)
 
 
 def run_branch(
@@ -186,7 +247,7 @@ def try_enrol(step: Step, plan: Plan) -> bool:
                 return False
     if plan.audience != step.audience:
         return False
-    if plan.enrol.when and not step.guard(plan.enrol.when, context_for(step, None, plan)):
+    if plan.enrol.when and not step.guard(plan.enrol.when, guard_context_for(step, None, plan)):
         return False
     count = step.state.enrolment_counts.get(plan.name, 0) + 1
     step.state.enrolment_counts[plan.name] = count
@@ -318,24 +379,24 @@ def deliver_message(
         if reason:
             step.record("suppressed", journey, channel=channel, text=text, error=reason)
             return
-        step.state.sent_at = [t for t in step.state.sent_at if step.now - t < timedelta(days=8)] + [
-            step.now
-        ]
+        now = step.now
+        step.state.sent_at = [t for t in step.state.sent_at if now - t < EIGHT_DAYS] + [now]
     key = next_key(step, journey)
-    step.deliveries.append(
-        journey_delivery(
-            step,
-            journey,
-            key,
-            channel,
-            text,
-            sender=sender_of(step),
-            welcome_code=welcome[0] if welcome else None,
-            welcome_fallback=welcome[1].welcome_fallback if welcome else "send",
-            visible_to=visible_to,
-            remind_after_seconds=plan.wecom.remind_after_seconds,
+    if step.keeps_deliveries:
+        step.deliveries.append(
+            journey_delivery(
+                step,
+                journey,
+                key,
+                channel,
+                text,
+                sender=sender_of(step),
+                welcome_code=welcome[0] if welcome else None,
+                welcome_fallback=welcome[1].welcome_fallback if welcome else "send",
+                visible_to=visible_to,
+                remind_after_seconds=plan.wecom.remind_after_seconds,
+            )
         )
-    )
     step.record(
         "message", journey, channel=channel, text=text, idempotency_key=key, status="pending"
     )
@@ -360,7 +421,8 @@ def cap_reached(step: Step, plan: Plan) -> str | None:
         if same_day >= policy.max_per_day:
             return f"daily cap of {policy.max_per_day} messages reached"
     if policy.max_per_week is not None:
-        week = sum(1 for t in sent if step.now - t < timedelta(days=7))
+        now = step.now
+        week = sum(1 for t in sent if now - t < SEVEN_DAYS)
         if week >= policy.max_per_week:
             return f"weekly cap of {policy.max_per_week} messages reached"
     return None
@@ -418,7 +480,10 @@ def create_task(step: Step, journey: JourneyState, plan: Plan, action: TaskStep)
         escalate_to=action.escalate_to,
         on_complete=action.on_complete,
     )
-    step.deliveries.append(task_delivery(step, journey, task_id, title, assignee, script, due_at))
+    if step.keeps_deliveries:
+        step.deliveries.append(
+            task_delivery(step, journey, task_id, title, assignee, script, due_at)
+        )
     step.record(
         "task_created",
         journey,
@@ -487,7 +552,9 @@ def escalate_task(step: Step, journey: JourneyState, task: TaskState) -> None:
     if task.escalate_to:
         lead = resolve_assignee(task.escalate_to, step)
         title = f"Overdue: {task.title} (assigned to {task.assignee})"
-        step.deliveries.append(task_delivery(step, journey, next_key(step, journey), title, lead))
+        key = next_key(step, journey)
+        if step.keeps_deliveries:
+            step.deliveries.append(task_delivery(step, journey, key, title, lead))
         detail["escalated_to"] = lead
     step.record("task_escalated", journey, channel=TASK_CHANNEL, text=task.title, detail=detail)
 
@@ -530,17 +597,18 @@ def enrol_member(step: Step, journey: JourneyState, action: EnrolMemberStep) -> 
     if event.data.get("member_type") == "staff":
         return
     key = next_key(step, journey)
-    step.deliveries.append(
-        journey_delivery(
-            step,
-            journey,
-            key,
-            ENROLMENT_CHANNEL,
-            action.playbook,
-            kind="enrolment",
-            target=member,
+    if step.keeps_deliveries:
+        step.deliveries.append(
+            journey_delivery(
+                step,
+                journey,
+                key,
+                ENROLMENT_CHANNEL,
+                action.playbook,
+                kind="enrolment",
+                target=member,
+            )
         )
-    )
     step.record(
         "member_enrolled",
         journey,
@@ -594,17 +662,18 @@ def _tag_changed(
     # what they were before tags reached WeCom.
     key = f"{step.customer_id}/{journey.journey_id}/tag/{step.state.timeline_seq + 1}"
     text = (TAG_ADD if kind == "tag_added" else TAG_REMOVE) + tag
-    step.deliveries.append(
-        journey_delivery(
-            step,
-            journey,
-            key,
-            WECOM_TAG_CHANNEL,
-            text,
-            kind="tag",
-            sender=sender_of(step),
+    if step.keeps_deliveries:
+        step.deliveries.append(
+            journey_delivery(
+                step,
+                journey,
+                key,
+                WECOM_TAG_CHANNEL,
+                text,
+                kind="tag",
+                sender=sender_of(step),
+            )
         )
-    )
     step.record(
         kind,
         journey,
@@ -621,7 +690,9 @@ def resolve_tag(step: Step, journey: JourneyState | None, written: str) -> str |
     if "{" in value:
         plan = step.catalog.plan_of(journey) if journey else None
         try:
-            value = render_template(value, context_for(step, journey, plan)).strip()
+            # Only the names the template reads (None: it cannot be told, all of them).
+            context = context_for(step, journey, plan, roots=names_read(value))
+            value = render_template(value, context).strip()
         except TemplateError:
             value = ""
     tag = f"{group}:{value}"

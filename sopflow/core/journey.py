@@ -8,6 +8,7 @@ clock, so both produce the same timeline for the same inputs.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,6 +22,8 @@ from sopflow.core.actions import (
     deliver_message,
     end_journey,
     escalate_task,
+    guard_context_for,
+    names_read_by,
     run_branch,
     shown_tag,
     try_enrol,
@@ -54,6 +57,7 @@ from sopflow.core.triggers import (
     trigger_start,
 )
 from sopflow.language.channels import ENROLMENT_CHANNEL, TASK_CHANNEL
+from sopflow.language.context import plain
 from sopflow.language.durations import parse_duration
 from sopflow.language.events import NOT_INTERACTIONS
 from sopflow.language.plan import EVERYWHERE, CountdownPlan, Plan, TagStep, TriggerPlan
@@ -93,6 +97,8 @@ def apply_event(
     *,
     timeline_limit: int = TIMELINE_LIMIT,
     owned: bool = False,
+    undo: bool = True,
+    deliveries: bool = True,
 ) -> StepResult:
     """Feed one event: the profile learns first, then journeys react, then enrolment.
 
@@ -103,8 +109,13 @@ def apply_event(
     the state goes back to what it was before the event, the event is recorded in the
     timeline (kind `quarantined`, with its type, key and the error) and counted, and it
     has no other effect. What came due before it still happens.
+
+    `undo=False` (with `owned`): no checkpoint is taken, and a failure raises UndoNeeded
+    with the state half-applied; the caller drops it and runs the inputs again with undo.
+    `deliveries=False`: the result carries no deliveries (for a caller that reads only the
+    state); the state is the same.
     """
-    step = Step(_own(state, owned), catalog, now, timeline_limit)
+    step = Step(_own(state, owned), catalog, now, timeline_limit, undo, deliveries)
     if event.idempotency_key in step.state.seen_event_keys:
         return step.result()  # a duplicate event has no second effect
     moment = event_moment(step.state, event, now)
@@ -125,7 +136,7 @@ def apply_event(
                 try_enrol(step, plan)  # a playbook of another audience enrols no one here
         _evaluate_conditions(step)
     except Exception as error:  # any failure of the core: quarantine, never half-applied
-        step.restore(saved)
+        step.restore(saved, error)
         step.event = None
         step.now = moment
         _remember_event_key(step.state, event.idempotency_key)
@@ -167,9 +178,12 @@ def apply_due_timers(
     *,
     timeline_limit: int = TIMELINE_LIMIT,
     owned: bool = False,
+    undo: bool = True,
+    deliveries: bool = True,
 ) -> StepResult:
-    """Fire everything due at or before `now`, earliest first, each at its own due time."""
-    step = Step(_own(state, owned), catalog, now, timeline_limit)
+    """Fire everything due at or before `now`, earliest first, each at its own due time
+    (`undo`, `deliveries`: as for `apply_event`)."""
+    step = Step(_own(state, owned), catalog, now, timeline_limit, undo, deliveries)
     _fire_due(step, now)
     step.state.clock = max(step.state.clock or now, now)
     return step.result()
@@ -322,7 +336,7 @@ def _fire_due(step: Step, limit: datetime) -> None:
             _fire_item(step, item)
             _evaluate_conditions(step)
         except Exception as error:
-            step.restore(saved)
+            step.restore(saved, error)
             detail: dict[str, Any] = {
                 "input": "timer",
                 "kind": _KIND_OF[type(item)],
@@ -525,10 +539,16 @@ def _learn(step: Step, event: CustomerEvent) -> None:
             profile_rules.record_order(profile, step.now, amount, period)
         else:
             profile.total_spent = max(profile.total_spent - amount, 0.0)
-    if rules is not None and any(rule.event == event.type for rule in rules.tag_rules):
-        # The guard context only when a tag rule reads it: most events have none.
+    matching = [rule for rule in rules.tag_rules if rule.event == event.type] if rules else []
+    if rules is not None and matching:
+        # The context only when a tag rule reads it (most events have none), and of it
+        # only the names the rules' guards and templates read.
+        names = names_read_by([r.when for r in matching if r.when], [r.tag for r in matching])
         valid, rejected = profile_rules.event_tags(
-            event, rules, context_for(step, None, None), lambda source, ctx: step.guard(source, ctx)
+            event,
+            rules,
+            context_for(step, None, None, roots=names),
+            lambda source, ctx: step.guard(source, ctx),
         )
         change_tags(step, None, TagStep(add=tuple(valid)))
         for tag in rejected:
@@ -583,7 +603,8 @@ def _react(step: Step, journey: JourneyState, event: CustomerEvent) -> None:
     # else only when a guard asks (most events match no guarded rule or trigger).
     context = _Context(step, journey, plan)
     if event.type in TASK_EVENTS:
-        context()
+        if event.type in plan.guarded_events():
+            context.snapshot()
         _task_event(step, journey, event)
     for rule in plan.exit:
         if rule.event == event.type and (
@@ -636,19 +657,24 @@ def _first_match(
 
 
 class _Context:
-    """A journey's guard context, built the first time a guard asks for it: building it
-    cost more than the guards themselves when no trigger matched the event."""
+    """A journey's guard context, each value computed when a guard first reads it
+    (`guard_context`): building it whole cost more than the guards themselves.
+    `snapshot()` fixes every value as the state holds it now, for guards that must read
+    the journey as it was before the step changes it."""
 
     __slots__ = ("_built", "_journey", "_plan", "_step")
 
     def __init__(self, step: Step, journey: JourneyState, plan: Plan) -> None:
         self._step, self._journey, self._plan = step, journey, plan
-        self._built: dict[str, Any] | None = None
+        self._built: Mapping[str, Any] | None = None
 
-    def __call__(self) -> dict[str, Any]:
+    def __call__(self) -> Mapping[str, Any]:
         if self._built is None:
-            self._built = context_for(self._step, self._journey, self._plan)
+            self._built = guard_context_for(self._step, self._journey, self._plan)
         return self._built
+
+    def snapshot(self) -> None:
+        self._built = plain(self())
 
 
 def _task_event(step: Step, journey: JourneyState, event: CustomerEvent) -> None:
@@ -695,7 +721,7 @@ def _evaluate_conditions(step: Step) -> None:
             triggers = plan.condition_triggers(journey.stage)
             if not exits and not triggers:
                 continue  # nothing to evaluate: skip building the guard context
-            context = context_for(step, journey, plan)
+            context: Mapping[str, Any] = guard_context_for(step, journey, plan)
             if any(step.guard(when, context, journey) for when in exits):
                 end_journey(step, journey, "exit condition met")
                 changed = True
@@ -707,6 +733,8 @@ def _evaluate_conditions(step: Step) -> None:
                 journey.conditions[key] = value
                 if value and not was:
                     stage_before = journey.stage
+                    # The conditions after this one read the state as it was before it.
+                    context = plain(context)
                     run_branch(step, journey, plan, trigger.actions, trigger.goto)
                     changed = True
                     if journey.stage != stage_before or journey.status != "active":

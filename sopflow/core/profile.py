@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import weakref
+from bisect import bisect_right
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -86,6 +87,25 @@ def set_attributes(target: dict[str, Any], updates: dict[str, Any]) -> list[tupl
 
 def _json_size(value: Any) -> int:
     """Bytes of a value as JSON (how it travels in every Temporal payload)."""
+    if value.__class__ in _SIZED and (value.__class__ is not str or len(value) <= 256):
+        # Every attribute is measured again at every set; short texts and whole numbers
+        # are remembered (by type too: true and 1 are equal, not of one size).
+        key = (value.__class__, value)
+        size = _SIZES.get(key)
+        if size is None:
+            if len(_SIZES) >= SIZES_KEPT:
+                _SIZES.clear()
+            size = _SIZES[key] = _measured(value)
+        return size
+    return _measured(value)
+
+
+SIZES_KEPT = 4096
+_SIZED = frozenset({str, int, bool})
+_SIZES: dict[tuple[type, Any], int] = {}
+
+
+def _measured(value: Any) -> int:
     try:
         return len(json.dumps(value, ensure_ascii=False, default=str).encode())
     except (TypeError, ValueError, RecursionError):
@@ -157,7 +177,6 @@ def _matches(
     orders: Callable[[], list[OrderRecord]],
 ) -> bool:
     """Every condition of the rule holds (checked in order, the first that fails decides)."""
-    since_interaction = now - (profile.last_interaction_at or profile.added_at or now)
     if rule.min_orders is not None and len(orders()) < rule.min_orders:
         return False
     if rule.min_spent is not None and sum(o.amount for o in orders()) < rule.min_spent:
@@ -169,6 +188,9 @@ def _matches(
         or (now - profile.last_order_at).total_seconds() > rule.ordered_within_seconds
     ):
         return False
+    if rule.active_within_seconds is None and rule.inactive_for_seconds is None:
+        return True  # most rules: no time since an interaction to compute
+    since_interaction = now - (profile.last_interaction_at or profile.added_at or now)
     if rule.active_within_seconds is not None and (
         profile.last_interaction_at is None
         or since_interaction.total_seconds() > rule.active_within_seconds
@@ -233,15 +255,40 @@ def next_review(profile: Profile, rules: ProfilePlan | None, after: datetime) ->
         profile.last_interaction_at or profile.added_at,
         profile.last_order_at,
     )
-    best: datetime | None = None
-    for anchor, seconds in _windows(tiers):
-        moment = anchors[anchor]
-        if moment is not None:
-            candidate = shift(moment, seconds)
-            if candidate > after and (best is None or candidate < best):
-                best = candidate
-    for order in profile.recent_orders:
-        candidate = shift(order.at, tiers.period_seconds + 1)
-        if candidate > after and (best is None or candidate < best):
-            best = candidate
-    return best
+    orders = profile.recent_orders
+    # The closings are remembered by the exact moments they come from (the core asks
+    # after every event and timer, and these rarely changed); only `after` moves.
+    key = (id(tiers), *map(_exact, anchors), *(_exact(order.at) for order in orders))
+    known = _CLOSINGS.get(key)
+    if known is None or known[0] is not tiers:
+        if len(_CLOSINGS) >= CLOSINGS_KEPT:
+            _CLOSINGS.clear()  # cheaper than tracking age; refilled within a few steps
+        known = _CLOSINGS[key] = (tiers, _closings(tiers, anchors, orders))
+    closings = known[1]
+    index = bisect_right(closings, after)
+    return closings[index] if index < len(closings) else None
+
+
+# Sorted closings of a tiers plan's windows, by the plan and the exact moments they read.
+CLOSINGS_KEPT = 8192
+_CLOSINGS: dict[tuple[Any, ...], tuple[TiersPlan, list[datetime]]] = {}
+
+
+def _exact(moment: datetime | None) -> tuple[Any, ...]:
+    """A moment as a key that tells apart the same instant in two time zones (a closing
+    keeps the zone of the moment it is counted from)."""
+    return (None,) if moment is None else (moment, moment.tzinfo, moment.fold)
+
+
+def _closings(
+    tiers: TiersPlan, anchors: tuple[datetime | None, ...], orders: list[OrderRecord]
+) -> list[datetime]:
+    """Every moment a window closes, earliest first; of equal instants, the first found
+    first (windows, then orders), so that the one returned is the one a scan finds."""
+    found = [
+        shift(moment, seconds)
+        for anchor, seconds in _windows(tiers)
+        if (moment := anchors[anchor]) is not None
+    ]
+    found += [shift(order.at, tiers.period_seconds + 1) for order in orders]
+    return sorted(found)  # stable: equal instants keep their order

@@ -11,8 +11,8 @@ from typing import Any
 import yaml
 
 from sopflow.core.journey import apply_due_timers, apply_event
-from sopflow.core.state import CustomerEvent, CustomerState, Profile, TimelineEntry
-from sopflow.core.step import Catalog
+from sopflow.core.state import CustomerState, Profile, TimelineEntry, customer_event
+from sopflow.core.step import Catalog, UndoNeeded
 from sopflow.errors import SopflowError
 from sopflow.language.durations import parse_duration
 from sopflow.language.plan import EnrolStep, Plan, ProfilePlan
@@ -160,21 +160,33 @@ def simulate(
         profile=profile,
         wecom_tags=True,  # as a customer's workflow started now runs it
     )
+    end = start + timedelta(days=days)
+    try:
+        # Without a checkpoint before each event and timer: the core is deterministic,
+        # so if anything fails, running the customer again with them gives the timeline
+        # the workflow would (the failure quarantined, the rest as it was).
+        return _run(catalog, customer, events, end, undo=False)
+    except UndoNeeded:
+        return _run(catalog, customer, events, end, undo=True)
+
+
+def _run(
+    catalog: Catalog,
+    customer: CustomerSpec,
+    events: list[ScenarioEvent],
+    end: datetime,
+    *,
+    undo: bool,
+) -> list[TimelineEntry]:
     state = CustomerState(
         customer_id=customer.id,
         profile=Profile(
             timezone=customer.timezone, attributes=customer.attributes, tags=sorted(customer.tags)
         ),
     )
-    end = start + timedelta(days=days)
     for index, event in enumerate(e for e in events if e.at <= end):
-        accepted = CustomerEvent(
-            customer_id=customer.id,
-            type=event.type,
-            occurred_at=event.at,
-            data=event.data,
-            idempotency_key=event.key or f"sim-{index}",
-        )
+        key = event.key or f"sim-{index}"
+        accepted = customer_event(customer.id, event.type, event.at, event.data, key)
         state = apply_event(
             state,
             accepted,
@@ -182,9 +194,17 @@ def simulate(
             event.at,
             timeline_limit=SIMULATION_TIMELINE_LIMIT,
             owned=True,
+            undo=undo,
+            deliveries=False,  # the timeline says what was sent
         ).state
     state = apply_due_timers(
-        state, catalog, end, timeline_limit=SIMULATION_TIMELINE_LIMIT, owned=True
+        state,
+        catalog,
+        end,
+        timeline_limit=SIMULATION_TIMELINE_LIMIT,
+        owned=True,
+        undo=undo,
+        deliveries=False,
     ).state
     return state.timeline
 

@@ -18,7 +18,7 @@ from sopflow.core.state import (
     TimelineKind,
     checkpoint,
     step_result,
-    timeline_entry,
+    timeline_entry_of,
 )
 from sopflow.language.guards import evaluate_guard_outcome
 from sopflow.language.plan import Plan, ProfilePlan
@@ -30,6 +30,8 @@ MAX_TRANSITIONS_PER_STEP = 100
 # Distinct failing guards remembered per customer (a playbook has a bounded number).
 GUARD_ERRORS_KEPT = 50
 DEFAULT_TIMEZONE = "Asia/Shanghai"
+# The fields of a timeline entry that `Step.record` fills in.
+_RECORD_SETS = frozenset({"at", "kind", "seq", "playbook", "stage"})
 
 
 @dataclass(frozen=True)
@@ -61,8 +63,18 @@ class Step:
         catalog: Catalog,
         now: datetime,
         timeline_limit: int = TIMELINE_LIMIT,
+        undo: bool = True,
+        deliveries: bool = True,
     ) -> None:
         self.state = state
+        # False: the effects are not built (the caller reads only the state and its
+        # timeline, as the simulator does); the state changes as with them.
+        self.keeps_deliveries = deliveries
+        # False: no checkpoint before each event and timer; a failure raises UndoNeeded
+        # instead of being quarantined (for a caller that can redo the whole run with
+        # undo, as the simulator does: a checkpoint was up to a sixth of its time, and
+        # the core is deterministic, so the redo gives the same timeline).
+        self.undo = undo
         self.timeline_limit = timeline_limit
         self.catalog = catalog
         self.now = now
@@ -89,22 +101,24 @@ class Step:
     def record(
         self, kind: TimelineKind, journey: JourneyState | None = None, **fields: Any
     ) -> None:
-        self.state.timeline_seq += 1
-        entry = timeline_entry(
-            at=self.now,
-            kind=kind,
-            seq=self.state.timeline_seq,
-            playbook=journey.playbook if journey else None,
-            stage=journey.stage if journey else None,
-            **fields,
-        )
-        timeline = self.state.timeline
+        state = self.state
+        seq = state.timeline_seq = state.timeline_seq + 1
+        if not fields.keys().isdisjoint(_RECORD_SETS):
+            raise TypeError(f"record sets {sorted(_RECORD_SETS)} itself")
+        # The caller's keyword dict is this call's own: filled in, not copied again.
+        fields["at"] = self.now
+        fields["kind"] = kind
+        fields["seq"] = seq
+        fields["playbook"] = journey.playbook if journey else None
+        fields["stage"] = journey.stage if journey else None
+        entry = timeline_entry_of(fields)
+        timeline = state.timeline
         timeline.append(entry)
         if len(timeline) > self.timeline_limit:
             del timeline[: len(timeline) - self.timeline_limit]
 
     def guard(
-        self, source: str, context: dict[str, Any], journey: JourneyState | None = None
+        self, source: str, context: Mapping[str, Any], journey: JourneyState | None = None
     ) -> bool:
         """Evaluate a guard; one that cannot be evaluated is false, counted, and recorded
         in the timeline when its error is new (not at every step it keeps failing)."""
@@ -126,11 +140,17 @@ class Step:
     def active_journeys(self) -> list[JourneyState]:
         return active_journeys(self.state)
 
-    def save(self) -> Saved:
-        """What `restore` needs to undo everything done after this point."""
+    def save(self) -> Saved | None:
+        """What `restore` needs to undo everything done after this point (None without
+        undo: see `restore`)."""
+        if not self.undo:
+            return None
         return Saved(checkpoint(self.state), len(self.deliveries), self.transitions, self.now)
 
-    def restore(self, saved: Saved) -> None:
+    def restore(self, saved: Saved | None, error: Exception) -> None:
+        """Go back to `saved` after `error`; without undo, raise UndoNeeded."""
+        if saved is None:
+            raise UndoNeeded from error
         self.state = saved.state
         del self.deliveries[saved.deliveries :]
         self.transitions = saved.transitions
@@ -146,6 +166,11 @@ class Step:
 
     def result(self) -> StepResult:
         return step_result(self.state, self.deliveries)
+
+
+class UndoNeeded(Exception):
+    """A step without undo failed midway: its state is half-applied and must be dropped;
+    running the same inputs again with undo quarantines what failed."""
 
 
 class Saved(NamedTuple):  # a tuple: one is made before every event and timer

@@ -168,6 +168,17 @@ def _next_due(
     last = journey.fired.get(key)
     if last is not None and last >= LATEST:
         return None  # given up on (its due time could not be computed): never again here
+    kind = trigger.kind
+    if kind == "after" or kind == "wait":
+        # The common kinds first, without the others' setup: due once, from the start.
+        zone(tz_name)  # as for every kind: an unknown zone fails here
+        if last is not None:
+            return None
+        if kind == "after":
+            return shift(entered, trigger.after_seconds or 0)
+        if trigger.timeout_seconds is None:
+            return None
+        return shift(entered, trigger.timeout_seconds)
     # A moment qualifies if it is not before the stage was entered and after the last firing.
     floor = entered if last is None else last
 
@@ -177,13 +188,7 @@ def _next_due(
         return last is None or moment > last
 
     tz = zone(tz_name)
-    match trigger.kind:
-        case "after":
-            return shift(entered, trigger.after_seconds or 0) if last is None else None
-        case "wait":
-            if trigger.timeout_seconds is None or last is not None:
-                return None
-            return shift(entered, trigger.timeout_seconds)
+    match kind:
         case "day":
             if profile.added_at is None or last is not None:
                 return None
@@ -200,7 +205,7 @@ def _next_due(
             periods = int(elapsed / (every * 1_000_000)) + 1
             return shift(entered, every * periods)
         case "cron":
-            return bounded(_cron_next(trigger.cron or "", floor.astimezone(tz)))
+            return _cron_next(trigger.cron or "", floor.astimezone(tz))
         case "inactivity":
             since = profile.last_interaction(interaction_events) or journey.enrolled_at
             due = max(shift(since, trigger.inactive_seconds or 0), entered)
@@ -224,10 +229,11 @@ def _next_due(
 
 @lru_cache(maxsize=4096)
 def _cron_next(expression: str, start: datetime) -> datetime:
-    """The next cron moment after `start`: the same between two firings, however many
-    events arrive (a group's 300 joins asked croniter 600 times for it)."""
+    """The next cron moment after `start` (within the core's bounds): the same between two
+    firings, however many events arrive (a group's 300 joins asked croniter 600 times
+    for it)."""
     moment: datetime = croniter(expression, start).get_next(datetime)
-    return moment
+    return bounded(moment)
 
 
 def _next_at(

@@ -9,6 +9,7 @@ builds no name that is not declared here.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -245,3 +246,43 @@ def reference_table() -> str:
         )
         rows.append(f"| `{path}` | {name.type} | {name.meaning} | {where} |")
     return "\n".join(rows) + "\n"
+
+
+class LazyMap(Mapping[str, Any]):
+    """A map of the context whose values are computed when first read, each by its own
+    function of `args` (kept: read again, a value is the same object): a guard reads a
+    field or two of a context whose whole build cost more than the guard. Its keys are
+    those of `fields`, in their order. `plain()` gives the dict a whole build gives;
+    `prune` hands a guard that, never a LazyMap."""
+
+    __slots__ = ("_args", "_fields", "_values")
+
+    def __init__(self, fields: Mapping[str, Callable[..., Any]], *args: Any) -> None:
+        self._fields = fields
+        self._args = args
+        self._values: dict[str, Any] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        values = self._values
+        if name in values:
+            return values[name]
+        value = values[name] = self._fields[name](*self._args)
+        return value
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._fields
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._fields)
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def plain(self) -> dict[str, Any]:
+        """Every value, computed now, as a dict (nested LazyMaps too)."""
+        return {name: plain(self[name]) for name in self._fields}
+
+
+def plain(value: Any) -> Any:
+    """`value`, or the dict a LazyMap stands for."""
+    return value.plain() if isinstance(value, LazyMap) else value

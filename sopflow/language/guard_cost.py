@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from sopflow.language.context import plain
+
 MAX_GUARD_CHARS = 1_000
 MAX_GUARD_NESTING = 16  # brackets, calls and `?:` inside one another
 MAX_GUARD_COMPREHENSION_NESTING = 2  # all/exists/exists_one/map/filter inside one another
@@ -758,7 +760,7 @@ def prune(context: Mapping[str, Any], paths: frozenset[Path]) -> dict[str, Any]:
                 break
             source = source[part]
             if depth == len(path) - 1 or not isinstance(source, Mapping):
-                target[part] = source
+                target[part] = plain(source)
                 whole.add(path[: depth + 1])
                 break
             target = target.setdefault(part, {})

@@ -9,6 +9,7 @@ failure of any kind is a false with its reason (GuardOutcome), never an exceptio
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -22,6 +23,7 @@ from sopflow.language.context import (
     ROOTS,
     SUBJECT_ROOT,
     guard_roots,
+    plain,
     sample_context,
 )
 from sopflow.language.diagnostics import did_you_mean
@@ -31,6 +33,7 @@ from sopflow.language.guard_cost import (
     MAX_GUARD_COST,
     Cost,
     GuardCostError,
+    Path,
     Poly,
     check_limits,
     cost,
@@ -106,7 +109,7 @@ def analyse_guard(source: str) -> GuardAnalysis:
     return GuardAnalysis(problem, bound)
 
 
-def evaluate_guard(source: str, context: dict[str, Any]) -> bool:
+def evaluate_guard(source: str, context: Mapping[str, Any]) -> bool:
     """True only when the guard evaluates to true; an error (a missing attribute) is false."""
     return evaluate_guard_outcome(source, context).value
 
@@ -126,7 +129,7 @@ class _NotKept(Exception):
     """The data is too big (or not hashable) to be a key: evaluated, not remembered."""
 
 
-def evaluate_guard_outcome(source: str, context: dict[str, Any]) -> GuardOutcome:
+def evaluate_guard_outcome(source: str, context: Mapping[str, Any]) -> GuardOutcome:
     """Evaluate within the cost limit; never raises: any failure is a false with its reason."""
     try:
         analysis = analyse_guard(source)
@@ -135,7 +138,7 @@ def evaluate_guard_outcome(source: str, context: dict[str, Any]) -> GuardOutcome
     if analysis.problem:
         return GuardOutcome(False, f"guard not evaluated: {analysis.problem}")
     try:
-        key = (source, _Frozen().of(prune(context, analysis.cost.paths)))
+        key = (source, _data_key(context, analysis.cost.paths))
         known = _OUTCOMES.get(key)
     except Exception:
         return _evaluate(source, context, analysis)
@@ -162,12 +165,45 @@ class _Frozen:
         if isinstance(value, dict):
             return (dict, tuple((k, self.of(v)) for k, v in value.items()))
         if isinstance(value, list | tuple):
+            if all(v.__class__ is str for v in value):
+                # A list of texts (tags, members), counted as item by item, at once.
+                self.items += len(value)
+                self.chars += sum(map(len, value))
+                if self.items > KEY_ITEMS_MAX or self.chars > KEY_CHARS_MAX:
+                    raise _NotKept
+                return (list, str, tuple(value))
             return (list, tuple(self.of(v) for v in value))
         if isinstance(value, str):
             self.chars += len(value)
             if self.chars > KEY_CHARS_MAX:
                 raise _NotKept
         return (type(value), value)
+
+
+def _data_key(context: Mapping[str, Any], paths: frozenset[Path]) -> tuple[Any, ...]:
+    """What `prune` would give for `paths`, as a key (without building it): for each path,
+    where the walk down it stops and the value there; the same keys, the same pruned data."""
+    frozen = _Frozen()
+    key = []
+    for path in _sorted_paths(paths):
+        source: Any = context
+        last = len(path) - 1
+        for depth, part in enumerate(path):
+            # A dict is told first: the Mapping check is an ABC's, slower by far.
+            if not (source.__class__ is dict or isinstance(source, Mapping)) or part not in source:
+                key.append((depth, None))
+                break
+            source = source[part]
+            if depth == last or not (source.__class__ is dict or isinstance(source, Mapping)):
+                key.append((depth, frozen.of(plain(source))))
+                break
+    return tuple(key)
+
+
+@lru_cache(maxsize=1024)
+def _sorted_paths(paths: frozenset[Path]) -> tuple[Path, ...]:
+    """A guard's paths in a fixed order (a key is made for every evaluation)."""
+    return tuple(sorted(paths))
 
 
 def _remember(key: tuple[str, Any], outcome: GuardOutcome) -> None:
@@ -179,7 +215,7 @@ def _remember(key: tuple[str, Any], outcome: GuardOutcome) -> None:
     _OUTCOMES[key] = outcome
 
 
-def _evaluate(source: str, context: dict[str, Any], analysis: GuardAnalysis) -> GuardOutcome:
+def _evaluate(source: str, context: Mapping[str, Any], analysis: GuardAnalysis) -> GuardOutcome:
     try:
         if analysis.cost.steps.reads_data:
             measures = measure(context, analysis.cost.paths)

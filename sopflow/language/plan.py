@@ -281,6 +281,20 @@ class Plan(FrozenModel):
         same order (looked at after every step)."""
         return _stage_triggers(self, stage)[2]
 
+    def guarded_events(self) -> frozenset[str]:
+        """The event types for which some guard of the playbook is read when they come: an
+        exit rule's, the goal's, an event or wait trigger's (of any stage)."""
+        found = _GUARDED_EVENTS.get(id(self))
+        if found is None:
+            rules = [(r.event, r.when) for r in self.exit]
+            if self.goal is not None:
+                rules.append((self.goal.event, self.goal.when))
+            rules += [(t.event, t.when) for t in self.all_triggers() if t.kind in ("event", "wait")]
+            found = frozenset(event for event, when in rules if event and when)
+            _GUARDED_EVENTS[id(self)] = found
+            weakref.finalize(self, _GUARDED_EVENTS.pop, id(self), None)
+        return found
+
     def trigger(self, stage: str, key: str) -> TriggerPlan:
         """The trigger of `active_triggers(stage)` with this key."""
         if key.startswith(EVERYWHERE):
@@ -373,6 +387,8 @@ StageTriggers = tuple[Keyed, Keyed, Keyed]
 # A stage's (active, timed) triggers, per live plan object: the core asks after every event
 # and timer, and a plan never changes. Keyed by id, dropped when the plan is collected.
 _STAGE_TRIGGERS: dict[int, dict[str, StageTriggers]] = {}
+# `Plan.guarded_events`, per live plan object, the same way.
+_GUARDED_EVENTS: dict[int, frozenset[str]] = {}
 
 
 def _stage_triggers(plan: Plan, stage: str) -> StageTriggers:
