@@ -16,8 +16,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import ctypes
 import gc
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -28,6 +32,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -38,14 +43,36 @@ from sopflow.settings import Settings
 from worker.main import POLLER
 
 CACHE = 1000  # temporalio's default max_cached_workflows, which neither side changes
-# The traced pass: a worker that traces its Python allocations (tracemalloc, FRAMES deep)
-# is snapshotted with TRACED[0] and then TRACED[1] workflows open, both within the cache;
-# the difference divided by the workflows added is what one cached workflow holds.
+# The traced pass: a worker starts tracing its Python allocations (tracemalloc, FRAMES deep)
+# only once TRACED[0] workflows are open and cached, snapshots, and snapshots again with
+# TRACED[1] open (all within the cache: nothing is evicted in between); the difference
+# divided by the workflows added is what one cached workflow holds. Traced from the start
+# through 1,000 workflows (as this pass first was), a loaded machine's worker slowed until
+# the pass never finished; the worker sums the difference itself, so no snapshot crosses
+# processes.
 TRACE_ENV = "SOPFLOW_BENCH_TRACE"
-TRACED = (CACHE // 2, CACHE)
-FRAMES = 16
+KEEP_ENV = "SOPFLOW_BENCH_KEEP_SNAPSHOTS"  # a path prefix: the traced workers' snapshots
+TRACED = (100, 300)
+# Deep enough that an allocation made while the sandbox imports the workflow module still
+# shows the worker's frame that asked for the instance (about 40 frames down).
+FRAMES = 64
 TARGET = 1.2
 REPO = Path(__file__).resolve().parent.parent
+
+
+class Row(NamedTuple):
+    open: int  # workflows
+    rss: float  # MiB
+    # The worker runs each activation on a thread of a pool that grows with the
+    # activations in flight (up to 500), and keeps them: their stacks are RSS too.
+    threads: int
+
+
+NOTHING = Row(0, 0.0, 0)
+
+
+def threads(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/task"))
 
 
 def rss_mib(pid: int) -> float:
@@ -87,12 +114,12 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
 
 @dataclass
 class Measured:
-    raw_idle: float = 0.0
-    raw_full: float = 0.0
-    idle: float = 0.0
-    rows: list[tuple[int, float]] = field(default_factory=list)
-    raw_traced: tuple[tracemalloc.Snapshot, tracemalloc.Snapshot] | None = None
-    traced: tuple[tracemalloc.Snapshot, tracemalloc.Snapshot] | None = None
+    raw_idle: Row = NOTHING
+    raw_full: Row = NOTHING
+    idle: Row = NOTHING
+    rows: list[Row] = field(default_factory=list)
+    raw_traced: Account | None = None
+    traced: Account | None = None
 
 
 # ---------------------------------------------------------------------------- raw side
@@ -120,31 +147,61 @@ async def sopflow_worker_main() -> None:
 
 
 async def serve_until_stopped(worker: Worker) -> None:
-    """Run `worker` until SIGTERM; with TRACE_ENV set, trace Python's allocations and,
-    for each `request-<n>` file that appears in that folder, write a snapshot there
-    (`snapshot-<n>`, renamed in when complete)."""
+    """Run `worker` until SIGTERM; with TRACE_ENV set, account for what the workflows
+    opened between two requests hold (`trace_on_request`)."""
     folder = os.environ.get(TRACE_ENV)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    snapshots = asyncio.create_task(snapshot_on_request(Path(folder))) if folder else None
+    tracing = asyncio.create_task(trace_on_request(Path(folder))) if folder else None
     async with worker:
         await stop.wait()
-    if snapshots:
-        snapshots.cancel()
+    if tracing:
+        tracing.cancel()
 
 
-async def snapshot_on_request(folder: Path) -> None:
-    # From here on: tracing the imports too would slow the start by minutes.
+async def trace_on_request(folder: Path) -> None:
+    """On `request-0` in `folder`, start tracing (answering `traced-0`); on `request-1`,
+    write what was allocated since and is still held to `account.json` (renamed in when
+    complete)."""
+    await appears(folder / "request-0")
+    gc.collect()
+    before, heap_before = census(), heap()
     tracemalloc.start(FRAMES)
-    taken = 0
-    while True:
+    first = tracemalloc.take_snapshot()
+    (folder / "traced-0").touch()
+    await appears(folder / "request-1")
+    gc.collect()
+    second = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    if keep := os.environ.get(KEEP_ENV):  # for a closer look than the account's
+        side = "raw" if "--raw-worker" in sys.argv else "sopflow"
+        first.dump(f"{keep}-{side}-0")
+        second.dump(f"{keep}-{side}-1")
+    added = TRACED[1] - TRACED[0]
+    account = account_of(first, second, before, census(), added)
+    large = sum(t.size for t in second.traces if t.size > SMALL) - sum(
+        t.size for t in first.traces if t.size > SMALL
+    )
+    del first, second
+    gc.collect()
+    # Read untraced (pymalloc reports nothing while tracemalloc wraps it); what tracing
+    # itself allocated is freed by now, so only the "in use" figures are compared.
+    heap_after = heap()
+    account["heap"] = {
+        name: (heap_after[name] - heap_before[name]) / 1024 / added for name in heap_after
+    }
+    account["heap"]["python_large"] = large / 1024 / added
+    path = folder / "account.json"
+    Path(f"{path}.part").write_text(json.dumps(account))
+    os.replace(f"{path}.part", path)
+
+
+async def appears(path: Path, timeout: float = 1800) -> None:
+    for _ in range(int(timeout * 2)):
+        if path.exists():
+            return
         await asyncio.sleep(0.5)
-        if (folder / f"request-{taken}").exists():
-            gc.collect()
-            path = folder / f"snapshot-{taken}"
-            tracemalloc.take_snapshot().dump(f"{path}.part")
-            os.replace(f"{path}.part", path)
-            taken += 1
+    raise TimeoutError(f"{path} did not appear")
 
 
 Enrol = Callable[[int], Awaitable[None]]  # brings the open workflows up to a number
@@ -171,14 +228,20 @@ def raw_enroller(client: Client, queue: str) -> Enrol:
     return enrol
 
 
-def sopflow_enroller(stack: Stack) -> Enrol:
+def sopflow_enroller(stack: Stack, prefix: str) -> Enrol:
+    """Customers `<prefix>-<n>`: each pass its own, since the server still runs the
+    workflows of the pass before, whose worker is gone (the same customers again would
+    only signal those, and the traced pass waited for ever)."""
     sent = 0
 
     async def enrol(target: int) -> None:
         nonlocal sent
         while sent < target:
             size = min(1000, target - sent)
-            body = [event(f"m-{c}", "contact.added", f"m-{c}", c) for c in range(sent, sent + size)]
+            body = [
+                event(f"{prefix}-{c}", "contact.added", f"{prefix}-{c}", c)
+                for c in range(sent, sent + size)
+            ]
             await post_batch(stack, body)
             sent += size
         await stack.wait_for("enrolled", target, timeout=3 * 3600)
@@ -208,79 +271,213 @@ def sopflow_env(settings: Settings, sandboxed: bool) -> dict[str, str]:
 
 async def rss_curve(
     process: subprocess.Popen[bytes], enrol: Enrol, checkpoints: list[int], label: str
-) -> tuple[float, list[tuple[int, float]]]:
-    """Idle RSS, then RSS at each number of open workflows, in MiB."""
+) -> tuple[Row, list[Row]]:
+    """Idle RSS, then RSS at each number of open workflows, in MiB, with the threads."""
     try:
         await asyncio.sleep(3)
-        idle = await settle(process.pid)
-        rows: list[tuple[int, float]] = []
+        idle = Row(0, await settle(process.pid), threads(process.pid))
+        rows: list[Row] = []
         for target in checkpoints:
             await enrol(target)
-            rows.append((target, await settle(process.pid)))
-            print(f"  {label}: {target:>7,} open: worker RSS {rows[-1][1]:.0f} MiB", flush=True)
+            rows.append(Row(target, await settle(process.pid), threads(process.pid)))
+            print(f"  {label}: {target:>7,} open: worker RSS {rows[-1].rss:.0f} MiB, "
+                  f"{rows[-1].threads} threads", flush=True)  # fmt: skip
         return idle, rows
     finally:
         stop_process(process)
 
 
-async def traced(
-    args: list[str], env: dict[str, str], enrol: Enrol
-) -> tuple[tracemalloc.Snapshot, tracemalloc.Snapshot]:
-    """Snapshots of the worker's Python allocations with TRACED[0] and TRACED[1] cached."""
+async def traced(args: list[str], env: dict[str, str], enrol: Enrol) -> Account:
+    """What each of the workflows opened between TRACED[0] and TRACED[1] holds, from a
+    worker that traces its Python allocations meanwhile."""
     with tempfile.TemporaryDirectory() as name:
+        folder = Path(name)
         process = start_process(args, {**env, TRACE_ENV: name})
-        snapshots: list[tracemalloc.Snapshot] = []
         try:
             await asyncio.sleep(3)
-            for count in TRACED:
-                await enrol(count)
-                await settle(process.pid)
-                path = Path(name) / f"snapshot-{len(snapshots)}"
-                (Path(name) / f"request-{len(snapshots)}").touch()
-                for _ in range(600):
-                    if path.exists():
-                        break
-                    await asyncio.sleep(0.5)
-                snapshots.append(tracemalloc.Snapshot.load(str(path)))
+            await enrol(TRACED[0])
+            await settle(process.pid)
+            (folder / "request-0").touch()
+            await appears(folder / "traced-0")
+            await enrol(TRACED[1])
+            await settle(process.pid)
+            (folder / "request-1").touch()
+            await appears(folder / "account.json")
+            account: Account = json.loads((folder / "account.json").read_text())
         finally:
             stop_process(process)
-    return snapshots[0], snapshots[1]
+    return account
 
 
 # ------------------------------------------------------------------------ the breakdown
 
-# Who allocated what a cached workflow holds: the innermost frame of an allocation's
-# traceback that belongs to one of these (checked in order; other frames, the standard
-# library's, are skipped), else "other".
-OWNERS = (
-    ("<frozen importlib", "the sandbox's import of the workflow module (module, class, functions)"),
-    ("/workflows/", "the workflow's own code (its fields, outboxes, loops)"),
-    ("/sopflow/", "sopflow's core and language (the customer's state)"),
-    ("/pydantic", "pydantic (payloads decoded into state, plans, signals)"),
-    ("/temporalio/worker/workflow_sandbox/", "the sandbox's machinery (importer, proxies)"),
-    ("/temporalio/", "the SDK's workflow instance (activations, commands, handlers)"),
-    ("/asyncio/", "asyncio (the workflow's tasks and futures)"),
-)
-OTHER = "other (standard library: inspect, typing, ...)"
+# What a cached workflow holds, by who allocated it. First, when: while the worker created
+# the workflow's instance (for a sandboxed one: importing the workflow module afresh), while
+# it ran an activation, or outside both (the worker's own entry for the run, the bridge).
+# Then, within that, the group of the innermost frame of the allocation's traceback that
+# is in one (frames in none, the standard library's and pydantic's, are skipped: a model
+# the core builds is the customer's state, one the SDK decodes a payload), else "other".
+CREATING, ACTIVATING, OUTSIDE = "creating", "activating", "outside"
+OWNERS: dict[str, tuple[tuple[tuple[str, ...], str], ...]] = {
+    CREATING: (
+        (("/temporalio/worker/workflow_sandbox/",),
+         "sandbox: its importer and restricted module proxies"),
+        (("/workflows/", "<frozen importlib"),
+         "sandbox: the workflow module's own copy (module, class, functions)"),
+        (("/temporalio/workflow/",),
+         "sandbox: the workflow definition rebuilt from that copy (handlers, signatures)"),
+        (("/temporalio/",), "SDK: the workflow instance before it runs"),
+    ),
+    ACTIVATING: (
+        (("/workflows/",), "workflow: the object's own fields (outboxes, loops, flags)"),
+        (("/sopflow/",), "workflow: the customer's state as the core builds it"),
+        (("/temporalio/converter/", "/temporalio/contrib/pydantic"),
+         "SDK: payloads it decoded and keeps (the start input, a signal's parts)"),
+        (("/temporalio/",), "SDK: the run's state (commands, timers, conditions, futures)"),
+    ),
+    OUTSIDE: ((("",), "worker: outside the workflow (its entry for the run, the bridge)"),),
+}  # fmt: skip
+OTHER = {
+    CREATING: "other, while creating the instance (standard library)",
+    ACTIVATING: "other, while activating (standard library)",
+    OUTSIDE: "worker: outside the workflow (its entry for the run, the bridge)",
+}
+TOO_DEEP = f"not placed (traceback deeper than {FRAMES} frames)"
+LABELS = [label for groups in OWNERS.values() for _, label in groups] + [
+    OTHER[CREATING],
+    OTHER[ACTIVATING],
+    TOO_DEEP,
+]
+Account = dict[str, Any]  # account_of's answer, as JSON
 
 
-def owner(trace: tracemalloc.Traceback) -> str:
-    for frame in trace:  # innermost first
-        for marker, label in OWNERS:
-            if marker in frame.filename:
+def worker_phases() -> dict[str, tuple[str, int, int]]:
+    """The worker's functions that create a workflow's instance and run its activations:
+    (file, first line, last line), from the installed temporalio."""
+    from temporalio.worker import _workflow
+
+    spans = {}
+    for phase, function in (
+        (CREATING, _workflow._WorkflowWorker._create_workflow_instance),
+        (ACTIVATING, _workflow._RunningWorkflow.activate),
+    ):
+        code = function.__code__
+        lines = [line for _, _, line in code.co_lines() if line is not None]
+        spans[phase] = (code.co_filename, min(lines), max(lines))
+    return spans
+
+
+def owner(trace: tracemalloc.Traceback, spans: dict[str, tuple[str, int, int]]) -> str:
+    frames = list(trace)  # oldest first
+    phase = next(
+        (
+            phase
+            for frame in frames
+            for phase, (filename, first, last) in spans.items()
+            if frame.filename == filename and first <= frame.lineno <= last
+        ),
+        OUTSIDE,
+    )
+    if phase == OUTSIDE and trace.total_nframe and trace.total_nframe > len(frames):
+        return TOO_DEEP
+    for frame in reversed(frames):  # innermost first
+        for markers, label in OWNERS[phase]:
+            if any(marker in frame.filename for marker in markers):
                 return label
-    return OTHER
+    return OTHER[phase]
 
 
-def breakdown(pair: tuple[tracemalloc.Snapshot, tracemalloc.Snapshot]) -> dict[str, float]:
-    """KiB per cached workflow by owner, from the two snapshots of the traced pass."""
-    first, second = pair
-    added = TRACED[1] - TRACED[0]
-    kib: dict[str, float] = {}
+def where(frame: tracemalloc.Frame) -> str:
+    name = frame.filename
+    for prefix in ("site-packages/", f"{REPO}/", "python3.11/"):
+        name = name.split(prefix, 1)[-1]
+    return f"{name}:{frame.lineno}"
+
+
+SMALL = 512  # bytes: Python's allocator serves blocks up to this itself, larger from malloc
+
+
+def heap() -> dict[str, float]:
+    """Bytes the process holds, by who holds them: the C heap (glibc's malloc, which
+    Temporal's core, Python's objects over 512 bytes and tracemalloc's own tables use),
+    in use and free, and Python's small-object allocator (pymalloc's arenas)."""
+    fields = ["arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+              "uordblks", "fordblks", "keepcost"]  # fmt: skip
+
+    class Mallinfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in fields]
+
+    libc = ctypes.CDLL(None)
+    libc.mallinfo2.restype = Mallinfo2
+    info = libc.mallinfo2()
+    with tempfile.TemporaryFile() as out:  # _debugmallocstats writes to C's stderr
+        saved = os.dup(2)
+        os.dup2(out.fileno(), 2)
+        try:
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        out.seek(0)
+        stats = out.read().decode()
+
+    def stat(pattern: str) -> float:
+        found = re.search(pattern + r"\s*=\s*([\d,]+)", stats)
+        return float(found.group(1).replace(",", "")) if found else 0.0
+
+    return {
+        "c_heap_in_use": float(info.uordblks + info.hblkhd),
+        "c_heap_free": float(info.fordblks),
+        "pymalloc_arenas": stat(r"arenas \* \d+ bytes/arena"),
+        "pymalloc_in_use": stat(r"# bytes in allocated blocks"),
+    }
+
+
+def census() -> dict[str, tuple[int, int]]:
+    """Objects the garbage collector tracks, by type: (count, bytes by sys.getsizeof);
+    a sandbox's copy of a class counts with its original (same module and name)."""
+    counts: dict[str, list[int]] = {}
+    for obj in gc.get_objects():
+        kind = type(obj)
+        entry = counts.setdefault(f"{kind.__module__}.{kind.__qualname__}", [0, 0])
+        entry[0] += 1
+        with contextlib.suppress(Exception):  # a restricted proxy may refuse
+            entry[1] += sys.getsizeof(obj)
+    return {name: (count, size) for name, (count, size) in counts.items()}
+
+
+def account_of(
+    first: tracemalloc.Snapshot,
+    second: tracemalloc.Snapshot,
+    before: dict[str, tuple[int, int]],
+    after: dict[str, tuple[int, int]],
+    added: int,
+) -> Account:
+    """KiB per workflow added, by owner (LABELS), by the line that allocated it, and the
+    objects added per workflow by type."""
+    spans = worker_phases()
+    groups: dict[str, float] = {}
+    lines: dict[str, float] = {}
     for stat in second.compare_to(first, "traceback"):
-        label = owner(stat.traceback)
-        kib[label] = kib.get(label, 0.0) + stat.size_diff / 1024 / added
-    return kib
+        kib = stat.size_diff / 1024 / added
+        label = owner(stat.traceback, spans)
+        groups[label] = groups.get(label, 0.0) + kib
+        innermost = where(list(stat.traceback)[-1])
+        lines[innermost] = lines.get(innermost, 0.0) + kib
+    types = [
+        (name, (count - before.get(name, (0, 0))[0]) / added,
+         (size - before.get(name, (0, 0))[1]) / 1024 / added)
+        for name, (count, size) in after.items()
+    ]  # fmt: skip
+    return {
+        "groups": groups,
+        "lines": sorted(lines.items(), key=lambda item: -item[1])[:TOP],
+        "types": sorted(types, key=lambda item: -item[2])[:TOP],
+        "objects": sum(count for _, count, _ in types),
+    }
+
+
+TOP = 12
 
 
 # -------------------------------------------------------------------------------- main
@@ -303,7 +500,7 @@ async def measure(customers: int, sandboxed: bool, breakdown: bool) -> Measured:
                 [2 * CACHE],
                 "raw",
             )
-            measured.raw_full = raw_rows[-1][1]
+            measured.raw_full = raw_rows[-1]
             async with sopflow_stack(
                 client, folder / "home", STATE_ONLY, sandboxed, worker=False
             ) as stack:
@@ -312,7 +509,7 @@ async def measure(customers: int, sandboxed: bool, breakdown: bool) -> Measured:
                         [str(Path(sys.executable).parent / "sopflow"), "worker"],
                         sopflow_env(stack.settings, sandboxed),
                     ),
-                    sopflow_enroller(stack),
+                    sopflow_enroller(stack, "m"),
                     checkpoints,
                     "sopflow",
                 )
@@ -328,7 +525,7 @@ async def measure(customers: int, sandboxed: bool, breakdown: bool) -> Measured:
                 measured.traced = await traced(
                     [*python, "--sopflow-worker"],
                     sopflow_env(stack.settings, sandboxed),
-                    sopflow_enroller(stack),
+                    sopflow_enroller(stack, "traced"),
                 )
     return measured
 
@@ -341,7 +538,6 @@ def main() -> None:
     parser.add_argument("--no-record", action="store_true", help="print only")
     parser.add_argument("--no-breakdown", action="store_true", help="skip the traced pass")
     parser.add_argument("--sopflow-worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--keep-snapshots", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.raw_worker:
         asyncio.run(raw_worker_main(*args.raw_worker))
@@ -351,26 +547,22 @@ def main() -> None:
         return
     began = time.monotonic()
     measured = asyncio.run(measure(args.customers, not args.unsandboxed, not args.no_breakdown))
-    if args.keep_snapshots:
-        args.keep_snapshots.mkdir(parents=True, exist_ok=True)
-        for side, pair in (("raw", measured.raw_traced), ("sopflow", measured.traced)):
-            for i, snap in enumerate(pair or ()):
-                snap.dump(str(args.keep_snapshots / f"{side}-{i}"))
     raw_idle, raw_full, idle, rows = (
         measured.raw_idle,
         measured.raw_full,
         measured.idle,
         measured.rows,
     )
-    raw_per = (raw_full - raw_idle) * 1024 / CACHE
+    raw_per = (raw_full.rss - raw_idle.rss) * 1024 / CACHE
     # Both sides at twice the cache: full, whatever the order the cache filled in.
-    full_at_cache = next(rss for count, rss in rows if count >= 2 * CACHE)
-    ours_per = (full_at_cache - idle) * 1024 / CACHE
-    growth = rows[-1][1] - full_at_cache
+    full_at_cache = next(row.rss for row in rows if row.open >= 2 * CACHE)
+    ours_per = (full_at_cache - idle.rss) * 1024 / CACHE
+    growth = rows[-1].rss - full_at_cache
     ratio = ours_per / raw_per
     table = report.table(
-        ["open customers", "worker RSS MiB"],
-        [["0 (idle)", f"{idle:.0f}"]] + [[f"{c:,}", f"{rss:.0f}"] for c, rss in rows],
+        ["open customers", "worker RSS MiB", "worker threads"],
+        [["0 (idle)", f"{idle.rss:.0f}", idle.threads]]
+        + [[f"{row.open:,}", f"{row.rss:.0f}", row.threads] for row in rows],
     )
     summary = report.table(
         ["", "raw Temporal", "sopflow", "ratio", f"target <= {TARGET}"],
@@ -388,9 +580,7 @@ def main() -> None:
     if measured.raw_traced and measured.traced:
         account = ACCOUNT.format(
             FRAMES=FRAMES, first=TRACED[0], second=TRACED[1]
-        ) + breakdown_table(
-            breakdown(measured.raw_traced), breakdown(measured.traced), raw_per, ours_per
-        )
+        ) + breakdown_tables(measured.raw_traced, measured.traced, raw_per, ours_per)
     print(table, summary, account, sep="\n\n")
     print(f"Repeat: {report.command()}  ({time.monotonic() - began:.0f} s)")
     if args.no_record:
@@ -400,14 +590,15 @@ def main() -> None:
 In-memory dev server; each worker in its own process with temporalio's default cache of
 {CACHE:,} workflows. sopflow customers are enrolled in a state-only playbook and wait on a
 30-day timer; raw workflows wait for a signal (unsandboxed: the least a workflow costs).
-Raw: {raw_idle:.0f} MiB idle, {raw_full:.0f} MiB with {2 * CACHE:,} open workflows.
+Raw: {raw_idle.rss:.0f} MiB idle, {raw_full.rss:.0f} MiB with {2 * CACHE:,} open workflows
+({raw_idle.threads} and {raw_full.threads} threads).
 
 {table}
 
 {summary}
 
 - Memory independent of the number of customers: {report.verdict(flat)} (from {2 * CACHE:,}
-  to {rows[-1][0]:,} open customers the worker grew by {growth:.0f} MiB; the cache holds
+  to {rows[-1].open:,} open customers the worker grew by {growth:.0f} MiB; the cache holds
   at most {CACHE:,}, the rest live only in Temporal).
 - Per cached customer: {report.verdict(ratio <= TARGET)} (docs/benchmarks.md says what a
   cached customer holds beyond a raw workflow; a run without `--no-breakdown` adds the
@@ -423,30 +614,66 @@ Raw: {raw_idle:.0f} MiB idle, {raw_full:.0f} MiB with {2 * CACHE:,} open workflo
 
 ACCOUNT = """\
 What one cached workflow holds, by who allocated it: a second pass runs each worker
-with Python's allocations traced (tracemalloc, {FRAMES} frames) and diffs snapshots taken with
-{first:,} and {second:,} workflows open, per workflow added; an allocation belongs to
-the innermost frame of its traceback in one of the groups below. What RSS grows by beyond
-that is native: Temporal's core (Rust) keeps each cached run's state machines, and the
-allocators keep their overhead. Tracing slows the worker, so these figures come from a
-separate run of each worker; RSS and traced totals are not exactly comparable.
+again, traces its Python allocations (tracemalloc, {FRAMES} frames) from {first:,} workflows
+open to {second:,}, and divides what was allocated and is still held by the workflows added.
+"Native" is the rest of the RSS per cached workflow above (a separate, untraced run):
+what Temporal's core (Rust) keeps for each cached run, and what the allocators keep
+besides (free space in Python's arenas and the C heap).
 
 """
 
 
-def breakdown_table(
-    raw: dict[str, float], ours: dict[str, float], raw_rss: float, ours_rss: float
-) -> str:
-    labels = [label for _, label in OWNERS] + [OTHER]
+def _native(account: Account) -> float:
+    return float(account["heap"]["c_heap_in_use"] - account["heap"]["python_large"])
+
+
+# The RSS per cached workflow (the untraced run's) split by allocator, from the traced
+# pass's readings of glibc's malloc (mallinfo2) and Python's (pymalloc), taken before
+# tracing started and after it stopped.
+RSS_PARTS: list[tuple[str, Callable[[Account, float], float]]] = [
+    ("Python objects up to 512 bytes (pymalloc's blocks in use)",
+     lambda a, rss: float(a["heap"]["pymalloc_in_use"])),
+    ("Python objects over 512 bytes (from malloc)",
+     lambda a, rss: float(a["heap"]["python_large"])),
+    ("native: malloc's blocks in use that are not Python's (Temporal's core)",
+     lambda a, rss: _native(a)),
+    ("the rest: free space the allocators keep, thread stacks, other mappings",
+     lambda a, rss: rss - a["heap"]["pymalloc_in_use"] - a["heap"]["python_large"] - _native(a)),
+]  # fmt: skip
+
+
+def breakdown_tables(raw: Account, ours: Account, raw_rss: float, ours_rss: float) -> str:
     rows: list[list[object]] = [
-        [label, f"{raw.get(label, 0):.1f}", f"{ours.get(label, 0):.1f}"] for label in labels
+        [label, f"{raw['groups'].get(label, 0):.1f}", f"{ours['groups'].get(label, 0):.1f}"]
+        for label in LABELS
+        if abs(raw["groups"].get(label, 0)) >= 0.05 or abs(ours["groups"].get(label, 0)) >= 0.05
     ]
-    raw_traced, ours_traced = sum(raw.values()), sum(ours.values())
+    raw_traced, ours_traced = sum(raw["groups"].values()), sum(ours["groups"].values())
     rows += [
         ["**Python allocations (traced)**", f"{raw_traced:.1f}", f"{ours_traced:.1f}"],
-        ["native (RSS per workflow - traced)", f"{raw_rss - raw_traced:.1f}",
-         f"{ours_rss - ours_traced:.1f}"],
+        ["objects tracked by the garbage collector", f"{raw['objects']:.0f}",
+         f"{ours['objects']:.0f}"],
     ]  # fmt: skip
-    return report.table(["KiB per cached workflow", "raw Temporal", "sopflow"], rows)
+    split: list[list[object]] = [
+        [label, f"{part(raw, raw_rss):.1f}", f"{part(ours, ours_rss):.1f}"]
+        for label, part in RSS_PARTS
+    ]
+    split.append(["**RSS per cached workflow**", f"{raw_rss:.1f}", f"{ours_rss:.1f}"])
+    heap = report.table(["KiB per cached workflow, by allocator", "raw Temporal", "sopflow"], split)
+    owners = report.table(["KiB per cached workflow", "raw Temporal", "sopflow"], rows)
+    lines = report.table(
+        ["sopflow: where it was allocated (innermost frame)", "KiB per workflow"],
+        [[f"`{line}`", f"{kib:.1f}"] for line, kib in ours["lines"] if kib >= 0.05],
+    )
+    types = report.table(
+        ["sopflow: objects by type", "per workflow", "KiB (shallow)"],
+        [
+            [f"`{name}`", f"{count:.0f}", f"{kib:.1f}"]
+            for name, count, kib in ours["types"]
+            if kib >= 0.05
+        ],
+    )
+    return "\n\n".join((owners, heap, lines, types))
 
 
 if __name__ == "__main__":
