@@ -22,6 +22,7 @@ import gc
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -120,6 +121,8 @@ class Measured:
     rows: list[Row] = field(default_factory=list)
     raw_traced: Account | None = None
     traced: Account | None = None
+    raw_native: dict[str, float] | None = None
+    native: dict[str, float] | None = None
 
 
 # ---------------------------------------------------------------------------- raw side
@@ -335,7 +338,11 @@ OWNERS: dict[str, tuple[tuple[tuple[str, ...], str], ...]] = {
          "SDK: payloads it decoded and keeps (the start input, a signal's parts)"),
         (("/temporalio/",), "SDK: the run's state (commands, timers, conditions, futures)"),
     ),
-    OUTSIDE: ((("",), "worker: outside the workflow (its entry for the run, the bridge)"),),
+    OUTSIDE: (
+        (("/sopflow/", "/sqlalchemy/"),
+         "activities: the ledger's database caches (bounded, not per workflow)"),
+        (("",), "worker: outside the workflow (its entry for the run, the bridge)"),
+    ),
 }  # fmt: skip
 OTHER = {
     CREATING: "other, while creating the instance (standard library)",
@@ -343,7 +350,8 @@ OTHER = {
     OUTSIDE: "worker: outside the workflow (its entry for the run, the bridge)",
 }
 TOO_DEEP = f"not placed (traceback deeper than {FRAMES} frames)"
-LABELS = [label for groups in OWNERS.values() for _, label in groups] + [
+LABELS = [
+    *dict.fromkeys(label for groups in OWNERS.values() for _, label in groups),
     OTHER[CREATING],
     OTHER[ACTIVATING],
     TOO_DEEP,
@@ -480,6 +488,103 @@ def account_of(
 TOP = 12
 
 
+# ------------------------------------------------------------------- the native account
+
+# What RSS holds beyond Python's objects, by who asked malloc for it: heaptrack (if
+# installed) records every allocation with its native stack; a worker is killed with
+# TRACED[0] and, in a second run, TRACED[1] workflows open, and what each left allocated
+# is summed by owner; the difference per workflow added is what a cached workflow holds.
+# An owner is found from the innermost frame of the stack that names one (Rust frames
+# carry their crate and type names even mangled). Temporal's core is split by the part of
+# its run state that asked.
+NATIVE_OWNERS = (
+    ("upb", "protobuf messages held from Python (the activations' arenas)"),
+    ("pydantic_core", "pydantic_core"),
+    ("sqlite3", "SQLite (the ledger's page cache)"),
+    ("temporalio_sdk_core", "Temporal's core"),
+)
+CORE_PARTS = (  # within Temporal's core: the innermost frame naming one
+    ("CommandAndMachine", "core: the command queue of a workflow task (capacity kept)"),
+    ("7slotmap", "core: the run's state machines (one per command)"),
+    ("history_update", "core: history updates (events buffered and being applied)"),
+    ("local_activity", "core: local activities (their markers' data)"),
+    ("", "core: the run itself, its search attributes, metrics, jobs"),
+)
+PYTHON_FRAME = re.compile(r"^_?Py|\((obmalloc|dictobject|listobject|unicodeobject|typeobject)\.c\)")
+NATIVE_LABELS = [
+    *(label for _, label in CORE_PARTS),
+    *(label for key, label in NATIVE_OWNERS if key != "temporalio_sdk_core"),
+    "Python's own objects (asked of malloc by Python's allocator)",
+    "other native code (tokio, gRPC, the C library)",
+]
+
+
+def heaptrack_installed() -> bool:
+    return bool(shutil.which("heaptrack") and shutil.which("heaptrack_print"))
+
+
+def native_owner(stack: str) -> str:
+    frames = [f for f in stack.split(";") if f and not f.startswith("0x")]
+    for frame in reversed(frames):  # innermost first
+        for key, label in NATIVE_OWNERS:
+            if key not in frame:
+                continue
+            if key != "temporalio_sdk_core":
+                return label
+            inner_first = [f for f in reversed(frames) if "temporalio_sdk_core" in f]
+            return next(
+                (name for f in inner_first for part, name in CORE_PARTS if part and part in f),
+                CORE_PARTS[-1][1],
+            )
+        if PYTHON_FRAME.search(frame):
+            return NATIVE_LABELS[-2]
+    return NATIVE_LABELS[-1]
+
+
+Launch = Callable[[], tuple[list[str], dict[str, str], Enrol]]
+
+
+async def native(launch: Launch, folder: Path) -> dict[str, float]:
+    """KiB per workflow added between TRACED[0] and TRACED[1], by native owner."""
+    left: list[dict[str, float]] = []
+    for count in TRACED:
+        args, env, enrol = launch()
+        out = folder / f"heaptrack-{uuid.uuid4().hex}"
+        wrapper = start_process(["heaptrack", "-o", str(out), *args], env)
+        try:
+            await asyncio.sleep(8)
+            await enrol(count)
+            children = subprocess.run(
+                ["pgrep", "-P", str(wrapper.pid), "-f", "bench.memory"],
+                capture_output=True, text=True, check=True,
+            ).stdout.split()  # fmt: skip
+            worker = int(children[0])
+            await settle(worker)
+            os.kill(worker, signal.SIGKILL)  # with the workflows still held
+            wrapper.wait(timeout=600)
+        finally:
+            if wrapper.poll() is None:
+                stop_process(wrapper)
+        folded = folder / f"{out.name}-folded.txt"
+        [recording] = folder.glob(f"{out.name}.*")  # .zst or .gz, as heaptrack was built
+        subprocess.run(
+            ["heaptrack_print", "-f", str(recording), "--flamegraph-cost-type", "leaked",
+             "-F", str(folded)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True,
+        )  # fmt: skip
+        sums: dict[str, float] = {}
+        for line in folded.read_text().splitlines():
+            stack, _, size = line.rpartition(" ")
+            label = native_owner(stack)
+            sums[label] = sums.get(label, 0.0) + int(size)
+        left.append(sums)
+    added = TRACED[1] - TRACED[0]
+    return {
+        label: (left[1].get(label, 0.0) - left[0].get(label, 0.0)) / 1024 / added
+        for label in NATIVE_LABELS
+    }
+
+
 # -------------------------------------------------------------------------------- main
 
 
@@ -526,6 +631,26 @@ async def measure(customers: int, sandboxed: bool, breakdown: bool) -> Measured:
                     [*python, "--sopflow-worker"],
                     sopflow_env(stack.settings, sandboxed),
                     sopflow_enroller(stack, "traced"),
+                )
+            if not heaptrack_installed():
+                return measured
+
+            def raw_launch() -> tuple[list[str], dict[str, str], Enrol]:
+                queue = f"raw-native-{uuid.uuid4().hex}"
+                return [*python, "--raw-worker", address, queue], {}, raw_enroller(client, queue)
+
+            measured.raw_native = await native(raw_launch, folder)
+            async with sopflow_stack(
+                client, folder / "native", STATE_ONLY, sandboxed, worker=False
+            ) as stack:
+                prefixes = iter(("native-a", "native-b"))
+                measured.native = await native(
+                    lambda: (
+                        [*python, "--sopflow-worker"],
+                        sopflow_env(stack.settings, sandboxed),
+                        sopflow_enroller(stack, next(prefixes)),
+                    ),
+                    folder,
                 )
     return measured
 
@@ -581,6 +706,12 @@ def main() -> None:
         account = ACCOUNT.format(
             FRAMES=FRAMES, first=TRACED[0], second=TRACED[1]
         ) + breakdown_tables(measured.raw_traced, measured.traced, raw_per, ours_per)
+    if measured.raw_native and measured.native:
+        account += (
+            "\n\n"
+            + NATIVE_ACCOUNT.format(first=TRACED[0], second=TRACED[1])
+            + native_table(measured.raw_native, measured.native)
+        )
     print(table, summary, account, sep="\n\n")
     print(f"Repeat: {report.command()}  ({time.monotonic() - began:.0f} s)")
     if args.no_record:
@@ -621,6 +752,23 @@ what Temporal's core (Rust) keeps for each cached run, and what the allocators k
 besides (free space in Python's arenas and the C heap).
 
 """
+
+
+NATIVE_ACCOUNT = """\
+What malloc holds that is not Python's, by who asked for it: a third pass runs each
+worker under heaptrack, killed with {first:,} and (a second run) {second:,} workflows open,
+and divides the difference in what was left allocated by the workflows added (what was
+asked of malloc, not the pages it takes).
+
+"""
+
+
+def native_table(raw: dict[str, float], ours: dict[str, float]) -> str:
+    rows: list[list[object]] = [
+        [label, f"{raw.get(label, 0):.1f}", f"{ours.get(label, 0):.1f}"] for label in NATIVE_LABELS
+    ]
+    rows.append(["**total**", f"{sum(raw.values()):.1f}", f"{sum(ours.values()):.1f}"])
+    return report.table(["KiB per cached workflow, by heaptrack", "raw Temporal", "sopflow"], rows)
 
 
 def _native(account: Account) -> float:
