@@ -140,10 +140,10 @@ class CustomerJourneyWorkflow:
         # LEDGER_WITH_DELIVERIES_PATCH, read when the run starts.
         self._ledger_with_deliveries = False
         # The SDK keeps the start input for as long as the run is cached (and passes it to
-        # `run`, which does not read it). After a continue-as-new it holds the carried
-        # state, inbox and outbox and its own decoded copy of each plan (14 to 114 KiB for
-        # the shipped playbooks) while the workflow uses the process's shared ones: what
-        # was taken from it above is let go of, so a cached customer holds one copy.
+        # `run`, which does not read it). After a continue-as-new it holds its own decoded
+        # copy of each plan (14 to 114 KiB for the shipped playbooks) where the workflow
+        # uses the process's shared one, and it would keep the carried state, inbox and
+        # outbox alive after the workflow has moved on from them: it lets go of them here.
         input.state, input.plans, input.profiles = None, {}, {}
         input.inbox, input.migrations, input.outbox = [], [], []
 
