@@ -8,6 +8,12 @@ timer), and this module's `--raw-worker` mode for raw Temporal (the signal-count
 workflow, started with the SDK, waiting for signals that never come). Per cached
 customer = (RSS with the cache full - RSS idle) / cache size.
 
+Unless `--no-breakdown`, the account of what a cached workflow holds follows, from more
+runs of each worker: Python's allocations by who made them and the RSS by allocator (a
+traced pass), and, where heaptrack is installed, malloc's blocks by the native code that
+asked for them (Temporal's core by part of its run state). About five minutes in all at
+`--customers 2000` on 2 cores.
+
 Run: `.venv/bin/python -m bench.memory [--customers 100000]`
 Target: memory independent of the number of customers; per cached customer <= 1.2 x raw.
 """
@@ -745,11 +751,13 @@ Raw: {raw_idle.rss:.0f} MiB idle, {raw_full.rss:.0f} MiB with {2 * CACHE:,} open
 
 ACCOUNT = """\
 What one cached workflow holds, by who allocated it: a second pass runs each worker
-again, traces its Python allocations (tracemalloc, {FRAMES} frames) from {first:,} workflows
-open to {second:,}, and divides what was allocated and is still held by the workflows added.
-"Native" is the rest of the RSS per cached workflow above (a separate, untraced run):
-what Temporal's core (Rust) keeps for each cached run, and what the allocators keep
-besides (free space in Python's arenas and the C heap).
+again and, from {first:,} workflows open to {second:,}, traces its Python allocations
+(tracemalloc, {FRAMES} frames) and reads both allocators' figures (glibc's mallinfo2,
+Python's pymalloc statistics) before and after; what was allocated and is still held is
+divided by the workflows added. The first table says who allocated the Python objects; the
+second splits the RSS per cached workflow of the run above by allocator (what malloc holds
+that is not Python's is native code's, Temporal's core for the most part). Runs differ by
+a few KiB per workflow (the raw worker's threads vary, and with them its stacks).
 
 """
 
