@@ -757,7 +757,7 @@ Python's pymalloc statistics) before and after; what was allocated and is still 
 divided by the workflows added. The first table says who allocated the Python objects; the
 second splits the RSS per cached workflow of the run above by allocator (what malloc holds
 that is not Python's is native code's, Temporal's core for the most part). Runs differ by
-a few KiB per workflow (the raw worker's threads vary, and with them its stacks).
+a few KiB per workflow.
 
 """
 
@@ -769,6 +769,10 @@ and divides the difference in what was left allocated by the workflows added (wh
 asked of malloc, not the pages it takes).
 
 """
+
+
+def kib(value: float) -> str:
+    return f"{round(value, 1) + 0.0:.1f}"  # + 0.0: no "-0.0" for a difference of nothing
 
 
 def native_table(raw: dict[str, float], ours: dict[str, float]) -> str:
