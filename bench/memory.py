@@ -11,8 +11,9 @@ customer = (RSS with the cache full - RSS idle) / cache size.
 Unless `--no-breakdown`, the account of what a cached workflow holds follows, from more
 runs of each worker: Python's allocations by who made them and the RSS by allocator (a
 traced pass), and, where heaptrack is installed, malloc's blocks by the native code that
-asked for them (Temporal's core by part of its run state). About five minutes in all at
-`--customers 2000` on 2 cores.
+asked for them (Temporal's core by part of its run state). About six minutes in all at
+`--customers 2000` on a loaded 2-core machine. `--continued` measures only, in this process, what a run
+started by continue-as-new keeps of its start (no server).
 
 Run: `.venv/bin/python -m bench.memory [--customers 100000]`
 Target: memory independent of the number of customers; per cached customer <= 1.2 x raw.
@@ -591,6 +592,42 @@ async def native(launch: Launch, folder: Path) -> dict[str, float]:
     }
 
 
+# ------------------------------------------------------------ a continued customer's start
+
+CONTINUED_PLAYBOOKS = ("welcome", "one_to_one_five_stage", "auto_high_ticket")
+
+
+def continued(copies: int = 20) -> None:
+    """What a run started by continue-as-new keeps of its start, in this process: the
+    workflow object and the start input the SDK keeps for the run, the input decoded from
+    JSON as the SDK decodes it, with the playbook's plan, which the process already holds
+    (another customer loaded it). The benchmark above enrols new customers only, whose
+    start carries no plan."""
+    from sopflow.core.state import CustomerState
+    from sopflow.language.compiler import compile_playbook_file
+    from sopflow.language.plan import shared_plan
+    from workflows.contracts import CustomerWorkflowInput
+    from workflows.customer_workflow import CustomerJourneyWorkflow
+
+    rows: list[list[object]] = []
+    for name in CONTINUED_PLAYBOOKS:
+        plan = shared_plan(compile_playbook_file(REPO / "playbooks" / f"{name}.yaml"))
+        carried = CustomerWorkflowInput(
+            customer_id="c", state=CustomerState(customer_id="c"), plans={plan.version: plan}
+        ).model_dump_json()
+        gc.collect()
+        tracemalloc.start()
+        kept = []
+        for _ in range(copies):
+            start = CustomerWorkflowInput.model_validate_json(carried)
+            kept.append((start, CustomerJourneyWorkflow(start)))
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        rows.append([name, f"{len(carried) / 1024:.1f}", f"{held / 1024 / copies:.1f}"])
+    print(report.table(["playbook", "carried JSON KiB", "KiB kept per continued run"], rows))
+
+
 # -------------------------------------------------------------------------------- main
 
 
@@ -669,7 +706,13 @@ def main() -> None:
     parser.add_argument("--no-record", action="store_true", help="print only")
     parser.add_argument("--no-breakdown", action="store_true", help="skip the traced pass")
     parser.add_argument("--sopflow-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--continued", action="store_true", help="only what a continued run's start keeps"
+    )
     args = parser.parse_args()
+    if args.continued:
+        continued()
+        return
     if args.raw_worker:
         asyncio.run(raw_worker_main(*args.raw_worker))
         return
