@@ -12,8 +12,8 @@ Unless `--no-breakdown`, the account of what a cached workflow holds follows, fr
 runs of each worker: Python's allocations by who made them and the RSS by allocator (a
 traced pass), and, where heaptrack is installed, malloc's blocks by the native code that
 asked for them (Temporal's core by part of its run state). About six minutes in all at
-`--customers 2000` on a loaded 2-core machine. `--continued` measures only, in this process, what a run
-started by continue-as-new keeps of its start (no server).
+`--customers 2000` on a loaded 2-core machine. `--continued` measures only, in this
+process, what a run started by continue-as-new keeps of its start (no server).
 
 Run: `.venv/bin/python -m bench.memory [--customers 100000]`
 Target: memory independent of the number of customers; per cached customer <= 1.2 x raw.
