@@ -54,10 +54,9 @@ CACHE = 1000  # temporalio's default max_cached_workflows, which neither side ch
 # The traced pass: a worker starts tracing its Python allocations (tracemalloc, FRAMES deep)
 # only once TRACED[0] workflows are open and cached, snapshots, and snapshots again with
 # TRACED[1] open (all within the cache: nothing is evicted in between); the difference
-# divided by the workflows added is what one cached workflow holds. Traced from the start
-# through 1,000 workflows (as this pass first was), a loaded machine's worker slowed until
-# the pass never finished; the worker sums the difference itself, so no snapshot crosses
-# processes.
+# divided by the workflows added is what one cached workflow holds. Tracing only that
+# window keeps the traced worker's slowdown to 200 enrolments; the worker sums the
+# difference itself, so no snapshot crosses processes.
 TRACE_ENV = "SOPFLOW_BENCH_TRACE"
 KEEP_ENV = "SOPFLOW_BENCH_KEEP_SNAPSHOTS"  # a path prefix: the traced workers' snapshots
 TRACED = (100, 300)
@@ -71,8 +70,9 @@ REPO = Path(__file__).resolve().parent.parent
 class Row(NamedTuple):
     open: int  # workflows
     rss: float  # MiB
-    # The worker runs each activation on a thread of a pool that grows with the
-    # activations in flight (up to 500), and keeps them: their stacks are RSS too.
+    # The worker runs activations on a thread pool that grows with the activations in
+    # flight (up to max_concurrent_workflow_tasks: 500 unless set, sopflow sets 10) and
+    # keeps its threads: their stacks are RSS too.
     threads: int
 
 
@@ -413,9 +413,9 @@ SMALL = 512  # bytes: Python's allocator serves blocks up to this itself, larger
 
 
 def heap() -> dict[str, float]:
-    """Bytes the process holds, by who holds them: the C heap (glibc's malloc, which
-    Temporal's core, Python's objects over 512 bytes and tracemalloc's own tables use),
-    in use and free, and Python's small-object allocator (pymalloc's arenas)."""
+    """Bytes in use, by allocator: the C heap's blocks (glibc's malloc, which Temporal's
+    core, Python's objects over 512 bytes and tracemalloc's own tables use) and the blocks
+    of Python's small-object allocator (pymalloc)."""
     fields = ["arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
               "uordblks", "fordblks", "keepcost"]  # fmt: skip
 
@@ -442,8 +442,6 @@ def heap() -> dict[str, float]:
 
     return {
         "c_heap_in_use": float(info.uordblks + info.hblkhd),
-        "c_heap_free": float(info.fordblks),
-        "pymalloc_arenas": stat(r"arenas \* \d+ bytes/arena"),
         "pymalloc_in_use": stat(r"# bytes in allocated blocks"),
     }
 
@@ -498,9 +496,10 @@ TOP = 12
 # ------------------------------------------------------------------- the native account
 
 # What RSS holds beyond Python's objects, by who asked malloc for it: heaptrack (if
-# installed) records every allocation with its native stack; a worker is killed with
-# TRACED[0] and, in a second run, TRACED[1] workflows open, and what each left allocated
-# is summed by owner; the difference per workflow added is what a cached workflow holds.
+# installed) records every allocation with its native stack; a worker is killed (SIGKILL,
+# so nothing is freed on the way out) with TRACED[0] and, in a second run, TRACED[1]
+# workflows open, and what each left allocated is summed by owner; the difference per
+# workflow added is what a cached workflow holds.
 # An owner is found from the innermost frame of the stack that names one (Rust frames
 # carry their crate and type names even mangled). Temporal's core is split by the part of
 # its run state that asked.
