@@ -819,7 +819,7 @@ def kib(value: float) -> str:
 
 def native_table(raw: dict[str, float], ours: dict[str, float]) -> str:
     rows: list[list[object]] = [
-        [label, f"{raw.get(label, 0):.1f}", f"{ours.get(label, 0):.1f}"] for label in NATIVE_LABELS
+        [label, kib(raw.get(label, 0)), kib(ours.get(label, 0))] for label in NATIVE_LABELS
     ]
     rows.append(["**total**", f"{sum(raw.values()):.1f}", f"{sum(ours.values()):.1f}"])
     return report.table(["KiB per cached workflow, by heaptrack", "raw Temporal", "sopflow"], rows)
