@@ -139,6 +139,13 @@ class CustomerJourneyWorkflow:
         # A waiting ledger write goes out with the next local batch (one marker for both);
         # LEDGER_WITH_DELIVERIES_PATCH, read when the run starts.
         self._ledger_with_deliveries = False
+        # The SDK keeps the start input for as long as the run is cached (and passes it to
+        # `run`, which does not read it). After a continue-as-new it holds its own decoded
+        # copy of each plan (14 to 114 KiB for the shipped playbooks) where the workflow
+        # uses the process's shared one, and it would keep the carried state, inbox and
+        # outbox alive after the workflow has moved on from them: it lets go of them here.
+        input.state, input.plans, input.profiles = None, {}, {}
+        input.inbox, input.migrations, input.outbox = [], [], []
 
     @workflow.signal(name=EVENT_SIGNAL)
     def receive_event(self, signal: EventSignal) -> None:
