@@ -155,8 +155,9 @@ class RawAppend:
 
 
 @asynccontextmanager
-async def raw_worker(client: Client, log: Path) -> AsyncIterator[str]:
-    queue = f"raw-{uuid.uuid4().hex}"
+async def raw_worker(client: Client, log: Path, queue: str | None = None) -> AsyncIterator[str]:
+    """The baseline's worker on `queue` (a new one unless given); yields the queue."""
+    queue = queue or f"raw-{uuid.uuid4().hex}"
     async with Worker(
         client,
         task_queue=queue,
@@ -225,6 +226,24 @@ class Stack:
             await asyncio.sleep(0.2)
 
 
+def deployed(
+    client: Client, home: Path, playbook: str, **overrides: object
+) -> tuple[Settings, Database, str]:
+    """Settings for a benchmark's sopflow on `client`'s server (a task queue and an API port
+    of its own, `overrides` on top), with `playbook` deployed and an operator key."""
+    settings = Settings(
+        home=home,
+        temporal_task_queue=f"bench-{uuid.uuid4().hex}",
+        temporal_address=client.service_client.config.target_host,
+        api_port=free_port(),
+        **overrides,  # type: ignore[arg-type]
+    )
+    PlanStore.from_settings(settings).deploy(compile_playbook(playbook))
+    database = Database.from_settings(settings)
+    key, _ = create_key(database, Role.OPERATOR, "bench")
+    return settings, database, key
+
+
 @asynccontextmanager
 async def sopflow_stack(
     client: Client,
@@ -237,17 +256,9 @@ async def sopflow_stack(
     """The API (and, unless `worker=False`, a worker in this process) with `playbook`
     deployed and an operator key; a benchmark that runs its worker in another process
     points it at `stack.settings`. `overrides` are more settings (WeCom's callback)."""
-    settings = Settings(
-        home=home,
-        temporal_task_queue=f"bench-{uuid.uuid4().hex}",
-        temporal_address=client.service_client.config.target_host,
-        api_port=free_port(),
-        workflow_sandbox=sandboxed,
-        **overrides,  # type: ignore[arg-type]
+    settings, database, key = deployed(
+        client, home, playbook, workflow_sandbox=sandboxed, **overrides
     )
-    PlanStore.from_settings(settings).deploy(compile_playbook(playbook))
-    database = Database.from_settings(settings)
-    key, _ = create_key(database, Role.OPERATOR, "bench")
     server = api_server(settings, client)
     async with build_worker(client, settings) if worker else contextlib.nullcontext():
         freeze_startup_heap()  # as `sopflow worker` and `sopflow api` do (cli/heap.py)

@@ -28,17 +28,10 @@ from pathlib import Path
 import httpx
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.worker import Worker
 
-from bench.harness import CountSignals, DeliverPerSignal, RawAppend, Stack
+from bench.harness import Stack, deployed, raw_worker
+from bench.sizing import cpu_seconds
 from cli.heap import freeze_startup_heap
-from sopflow.language import compile_playbook
-from sopflow.settings import Settings
-from sopflow.store.database import Database
-from sopflow.store.keys import Role, create_key
-from sopflow.store.plans import PlanStore
-from tests.conftest import free_port
-from worker.main import POLLER
 
 READY_TIMEOUT = 120.0  # seconds for a process to start answering (a busy machine)
 
@@ -49,23 +42,11 @@ class Processes:
 
     children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
-    def cpu_seconds(self) -> float:
-        """User and system CPU of the children so far, plus this process's own."""
-        return sum(self.cpu_parts().values())
-
     def cpu_parts(self) -> dict[str, float]:
         """CPU seconds so far of each process, this one (the benchmark's client) first."""
         parts = {"client": time.process_time()}
-        parts.update({name: _cpu_of(p.pid) for name, p in self.children.items()})
+        parts.update({name: cpu_seconds(p.pid) for name, p in self.children.items()})
         return parts
-
-
-def _cpu_of(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -107,17 +88,8 @@ async def sopflow_processes(
     """`sopflow api` and `sopflow worker` as processes on one data folder, with `playbook`
     deployed; their read model is the database at `database_url`, else the embedded
     default (SQLite in WAL mode, shared by both)."""
-    settings = Settings(
-        home=home,
-        temporal_task_queue=f"bench-{uuid.uuid4().hex}",
-        temporal_address=client.service_client.config.target_host,
-        api_port=free_port(),
-        database_url=database_url,
-    )
     home.mkdir(parents=True, exist_ok=True)
-    PlanStore.from_settings(settings).deploy(compile_playbook(playbook))
-    database = Database.from_settings(settings)
-    key, _ = create_key(database, Role.OPERATOR, "bench")
+    settings, database, key = deployed(client, home, playbook, database_url=database_url)
     env = {
         **os.environ,
         "SOPFLOW_HOME": str(home),
@@ -181,14 +153,7 @@ async def _run_raw_worker(address: str, queue: str, log: Path, ready: Path) -> N
     client = await Client.connect(address, data_converter=pydantic_data_converter)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    async with Worker(
-        client,
-        task_queue=queue,
-        workflows=[CountSignals, DeliverPerSignal],
-        activities=[RawAppend(log).append],
-        workflow_task_poller_behavior=POLLER,
-        activity_task_poller_behavior=POLLER,
-    ):
+    async with raw_worker(client, log, queue):
         freeze_startup_heap()  # as sopflow's processes do (cli/heap.py)
         ready.touch()
         await stop.wait()
